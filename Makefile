@@ -1,0 +1,59 @@
+# The two commands a developer needs: `make dev` (the whole service locally,
+# no Docker, no AWS account) and `make test`. Both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.13 (the Lambda runtime): on PATH, or installed with pyenv.
+PYTHON313 ?= $(or $(shell command -v python3.13 2>/dev/null),$(lastword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13)))
+VENV := .venv
+TOOLS := .tools
+PY := $(VENV)/bin/python
+export SAM_CLI_TELEMETRY := 0
+
+# `make token USER=bob`; without USER= on the command line, alice.
+TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),alice)
+
+.PHONY: help dev test token invoke bench check-template clean
+
+help:
+	@echo "make dev                      run the service locally (HTTP API on :3000)"
+	@echo "make test                     unit, handler, end-to-end and template tests"
+	@echo "make token [USER=bob]         print a fresh ID token from the local Cognito"
+	@echo "make invoke FUNCTION=GetSessionFunction EVENT=events/get_session.json"
+	@echo "make bench                    benchmarks (see bench/README.md)"
+	@echo "make check-template           cfn-lint, sam validate --lint, sam build"
+
+$(VENV)/.installed: requirements/dev.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found on PATH or under pyenv"; exit 1; }
+	$(PYTHON313) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	@touch $@
+
+# The SAM CLI pins its own boto3, so it lives in a virtualenv of its own.
+$(TOOLS)/.installed: requirements/sam.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found on PATH or under pyenv"; exit 1; }
+	$(PYTHON313) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
+	@touch $@
+
+dev: $(VENV)/.installed
+	$(PY) -m local_stack dev $(ARGS)
+
+test: $(VENV)/.installed $(TOOLS)/.installed
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+token: $(VENV)/.installed
+	@$(PY) -m local_stack token $(TOKEN_USER)
+
+invoke: $(VENV)/.installed
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=GetSessionFunction EVENT=events/get_session.json"; exit 2; }
+	@$(PY) -m local_stack invoke $(FUNCTION) -e $(EVENT)
+
+bench: $(VENV)/.installed
+	$(PY) -m bench $(ARGS)
+
+check-template: $(VENV)/.installed $(TOOLS)/.installed
+	scripts/check-template.sh
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache

@@ -1,0 +1,66 @@
+"""Errors a caller may see. Each has an HTTP status and a machine-readable code;
+the message is safe to show (no internal names, no exception text)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "INTERNAL_ERROR"
+    default_message = "The service could not complete the request."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+
+
+class ValidationError(ServiceError):
+    status, code, default_message = 400, "VALIDATION_ERROR", "The request is not valid."
+
+
+class InvalidJson(ServiceError):
+    status, code, default_message = 400, "INVALID_JSON", "The request body is not valid JSON."
+
+
+class BodyTooLarge(ServiceError):
+    status, code, default_message = 400, "BODY_TOO_LARGE", "The request body is larger than 16 KB."
+
+
+class InvalidSessionId(ServiceError):
+    status, code = 400, "INVALID_SESSION_ID"
+    default_message = "Session IDs look like 'golden-eagle-427': two lowercase words and three digits."
+
+
+class Forbidden(ServiceError):
+    status, code, default_message = 403, "FORBIDDEN", "Only the speaker who created the session may change it."
+
+
+class SessionNotFound(ServiceError):
+    status, code, default_message = 404, "SESSION_NOT_FOUND", "No session with this ID exists (or it has expired)."
+
+
+class RouteNotFound(ServiceError):
+    status, code, default_message = 404, "ROUTE_NOT_FOUND", "No such route."
+
+
+class SessionEnded(ServiceError):
+    status, code, default_message = 409, "SESSION_ENDED", "The session has ended and can no longer change."
+
+
+class VersionConflict(ServiceError):
+    status, code = 409, "VERSION_CONFLICT"
+    default_message = "The session changed since the version given in If-Match; read it again and retry."
+
+
+class ServiceUnavailable(ServiceError):
+    status, code, default_message = 503, "SERVICE_UNAVAILABLE", "The service is busy; retry with backoff."
+
+
+class SessionIdExhausted(ServiceUnavailable):
+    """No free session ID was found in the bounded number of tries."""
+
+
+class Unauthorized(ServiceError):
+    """Answered with API Gateway's bare body, so nothing about the token leaks."""
+
+    status, code, default_message = 401, "UNAUTHORIZED", "Unauthorized"

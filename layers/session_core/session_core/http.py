@@ -1,0 +1,113 @@
+"""The HTTP side shared by every HTTP function: one resolver setup, body
+parsing, the caller's identity and the single error shape
+
+    {"error": {"code": "SESSION_NOT_FOUND", "message": "...", "requestId": "..."}}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, TypeVar
+
+import pydantic
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+
+from . import errors
+from .models import Session
+from .observability import logger, metrics, tracer
+
+MAX_BODY_BYTES = 16 * 1024
+Body = TypeVar("Body", bound=pydantic.BaseModel)
+
+
+def http_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver()
+
+    @app.exception_handler(errors.ServiceError)
+    def _service_error(error: errors.ServiceError) -> Response:
+        if error.status >= 500:
+            logger.warning("request failed", extra={"errorCode": error.code})
+        return error_response(app, error)
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        return error_response(app, errors.RouteNotFound())
+
+    @app.exception_handler(Exception)
+    def _unexpected(_: Exception) -> Response:
+        # The trace goes to the log; the caller gets no internals.
+        logger.exception("unhandled error")
+        return error_response(app, errors.ServiceError())
+
+    return app
+
+
+def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
+    """The Lambda entry point: correlation ID = API Gateway request ID."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def lambda_handler(event: dict, context: object) -> dict:
+        return app.resolve(event, context)
+
+    return lambda_handler
+
+
+def error_response(app: APIGatewayHttpResolver, error: errors.ServiceError) -> Response:
+    if isinstance(error, errors.Unauthorized):
+        return Response(401, content_types.APPLICATION_JSON, json.dumps({"message": "Unauthorized"}))
+    body = {"error": {"code": error.code, "message": error.message, "requestId": request_id(app)}}
+    return Response(error.status, content_types.APPLICATION_JSON, json.dumps(body))
+
+
+def session_response(session: Session, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, content_types.APPLICATION_JSON, session.model_dump_json(exclude_none=True),
+                    headers=headers)
+
+
+def request_id(app: APIGatewayHttpResolver) -> str:
+    return app.current_event.request_context.request_id or ""
+
+
+def caller_id(app: APIGatewayHttpResolver) -> str:
+    """The token's `sub`, from the claims API Gateway's JWT authorizer verified."""
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    sub = claims.get("sub")
+    if not sub:
+        # Only reachable if the route lost its authorizer: never run unauthenticated.
+        raise errors.Unauthorized()
+    return sub
+
+
+def parse_body(app: APIGatewayHttpResolver, model: type[Body]) -> Body:
+    event = app.current_event
+    raw = event.decoded_body if event.is_base64_encoded else (event.body or "")
+    if len(raw.encode() if isinstance(raw, str) else raw) > MAX_BODY_BYTES:
+        raise errors.BodyTooLarge()
+    try:
+        return model.model_validate_json(raw or "")
+    except pydantic.ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def expected_version(app: APIGatewayHttpResolver) -> int | None:
+    """The optional If-Match header: the session version the caller last read."""
+    value = app.current_event.headers.get("if-match")
+    if value is None:
+        return None
+    value = value.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 12:
+        raise errors.ValidationError("If-Match must be the session's version number, for example \"3\".")
+    return int(value)
+
+
+def _validation_error(exc: pydantic.ValidationError) -> errors.ServiceError:
+    problems = exc.errors(include_url=False, include_input=False, include_context=False)
+    if any(p["type"] == "json_invalid" for p in problems):
+        return errors.InvalidJson()
+    if any(not p["loc"] and p["type"] in ("model_type", "model_attributes_type") for p in problems):
+        return errors.ValidationError("The request body must be a JSON object.")
+    details = "; ".join(f"{'.'.join(str(part) for part in p['loc']) or 'body'}: {p['msg']}" for p in problems)
+    return errors.ValidationError(f"Invalid request body: {details}")

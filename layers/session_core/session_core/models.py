@@ -1,0 +1,81 @@
+"""Session model, request bodies and the status lifecycle.
+
+Timestamps are integer epoch seconds everywhere (API, table, TTL attribute).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+# ISO 639-1 codes the transcription pipeline supports.
+Language = Literal["en", "es", "fr", "de", "it", "pt", "ru", "ja", "ko", "zh",
+                   "ar", "hi", "nl", "pl", "tr", "sv", "da", "no", "fi"]
+SUPPORTED_LANGUAGES: tuple[str, ...] = get_args(Language)
+
+QualityTier = Literal["standard", "premium"]
+SessionStatus = Literal["active", "paused", "ended"]
+
+ACTIVE, PAUSED, ENDED = get_args(SessionStatus)
+
+# Which statuses a session may move to from each status. Staying put is
+# allowed (idempotent retries); ended is final.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    ACTIVE: frozenset({ACTIVE, PAUSED, ENDED}),
+    PAUSED: frozenset({ACTIVE, PAUSED, ENDED}),
+    ENDED: frozenset(),
+}
+
+
+def can_transition(current: str, target: str) -> bool:
+    return target in TRANSITIONS.get(current, frozenset())
+
+
+class _Body(BaseModel):
+    # Unknown fields and type coercion ("1" for 1) are errors, not surprises.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CreateSessionRequest(_Body):
+    sourceLanguage: Language
+    qualityTier: QualityTier = "standard"
+
+
+class UpdateSessionRequest(_Body):
+    status: SessionStatus | None = None
+    sourceLanguage: Language | None = None
+    qualityTier: QualityTier | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls_and_not_empty(cls, data: object) -> object:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError("give at least one of status, sourceLanguage, qualityTier")
+            nulls = sorted(k for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"null is not a value for: {', '.join(nulls)}")
+        return data
+
+    def changes(self) -> dict[str, str]:
+        return self.model_dump(exclude_none=True)
+
+
+class Session(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sessionId: str
+    speakerId: str
+    sourceLanguage: Language
+    qualityTier: QualityTier
+    status: SessionStatus
+    listenerCount: NonNegativeInt = 0
+    createdAt: int
+    updatedAt: int
+    expiresAt: int
+    version: int = Field(ge=1)
+    endedAt: int | None = None
+
+    def is_expired(self, now: int) -> bool:
+        return self.expiresAt <= now

@@ -1,0 +1,24 @@
+"""One Logger, Tracer and Metrics per execution environment.
+
+Service name and metric namespace come from POWERTOOLS_SERVICE_NAME and
+POWERTOOLS_METRICS_NAMESPACE (template Globals); every metric carries the
+stage as a dimension.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+# Requests that emit no business metric are normal (GET, errors); the warning is noise.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "dev"))
+
+__all__ = ["logger", "tracer", "metrics", "MetricUnit"]

@@ -1,0 +1,61 @@
+"""Loads a function's handler the way Lambda does (its folder as the task root)
+and builds events from the samples in events/."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Context:
+    function_name: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:eu-west-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def load_handler(folder: str):
+    # Every function's module is app.py: load each under its own name.
+    spec = importlib.util.spec_from_file_location(f"fn_{folder}", ROOT / "functions" / folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+def sample_event(name: str) -> dict:
+    return json.loads((ROOT / "events" / f"{name}.json").read_text())
+
+
+def http_event(name: str, *, session_id: str | None = None, body=None, sub: str | None = "speaker-1",
+               headers: dict | None = None, raw_body: str | None = None) -> dict:
+    """The sample event of `name`, re-aimed at a session, caller and body."""
+    event = copy.deepcopy(sample_event(name))
+    if session_id is not None:
+        event["pathParameters"] = {"sessionId": session_id}
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/dev/sessions/{session_id}"
+    if body is not None:
+        event["body"] = json.dumps(body)
+    if raw_body is not None:
+        event["body"] = raw_body
+    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
+    if sub is None:
+        del event["requestContext"]["authorizer"]
+    else:
+        claims["sub"] = sub
+    event["headers"].update(headers or {})
+    event["requestContext"]["requestId"] = f"req-{uuid.uuid4().hex[:12]}"
+    return event

@@ -1,0 +1,63 @@
+"""Forged and well-formed Cognito-like tokens for attack and unit tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TESTPOOL"
+CLIENT_ID = "testclientid0123456789"
+
+
+class KeyPair:
+    def __init__(self, kid: str) -> None:
+        self.kid = kid
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_pem = self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def jwk(self) -> dict:
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key()))
+        return {**jwk, "kid": self.kid, "alg": "RS256", "use": "sig"}
+
+    def sign(self, claims: dict, headers: dict | None = None) -> str:
+        return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.kid, **(headers or {})})
+
+
+def claims(token_use: str = "id", sub: str = "user-1", issuer: str = ISSUER, client_id: str = CLIENT_ID,
+           lifetime: int = 3600, **extra) -> dict:
+    now = int(time.time())
+    base = {"sub": sub, "iss": issuer, "token_use": token_use, "iat": now, "exp": now + lifetime}
+    base["aud" if token_use == "id" else "client_id"] = client_id
+    return {**base, **extra}
+
+
+def unsigned(claims_: dict) -> str:
+    """An `alg: none` token."""
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims_)}."
+
+
+def hs256_with_public_key(key: KeyPair, claims_: dict) -> str:
+    """The classic key-confusion attack: HMAC keyed with the RSA public key."""
+    header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
+    def part(obj: dict) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=")
+    import hashlib
+    import hmac
+    signing_input = part(header) + b"." + part(claims_)
+    signature = base64.urlsafe_b64encode(hmac.new(key.public_pem, signing_input, hashlib.sha256).digest()).rstrip(b"=")
+    return (signing_input + b"." + signature).decode()
+
+
+def tampered(token: str) -> str:
+    """Same header and claims, signature of other claims."""
+    header, payload, signature = token.split(".")
+    flipped = signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")
+    return f"{header}.{payload}.{flipped}"
