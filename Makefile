@@ -3,8 +3,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Python 3.13 (the Lambda runtime): on PATH, or installed with pyenv.
-PYTHON313 ?= $(or $(shell command -v python3.13 2>/dev/null),$(lastword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13)))
+# Python 3.13 (the Lambda runtime): on PATH, or installed with pyenv. A pyenv
+# shim for an unselected version exists but fails, so run it to be sure.
+PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
+PYTHON313 ?= $(or $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null),$(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13)))
 VENV := .venv
 TOOLS := .tools
 PY := $(VENV)/bin/python

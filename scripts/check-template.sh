@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Check template.yaml: cfn-lint, `sam validate --lint`, then `sam build` (arm64
+# layer wheels come from PyPI; no AWS account or Docker needed).
+# Exits non-zero on any lint finding or build failure.
+#
+# Usage: scripts/check-template.sh [BUILD_DIR]
+#   BUILD_DIR  where to keep the build (default: a temp dir, removed on exit)
+# Tools: $SAM (default .tools/bin/sam), $CFN_LINT (default .venv/bin/cfn-lint),
+# each falling back to PATH. Install SAM CLI with requirements/sam.txt.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export SAM_CLI_TELEMETRY=0
+
+run() {
+  echo "+ $*" >&2
+  "$@"
+}
+
+tool() { # tool NAME PREFERRED_PATH
+  if [[ -x "$2" ]]; then echo "$2"
+  elif command -v "$1" >/dev/null 2>&1; then command -v "$1"
+  else echo "check-template: $1 not found (looked for $2 and on PATH)" >&2; return 1
+  fi
+}
+
+# sam build's Python workflow needs a working python3.13 on PATH. A pyenv shim
+# for a version that is not selected exists but fails, so run it to be sure.
+python313_bin() {
+  local candidate
+  if python3.13 -c '' >/dev/null 2>&1; then
+    python3.13 -c 'import os, sys; print(os.path.dirname(sys.executable))'
+    return
+  fi
+  for candidate in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.13*/bin/python3.13; do
+    if [[ -x "$candidate" ]]; then dirname "$candidate"; return; fi
+  done
+  echo "check-template: no python3.13 on PATH or under pyenv" >&2
+  return 1
+}
+
+sam="$(tool sam "${SAM:-$root/.tools/bin/sam}")"
+cfn_lint="$(tool cfn-lint "${CFN_LINT:-$root/.venv/bin/cfn-lint}")"
+PATH="$(python313_bin):$PATH"
+export PATH
+
+if [[ $# -gt 0 ]]; then
+  build_dir="$1"
+  mkdir -p "$build_dir"
+else
+  build_dir="$(mktemp -d "${TMPDIR:-/tmp}/check-template.XXXXXX")"
+  trap 'rm -rf "$build_dir"' EXIT
+fi
+
+run "$cfn_lint" -- template.yaml
+run "$sam" validate --lint --template-file template.yaml
+run "$sam" build --template-file template.yaml --no-cached \
+  --build-dir "$build_dir/build" --cache-dir "$build_dir/cache"
+echo "check-template: OK" >&2

@@ -1,0 +1,189 @@
+"""Static checks of template.yaml (and of the files that go with it)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+
+
+def resource(value) -> str:
+    """A policy Resource (string or intrinsic) as a comparable string."""
+    return json.dumps(value, sort_keys=True)
+
+
+TABLE_ARN = resource({"Fn::GetAtt": ["SessionsTable", "Arn"]})
+STREAM_ARN = resource({"Fn::GetAtt": ["AudioStream", "Arn"]})
+
+
+def connections(method: str) -> tuple[str, str]:
+    """ManageConnections on this API's own connections, one HTTP method."""
+    arn = ("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}/"
+           f"{method}/@connections/*")
+    return ("execute-api:ManageConnections", resource({"Fn::Sub": arn}))
+
+
+def on_table(*actions: str) -> set[tuple[str, str]]:
+    return {(f"dynamodb:{action}", TABLE_ARN) for action in actions}
+
+
+# Every (action, resource) each function may use, exactly: a new permission means a new row here.
+EXPECTED_GRANTS = {
+    "CreateSessionFunction": on_table("PutItem"),
+    "GetSessionFunction": on_table("GetItem"),
+    "UpdateSessionFunction": on_table("UpdateItem"),
+    "DeleteSessionFunction": on_table("UpdateItem"),
+    "WsAuthorizerFunction": on_table("GetItem"),
+    "WsConnectFunction": on_table("PutItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
+    "WsDisconnectFunction": on_table("GetItem", "DeleteItem", "UpdateItem"),
+    "WsSendAudioFunction": on_table("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem")
+    | {("kinesis:PutRecord", STREAM_ARN)},
+    "WsHeartbeatFunction": set(),
+    "WsSessionControlFunction": on_table("GetItem", "UpdateItem", "Query", "BatchWriteItem")
+    | {("kinesis:PutRecord", STREAM_ARN)},
+    "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
+    "WsDefaultFunction": set(),
+    "StatusBroadcastFunction": on_table("Query", "DeleteItem", "UpdateItem") | {connections("POST")},
+}
+POOL_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPool"}, {"Ref": "ExistingUserPoolId"}]}
+CLIENT_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPoolClient"}, {"Ref": "ExistingUserPoolClientId"}]}
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def walk(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from walk(child)
+
+
+def test_the_permission_table_covers_every_function(functions):
+    assert set(functions) == set(EXPECTED_GRANTS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_GRANTS))
+def test_function_runs_python313_arm64_traced_with_json_logs(functions, name):
+    props = functions[name]
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Tracing"] == "Active"
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_GRANTS))
+def test_function_handler_file_exists(functions, repo_root, name):
+    props = functions[name]
+    module, _, _ = props["Handler"].rpartition(".")
+    assert (repo_root / props["CodeUri"] / f"{module.replace('.', '/')}.py").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_GRANTS))
+def test_function_is_granted_exactly_its_actions_on_exactly_its_resources(functions, name):
+    props = functions[name]
+    assert "Role" not in props, "an explicit Role would bypass the Policies checked here"
+    grants = set()
+    for policy in as_list(props.get("Policies", [])):
+        # SAM policy templates and managed policies grant more than their name says.
+        assert isinstance(policy, dict) and set(policy) == {"Statement"}, f"not an inline statement: {policy!r}"
+        for statement in as_list(policy["Statement"]):
+            assert statement["Effect"] == "Allow"
+            assert "NotAction" not in statement and "NotResource" not in statement
+            grants |= {(action, resource(arn)) for action in as_list(statement["Action"])
+                       for arn in as_list(statement["Resource"])}
+    assert grants == EXPECTED_GRANTS[name]
+
+
+def test_no_wildcard_action_anywhere(template):
+    for node in walk(template):
+        if isinstance(node, dict):
+            assert "NotAction" not in node
+            for action in as_list(node.get("Action", [])):
+                assert "*" not in str(action), f"wildcard action {action!r}"
+
+
+def test_sessions_table(template):
+    table = template["Resources"]["SessionsTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    props = table["Properties"]
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert types["pk"] == types["sk"] == "S"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_every_route_uses_the_cognito_authorizer(template, http_events):
+    api = template["Resources"]["HttpApi"]["Properties"]
+    assert api["Auth"]["DefaultAuthorizer"] == "CognitoAuthorizer"
+    assert http_events
+    for name, event in http_events:
+        # Without ApiId SAM puts the route on an implicit API that has no authorizer.
+        assert event.get("ApiId") == {"Ref": "HttpApi"}, name
+        assert event.get("Auth", {}).get("Authorizer", "CognitoAuthorizer") == "CognitoAuthorizer", name
+
+
+def test_authorizer_checks_the_pool_issuer_and_the_client_audience(template):
+    resources = template["Resources"]
+    authorizer = resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["CognitoAuthorizer"]
+    assert authorizer["IdentitySource"] == "$request.header.Authorization"
+    jwt = authorizer["JwtConfiguration"]
+    assert jwt["issuer"] == {
+        "Fn::Sub": ["https://cognito-idp.${AWS::Region}.amazonaws.com/${PoolId}", {"PoolId": POOL_ID}]
+    }
+    assert jwt["audience"] == [CLIENT_ID]
+    assert resources["UserPoolClient"]["Properties"]["UserPoolId"] == {"Ref": "UserPool"}
+
+
+def test_cors_origins_come_from_the_parameter(template):
+    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == {"Ref": "CorsAllowedOrigins"}
+    assert template["Parameters"]["CorsAllowedOrigins"]["Type"] == "CommaDelimitedList"
+
+
+def test_samconfig_parameter_overrides_are_template_parameters(template, repo_root):
+    config = tomllib.loads((repo_root / "samconfig.toml").read_text(encoding="utf-8"))
+    found = 0
+    for env in config.values():
+        if not isinstance(env, dict):
+            continue  # version = 0.1
+        for command in env.values():
+            overrides = command.get("parameters", {}).get("parameter_overrides")
+            if overrides is None:
+                continue
+            # A list of "Key=Value" (as written here) or one string (as `sam deploy --guided` writes).
+            items = overrides if isinstance(overrides, list) else shlex.split(overrides)
+            keys = {item.split("=", 1)[0] for item in items}
+            assert keys <= set(template["Parameters"]), f"unknown parameters: {keys - set(template['Parameters'])}"
+            found += 1
+    assert found, "samconfig.toml has no parameter_overrides"
+
+
+def test_readme_documents_every_template_parameter(template, repo_root):
+    readme = repo_root / "README.md"
+    assert readme.is_file(), "README.md is missing"
+    text = readme.read_text(encoding="utf-8")
+    missing = [name for name in template["Parameters"] if not re.search(rf"\b{name}\b", text)]
+    assert not missing, f"README.md does not mention: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_GRANTS))
+def test_function_has_a_sample_event_for_its_route(functions, http_events, repo_root, name):
+    path = repo_root / "events" / f"{Path(functions[name]['CodeUri']).name}.json"
+    assert path.is_file(), f"{name}: no sample event {path.relative_to(repo_root)}"
+    event = json.loads(path.read_text(encoding="utf-8"))
+    routes = {f"{e['Method'].upper()} {e['Path']}" for n, e in http_events if n == name}
+    if routes:  # an HttpApi payload 2.0 event names its route
+        assert event.get("routeKey") in routes
