@@ -1,10 +1,15 @@
 import json
+import os
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support.lambdas import Context, load_handler
+from tests.support.management_api import FakeManagementApi
+
+TABLE = "sessions-test"
+STREAM = "audio-test"
 
 
 @pytest.fixture(scope="session")
@@ -17,29 +22,66 @@ def aws_endpoint():
 
 
 @pytest.fixture(scope="session")
-def table(aws_endpoint):
-    import os
-    os.environ["AWS_ENDPOINT_URL"] = aws_endpoint
-    os.environ["TABLE_NAME"] = "sessions-test"
+def management_api():
+    api = FakeManagementApi()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="session")
+def cognito(aws_endpoint):
+    idp = boto3.client("cognito-idp", endpoint_url=aws_endpoint)
+    pool = idp.create_user_pool(PoolName="test")["UserPool"]["Id"]
+    client_id = idp.create_user_pool_client(
+        UserPoolId=pool, ClientName="test",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"])["UserPoolClient"]["ClientId"]
+    tokens = {}
+    for user in ("alice", "bob"):
+        idp.admin_create_user(UserPoolId=pool, Username=user, TemporaryPassword="Temporary-Passw0rd")
+        idp.admin_set_user_password(UserPoolId=pool, Username=user, Password=f"{user}-Passw0rd!", Permanent=True)
+        result = idp.initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
+                                   AuthParameters={"USERNAME": user, "PASSWORD": f"{user}-Passw0rd!"})
+        tokens[user] = result["AuthenticationResult"]
+    return {"pool": pool, "client": client_id, "tokens": tokens}
+
+
+@pytest.fixture(scope="session")
+def table(aws_endpoint, management_api, cognito):
+    os.environ.update(
+        AWS_ENDPOINT_URL=aws_endpoint,
+        TABLE_NAME=TABLE,
+        AUDIO_STREAM_NAME=STREAM,
+        WEBSOCKET_MANAGEMENT_URL=management_api.url,
+        MAX_LISTENERS_PER_SESSION="3",
+        MAX_AUDIO_BYTES="4096",
+        JWT_ISSUER=f"https://cognito-idp.eu-west-1.amazonaws.com/{cognito['pool']}",
+        JWT_AUDIENCE=cognito["client"],
+        JWKS_URL=f"{aws_endpoint}/{cognito['pool']}/.well-known/jwks.json",
+    )
     ddb = boto3.client("dynamodb", endpoint_url=aws_endpoint)
     ddb.create_table(
-        TableName="sessions-test",
+        TableName=TABLE,
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                               {"AttributeName": "sk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    return "sessions-test"
+    kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint)
+    kinesis.create_stream(StreamName=STREAM, ShardCount=1)
+    return TABLE
 
 
 class Invoker:
     def __init__(self):
         self._handlers = {}
 
-    def __call__(self, folder: str, event: dict) -> tuple[int, dict, dict | None]:
+    def raw(self, folder: str, event: dict):
         if folder not in self._handlers:
             self._handlers[folder] = load_handler(folder)
-        result = self._handlers[folder](event, Context(function_name=folder))
+        return self._handlers[folder](event, Context(function_name=folder))
+
+    def __call__(self, folder: str, event: dict) -> tuple[int, dict, dict | None]:
+        result = self.raw(folder, event)
         body = json.loads(result["body"]) if result.get("body") else None
         return result["statusCode"], {k.lower(): v for k, v in result.get("headers", {}).items()}, body
 

@@ -59,3 +59,24 @@ def http_event(name: str, *, session_id: str | None = None, body=None, sub: str 
     event["headers"].update(headers or {})
     event["requestContext"]["requestId"] = f"req-{uuid.uuid4().hex[:12]}"
     return event
+
+
+def ws_event(name: str, *, connection_id: str | None = None, who: dict | None = None, body=None,
+             raw_body: str | None = None, route: str | None = None, query: dict | None = None) -> dict:
+    """The WebSocket sample event of `name` for another connection, caller or message."""
+    event = copy.deepcopy(sample_event(name))
+    context = event["requestContext"]
+    context["requestId"] = f"req-{uuid.uuid4().hex[:12]}"
+    if connection_id is not None:
+        context["connectionId"] = connection_id
+    if who is not None:
+        context["authorizer"] = {"principalId": who.get("userId") or "anonymous", **who}
+    if route is not None:
+        context["routeKey"] = route
+    if body is not None:
+        event["body"] = json.dumps(body)
+    if raw_body is not None:
+        event["body"] = raw_body
+    if query is not None:
+        event["queryStringParameters"] = query
+    return event

@@ -13,9 +13,9 @@ from botocore.config import Config
 
 # Fail fast and let the caller answer 503 rather than hold a request for the
 # whole Lambda timeout; "standard" retries throttling with backoff.
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
 
 @cache
 def client(service: str):
-    return boto3.client(service, config=_CONFIG)
+    return boto3.client(service, config=CONFIG)

@@ -64,3 +64,42 @@ class Unauthorized(ServiceError):
     """Answered with API Gateway's bare body, so nothing about the token leaks."""
 
     status, code, default_message = 401, "UNAUTHORIZED", "Unauthorized"
+
+
+# WebSocket-only refusals (sent as {"type": "error", "code": ...} messages).
+class InvalidMessage(ServiceError):
+    status, code, default_message = 400, "INVALID_MESSAGE", "Messages are JSON objects with an \"action\" field."
+
+
+class UnknownAction(ServiceError):
+    status, code = 400, "UNKNOWN_ACTION"
+    default_message = "Unknown action; use sendAudio, heartbeat, pause, resume or createSession."
+
+
+class InvalidSeq(ServiceError):
+    status, code, default_message = 400, "INVALID_SEQ", "seq must be a non-negative integer."
+
+
+class InvalidAudio(ServiceError):
+    status, code, default_message = 400, "INVALID_AUDIO", "data must be base64-encoded audio."
+
+
+class AudioTooLarge(ServiceError):
+    status, code, default_message = 400, "AUDIO_TOO_LARGE", "The audio chunk is larger than the allowed size."
+
+
+class SpeakerOnly(ServiceError):
+    status, code, default_message = 403, "SPEAKER_ONLY", "Only the session's speaker may do this."
+
+
+class SessionFull(ServiceError):
+    status, code, default_message = 403, "SESSION_FULL", "The session has reached its listener limit."
+
+
+class LegacyCreationDisabled(ServiceError):
+    status, code = 403, "LEGACY_CREATION_DISABLED"
+    default_message = "Creating sessions over the WebSocket is switched off; use POST /sessions."
+
+
+class AlreadyInSession(ServiceError):
+    status, code, default_message = 409, "ALREADY_IN_SESSION", "This connection already belongs to a session."

@@ -15,7 +15,8 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from . import errors
 from .models import Session
-from .observability import logger, metrics, tracer
+from .observability import logger, observed
+from .validation import parse_json
 
 MAX_BODY_BYTES = 16 * 1024
 Body = TypeVar("Body", bound=pydantic.BaseModel)
@@ -46,9 +47,7 @@ def http_app() -> APIGatewayHttpResolver:
 def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
     """The Lambda entry point: correlation ID = API Gateway request ID."""
 
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics(capture_cold_start_metric=True)
+    @observed(correlation_paths.API_GATEWAY_HTTP)
     def lambda_handler(event: dict, context: object) -> dict:
         return app.resolve(event, context)
 
@@ -86,10 +85,7 @@ def parse_body(app: APIGatewayHttpResolver, model: type[Body]) -> Body:
     raw = event.decoded_body if event.is_base64_encoded else (event.body or "")
     if len(raw.encode() if isinstance(raw, str) else raw) > MAX_BODY_BYTES:
         raise errors.BodyTooLarge()
-    try:
-        return model.model_validate_json(raw or "")
-    except pydantic.ValidationError as exc:
-        raise _validation_error(exc) from None
+    return parse_json(model, raw)
 
 
 def expected_version(app: APIGatewayHttpResolver) -> int | None:
@@ -101,13 +97,3 @@ def expected_version(app: APIGatewayHttpResolver) -> int | None:
     if not value.isdigit() or len(value) > 12:
         raise errors.ValidationError("If-Match must be the session's version number, for example \"3\".")
     return int(value)
-
-
-def _validation_error(exc: pydantic.ValidationError) -> errors.ServiceError:
-    problems = exc.errors(include_url=False, include_input=False, include_context=False)
-    if any(p["type"] == "json_invalid" for p in problems):
-        return errors.InvalidJson()
-    if any(not p["loc"] and p["type"] in ("model_type", "model_attributes_type") for p in problems):
-        return errors.ValidationError("The request body must be a JSON object.")
-    details = "; ".join(f"{'.'.join(str(part) for part in p['loc']) or 'body'}: {p['msg']}" for p in problems)
-    return errors.ValidationError(f"Invalid request body: {details}")

@@ -76,6 +76,26 @@ class Session(BaseModel):
     expiresAt: int
     version: int = Field(ge=1)
     endedAt: int | None = None
+    resumedAt: int | None = None
+    # Internal bookkeeping, never part of the API body.
+    bufferedChunks: NonNegativeInt = Field(0, exclude=True)
 
     def is_expired(self, now: int) -> bool:
         return self.expiresAt <= now
+
+
+Role = Literal["speaker", "listener"]
+SPEAKER, LISTENER = get_args(Role)
+
+
+class ConnectionContext(BaseModel):
+    """What the WebSocket authorizer decided at $connect. API Gateway hands it
+    to every later route of the connection as requestContext.authorizer."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    sessionId: str = ""  # empty on a legacy connection until it creates a session
+    role: Role
+    userId: str = ""  # empty for anonymous listeners
+    targetLanguage: str = ""
+    legacy: bool = False

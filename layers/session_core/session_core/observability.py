@@ -22,3 +22,14 @@ metrics = Metrics()
 metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "dev"))
 
 __all__ = ["logger", "tracer", "metrics", "MetricUnit"]
+
+
+def observed(correlation_id_path: str | None = None):
+    """Logger context (with correlation ID), tracing and metrics flushing for a Lambda entry point."""
+
+    def decorate(handler):
+        handler = metrics.log_metrics(handler, capture_cold_start_metric=True)
+        handler = tracer.capture_lambda_handler(handler)
+        return logger.inject_lambda_context(handler, correlation_id_path=correlation_id_path)
+
+    return decorate

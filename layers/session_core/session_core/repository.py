@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import errors
 from .aws import client
 from .observability import logger
-from .models import ENDED, Session
+from .models import ACTIVE, ENDED, Session
 
 META = "META"
 
@@ -42,12 +42,16 @@ def to_item(session: Session) -> dict:
     return item
 
 
+def parse_number_or_string(attr: dict):
+    return attr["S"] if "S" in attr else int(attr["N"])
+
+
 def from_item(item: dict) -> Session:
     values = {}
     for name in Session.model_fields:
         attr = item.get(name)
         if attr is not None:
-            values[name] = attr["S"] if "S" in attr else int(attr["N"])
+            values[name] = parse_number_or_string(attr)
     return Session.model_validate(values)
 
 
@@ -67,17 +71,17 @@ class SessionRepository:
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise SessionIdTaken(session.sessionId) from None
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         except BotoCoreError as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
 
     def get(self, session_id: str, now: int) -> Session:
         try:
             item = client("dynamodb").get_item(TableName=self.table_name, Key=session_key(session_id)).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         # TTL deletes lazily, so an expired item may still be there.
         if item is None or int(item["expiresAt"]["N"]) <= now:
             raise errors.SessionNotFound()
@@ -94,6 +98,9 @@ class SessionRepository:
         sets = [f"#{name} = :{name}" for name in changes]
         if changes.get("status") == ENDED:
             sets.append("endedAt = :now")
+        elif changes.get("status") == ACTIVE:
+            # Paused audio is forwarded relative to this moment (see audio.py).
+            sets.append("resumedAt = :now")
         condition = "attribute_exists(pk) AND speakerId = :caller AND #status <> :ended AND expiresAt > :now"
         if expected_version is not None:
             condition += " AND version = :expected"
@@ -113,11 +120,11 @@ class SessionRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise _unavailable(exc) from None
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise unavailable(exc) from None
             raise _refusal(exc.response.get("Item"), caller_id, now, expected_version) from None
         except BotoCoreError as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         return from_item(result["Attributes"])
 
 
@@ -134,13 +141,13 @@ def _refusal(item: dict | None, caller_id: str, now: int, expected_version: int 
     return errors.VersionConflict("The session changed while it was being updated; retry.")
 
 
-def _code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def _unavailable(exc: Exception) -> errors.ServiceUnavailable:
+def unavailable(exc: Exception) -> errors.ServiceUnavailable:
     # Throttling and transient faults have already been retried by botocore;
     # anything else is still not the caller's fault, so it is a 503 either way.
-    code = _code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
     logger.error("DynamoDB request failed", extra={"awsErrorCode": code})
     return errors.ServiceUnavailable()

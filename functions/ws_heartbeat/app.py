@@ -1,0 +1,12 @@
+"""WebSocket heartbeat: answers at once, keeping API Gateway's 10-minute idle timeout away."""
+
+import time
+
+from session_core.ws import ws_handler
+
+
+def heartbeat(request):
+    return {"type": "heartbeatAck", "serverTime": int(time.time() * 1000)}
+
+
+lambda_handler = ws_handler(heartbeat)

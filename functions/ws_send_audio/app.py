@@ -1,0 +1,13 @@
+"""WebSocket sendAudio: {"action": "sendAudio", "seq": 17, "data": "<base64>"} from the speaker."""
+
+from session_core import audio, membership
+from session_core.ws import require_speaker, ws_handler
+
+
+def send_audio(request):
+    require_speaker(request)
+    seq, data, size = audio.parse_chunk(request.message())
+    audio.receive(membership.session_of(request.connection_id, request.connection), seq, data, size)
+
+
+lambda_handler = ws_handler(send_audio)

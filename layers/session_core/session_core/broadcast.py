@@ -1,0 +1,56 @@
+"""Status messages to every socket of a session when its status or listener
+count changes, whoever changed it (HTTP, WebSocket, teardown).
+
+Fed by the table's stream: a batch is reduced to the latest state of each
+session, so a burst of joins costs one message per socket, not one per join.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from . import management
+from .connections import ConnectionRepository
+from .models import ENDED
+from .settings import settings
+
+# Posting is network-bound; a few threads keep a 500-listener fan-out short.
+POST_THREADS = 16
+
+
+def changed_sessions(records: list[dict]) -> dict[str, dict]:
+    """sessionId -> status message, for session items whose status or listener count changed."""
+    latest: dict[str, dict] = {}
+    for record in records:
+        change = record.get("dynamodb") or {}
+        new, old = change.get("NewImage"), change.get("OldImage") or {}
+        if not new or new.get("sk", {}).get("S") != "META":
+            continue
+        status, count = new["status"]["S"], int(new.get("listenerCount", {"N": "0"})["N"])
+        if status == ENDED:
+            latest.pop(new["sessionId"]["S"], None)  # teardown says goodbye instead
+            continue
+        if old and old.get("status", {}).get("S") == status and int(old.get("listenerCount", {"N": "0"})["N"]) == count:
+            continue
+        latest[new["sessionId"]["S"]] = {"type": "status", "sessionId": new["sessionId"]["S"],
+                                         "status": status, "listenerCount": count}
+    return latest
+
+
+def broadcast(session_id: str, message: dict) -> tuple[int, int]:
+    """Posts `message` to each connection of the session; drops the gone ones. Returns (sent, gone)."""
+    connections = ConnectionRepository(settings().table_name)
+    sent = gone = 0
+    start = None
+    with ThreadPoolExecutor(POST_THREADS) as pool:
+        while True:
+            page, start = connections.page(session_id, start)
+            results = pool.map(lambda c: (c, management.post(c["connectionId"], message)), page)
+            for connection, delivered in results:
+                if delivered:
+                    sent += 1
+                else:
+                    gone += 1
+                    connections.remove(session_id, connection["connectionId"], connection["role"])
+            if not start:
+                return sent, gone

@@ -1,0 +1,43 @@
+"""Messages from the server to sockets, through the API Gateway Management API."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import boto3
+from botocore.exceptions import ClientError
+
+from .aws import CONFIG
+from .settings import settings
+
+
+@cache
+def _client():
+    # The endpoint is the WebSocket API's own https://{api}.execute-api.{region}.amazonaws.com/{stage}.
+    return boto3.client("apigatewaymanagementapi", endpoint_url=settings().websocket_management_url, config=CONFIG)
+
+
+def _gone(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "GoneException" or \
+        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410
+
+
+def post(connection_id: str, message: dict) -> bool:
+    """Sends one JSON message. False if the connection is gone (410): the caller drops its record."""
+    try:
+        _client().post_to_connection(ConnectionId=connection_id, Data=json.dumps(message).encode())
+    except ClientError as exc:
+        if _gone(exc):
+            return False
+        raise
+    return True
+
+
+def disconnect(connection_id: str) -> None:
+    """Closes the socket; a connection that is already gone counts as closed."""
+    try:
+        _client().delete_connection(ConnectionId=connection_id)
+    except ClientError as exc:
+        if not _gone(exc):
+            raise

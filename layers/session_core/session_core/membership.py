@@ -1,0 +1,75 @@
+"""Joining and leaving a session over the WebSocket, and the legacy way of
+creating a session from a speaker connection."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from . import errors, management
+from .connections import ConnectionRepository
+from .models import SPEAKER, ConnectionContext, CreateSessionRequest, Session
+from .observability import MetricUnit, logger, metrics
+from .sessions import create_session, end_session
+from .settings import settings
+
+
+@cache
+def connections() -> ConnectionRepository:
+    return ConnectionRepository(settings().table_name)
+
+
+def join(connection_id: str, who: ConnectionContext) -> None:
+    """Records the connection. A second speaker connection replaces the first
+    (a reconnecting speaker must not be locked out by its own dead socket)."""
+    if who.legacy:
+        return  # no session yet: createSession links one
+    if who.role == SPEAKER:
+        previous = connections().add_speaker(who.sessionId, connection_id, who.userId)
+        if previous:
+            logger.info("speaker connection replaced", extra={"previousConnectionId": previous})
+            management.post(previous, {"type": "error", "code": "SPEAKER_REPLACED",
+                                       "message": "Another connection of this speaker took over the session."})
+            management.disconnect(previous)
+        return
+    connections().add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
+                               settings().max_listeners)
+    metrics.add_metric(name="ListenerJoined", unit=MetricUnit.Count, value=1)
+
+
+def leave(connection_id: str, who: ConnectionContext) -> None:
+    """Removes the connection. The session stays, except a legacy session,
+    which lived exactly as long as the socket that created it."""
+    session_id = session_of(connection_id, who, required=False)
+    if not session_id:
+        return
+    removed = connections().remove(session_id, connection_id, who.role)
+    if removed and who.role != SPEAKER:
+        metrics.add_metric(name="ListenerLeft", unit=MetricUnit.Count, value=1)
+    if who.legacy:
+        connections().unlink_legacy(connection_id)
+        end_session(session_id, who.userId)
+
+
+def session_of(connection_id: str, who: ConnectionContext, required: bool = True) -> str | None:
+    session_id = who.sessionId or (connections().legacy_session_of(connection_id) if who.legacy else None)
+    if not session_id and required:
+        raise errors.SessionNotFound("This connection has no session yet; send createSession first.")
+    return session_id
+
+
+def create_legacy_session(connection_id: str, who: ConnectionContext, request: CreateSessionRequest) -> Session:
+    if not settings().legacy_creation_enabled:
+        raise errors.LegacyCreationDisabled()
+    if who.role != SPEAKER:
+        raise errors.SpeakerOnly()
+    if not who.legacy or connections().legacy_session_of(connection_id):
+        raise errors.AlreadyInSession()
+    session = create_session(who.userId, request)
+    try:
+        connections().link_legacy(connection_id, session.sessionId)
+    except errors.AlreadyInSession:
+        end_session(session.sessionId, who.userId)  # lost a race with another createSession
+        raise
+    connections().add_speaker(session.sessionId, connection_id, who.userId)
+    metrics.add_metric(name="LegacySessionCreation", unit=MetricUnit.Count, value=1)
+    return session

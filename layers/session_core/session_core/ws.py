@@ -1,0 +1,99 @@
+"""The WebSocket side shared by every WebSocket function: the parsed event,
+replies through the route response, and the error message shape
+
+    {"type": "error", "code": "SESSION_ENDED", "message": "...", "requestId": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import pydantic
+from aws_lambda_powertools.logging import correlation_paths
+
+from . import errors
+from .models import SPEAKER, ConnectionContext
+from .observability import logger, observed
+
+
+@dataclass(frozen=True)
+class WsRequest:
+    connection_id: str
+    request_id: str
+    route_key: str
+    connection: ConnectionContext
+    body: str | None
+    query: dict[str, str]
+
+    @classmethod
+    def from_event(cls, event: dict) -> "WsRequest":
+        context = event.get("requestContext") or {}
+        try:
+            connection = ConnectionContext.model_validate(context.get("authorizer") or {})
+        except pydantic.ValidationError:
+            # Every route is behind the authorizer; a missing context is a wiring fault.
+            raise errors.ServiceError() from None
+        return cls(
+            connection_id=context.get("connectionId", ""),
+            request_id=context.get("requestId", ""),
+            route_key=context.get("routeKey", ""),
+            connection=connection,
+            body=event.get("body"),
+            query=event.get("queryStringParameters") or {},
+        )
+
+    def message(self) -> dict:
+        """The frame as a JSON object (route selection already read its "action")."""
+        try:
+            value = json.loads(self.body or "")
+        except ValueError:
+            raise errors.InvalidMessage() from None
+        if not isinstance(value, dict):
+            raise errors.InvalidMessage()
+        return value
+
+
+def reply(message: dict) -> dict:
+    # Routes have a $default route response, so this body goes back to the caller.
+    return {"statusCode": 200, "body": json.dumps(message)}
+
+
+def error_message(error: errors.ServiceError, request_id: str, **extra) -> dict:
+    return {"type": "error", "code": error.code, "message": error.message, "requestId": request_id, **extra}
+
+
+def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bool = False):
+    """The Lambda entry point of a WebSocket route.
+
+    Message routes answer errors as error messages and keep the connection;
+    $connect (refuse_on_error) answers the error's status, which fails the
+    handshake as API Gateway does.
+    """
+
+    @observed(correlation_paths.API_GATEWAY_REST)
+    def lambda_handler(event: dict, context: object) -> dict:
+        request_id = (event.get("requestContext") or {}).get("requestId", "")
+        logger.append_keys(connectionId=(event.get("requestContext") or {}).get("connectionId"))
+        try:
+            request = WsRequest.from_event(event)
+            answer = route(request)
+        except errors.ServiceError as error:
+            logger.info("request refused", extra={"errorCode": error.code})
+            if refuse_on_error:
+                return {"statusCode": error.status}
+            return reply(error_message(error, request_id))
+        except Exception:
+            logger.exception("unhandled error")
+            if refuse_on_error:
+                return {"statusCode": 500}
+            return reply(error_message(errors.ServiceError(), request_id))
+        return reply(answer) if answer is not None else {"statusCode": 200}
+
+    return lambda_handler
+
+
+def require_speaker(request: WsRequest) -> None:
+    if request.connection.role != SPEAKER:
+        raise errors.SpeakerOnly()

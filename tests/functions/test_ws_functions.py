@@ -1,0 +1,436 @@
+"""Each WebSocket function invoked with its sample event against moto (table,
+Kinesis, Cognito) and a stand-in Management API."""
+
+import base64
+import json
+import time
+import uuid
+
+import boto3
+import pytest
+
+from session_core import settings as settings_module
+from tests.support.lambdas import http_event, sample_event, ws_event
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    # Tests change environment variables; settings are cached per environment.
+    from session_core import admission
+    settings_module.settings.cache_clear()
+    admission.verifier.cache_clear()
+    yield
+    settings_module.settings.cache_clear()
+    admission.verifier.cache_clear()
+
+
+@pytest.fixture
+def setenv(monkeypatch):
+    """Changes a function setting for one test (settings are cached per environment)."""
+    def set_(name, value):
+        monkeypatch.setenv(name, value)
+        settings_module.settings.cache_clear()
+    return set_
+
+
+@pytest.fixture
+def users(cognito):
+    def sub(user):
+        from jwt import decode
+        return decode(cognito["tokens"][user]["IdToken"], options={"verify_signature": False})["sub"]
+    return {name: {"sub": sub(name), **cognito["tokens"][name]} for name in ("alice", "bob")}
+
+
+@pytest.fixture
+def session(invoke, users):
+    """A fresh active session owned by alice."""
+    status, _, body = invoke("create_session", http_event("create_session", sub=users["alice"]["sub"],
+                                                          body={"sourceLanguage": "en"}))
+    assert status == 201
+    return body
+
+
+def read_session(invoke, session_id):
+    return invoke("get_session", http_event("get_session", session_id=session_id))[2]
+
+
+def authorize(invoke, **query):
+    return invoke.raw("ws_authorizer", ws_event("ws_authorizer", query=query))
+
+
+def speaker(session, users, user="alice"):
+    return {"sessionId": session["sessionId"], "role": "speaker", "userId": users[user]["sub"],
+            "targetLanguage": "", "legacy": False}
+
+
+def listener(session):
+    return {"sessionId": session["sessionId"], "role": "listener", "userId": "", "targetLanguage": "es",
+            "legacy": False}
+
+
+def new_connection():
+    return f"conn-{uuid.uuid4().hex[:10]}="
+
+
+def kinesis_records(session_id):
+    kinesis = boto3.client("kinesis")
+    shard = kinesis.describe_stream(StreamName="audio-test")["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName="audio-test", ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = []
+    while iterator:
+        page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+        records += [json.loads(r["Data"]) for r in page["Records"]]
+        if not page["Records"]:
+            break
+        iterator = page["NextShardIterator"]
+    return [r for r in records if r["sessionId"] == session_id]
+
+
+def audio(seq, payload=b"\x01\x02\x03\x04"):
+    return {"action": "sendAudio", "seq": seq, "data": base64.b64encode(payload).decode()}
+
+
+def send(invoke, who, body, connection_id="speaker-conn="):
+    status, _, reply = invoke("ws_send_audio", ws_event("ws_send_audio", connection_id=connection_id, who=who,
+                                                        body=body))
+    assert status == 200
+    return reply
+
+
+# --- sample events ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["ws_authorizer", "ws_connect", "ws_disconnect", "ws_send_audio", "ws_heartbeat",
+                                  "ws_session_control", "ws_create_session", "ws_default", "status_broadcast"])
+def test_every_sample_event_is_handled(invoke, name):
+    # The samples name a session that may not exist: each function must answer, not crash.
+    if name == "ws_authorizer":
+        with pytest.raises(Exception, match="^Unauthorized$"):
+            invoke.raw(name, sample_event(name))  # the sample token is a placeholder
+        return
+    result = invoke.raw(name, sample_event(name))
+    assert result is None or result["statusCode"] in (200, 403, 404, 409)
+
+
+# --- authorizer -------------------------------------------------------------
+
+def test_speaker_owning_the_session_is_admitted(invoke, session, users):
+    for token in (users["alice"]["IdToken"], users["alice"]["AccessToken"]):
+        policy = authorize(invoke, sessionId=session["sessionId"], role="speaker", token=token)
+        assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        assert policy["context"] == {"sessionId": session["sessionId"], "role": "speaker",
+                                     "userId": users["alice"]["sub"], "targetLanguage": "", "legacy": False}
+
+
+def test_token_in_the_authorization_header_is_accepted(invoke, session, users):
+    event = ws_event("ws_authorizer", query={"sessionId": session["sessionId"], "role": "speaker"})
+    event["headers"]["Authorization"] = f"Bearer {users['alice']['IdToken']}"
+    assert invoke.raw("ws_authorizer", event)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+
+
+def test_speaker_of_someone_elses_session_is_denied(invoke, session, users):
+    policy = authorize(invoke, sessionId=session["sessionId"], role="speaker", token=users["bob"]["IdToken"])
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny" and "context" not in policy
+
+
+@pytest.mark.parametrize("token", [None, "", "garbage", "eyJhbGciOiJub25lIn0.e30."])
+def test_speaker_without_a_valid_token_is_unauthorized(invoke, session, token):
+    query = {"sessionId": session["sessionId"], "role": "speaker"} | ({"token": token} if token is not None else {})
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        authorize(invoke, **query)
+
+
+def test_listeners_may_be_anonymous_or_signed_in(invoke, session, users):
+    anonymous = authorize(invoke, sessionId=session["sessionId"], role="listener", targetLanguage="fr")
+    assert anonymous["context"]["userId"] == "" and anonymous["context"]["targetLanguage"] == "fr"
+    named = authorize(invoke, sessionId=session["sessionId"], role="listener", token=users["bob"]["IdToken"])
+    assert named["context"]["userId"] == users["bob"]["sub"]
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        authorize(invoke, sessionId=session["sessionId"], role="listener", token="forged")
+
+
+def test_anonymous_listeners_can_be_switched_off(invoke, session, setenv):
+    setenv("ALLOW_ANONYMOUS_LISTENERS", "false")
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        authorize(invoke, sessionId=session["sessionId"], role="listener")
+
+
+@pytest.mark.parametrize("query", [
+    {"sessionId": "quiet-otter-999", "role": "listener"},
+    {"sessionId": "not a session id", "role": "listener"},
+    {"role": "listener"},
+    {"sessionId": "SESSION", "role": "admin"},
+    {"sessionId": "SESSION", "role": "listener", "targetLanguage": "xx"},
+    {"sessionId": "SESSION"},
+])
+def test_refused_connections_are_denied(invoke, session, query):
+    query = {k: (session["sessionId"] if v == "SESSION" else v) for k, v in query.items()}
+    assert authorize(invoke, **query)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+def test_ended_sessions_refuse_everyone(invoke, session, users):
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                        sub=users["alice"]["sub"]))
+    for query in ({"role": "listener"}, {"role": "speaker", "token": users["alice"]["IdToken"]}):
+        policy = authorize(invoke, sessionId=session["sessionId"], **query)
+        assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+def test_legacy_speaker_without_session_is_admitted_only_while_enabled(invoke, users, setenv):
+    policy = authorize(invoke, role="speaker", token=users["alice"]["IdToken"])
+    assert policy["context"]["legacy"] is True and policy["context"]["sessionId"] == ""
+    setenv("LEGACY_WEBSOCKET_SESSION_CREATION", "disabled")
+    policy = authorize(invoke, role="speaker", token=users["alice"]["IdToken"])
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+# --- connect / disconnect ---------------------------------------------------
+
+def connect(invoke, who, connection_id):
+    return invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection_id, who=who))["statusCode"]
+
+
+def disconnect(invoke, who, connection_id):
+    return invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=connection_id, who=who))["statusCode"]
+
+
+def test_listener_count_follows_joins_and_leaves_and_respects_the_cap(invoke, session, users):
+    ids = [new_connection() for _ in range(4)]
+    assert [connect(invoke, listener(session), c) for c in ids] == [200, 200, 200, 403]  # cap is 3
+    assert read_session(invoke, session["sessionId"])["listenerCount"] == 3
+    assert disconnect(invoke, listener(session), ids[0]) == 200
+    assert disconnect(invoke, listener(session), ids[0]) == 200  # a repeated $disconnect counts once
+    assert disconnect(invoke, listener(session), ids[3]) == 200  # never joined: nothing to remove
+    after = read_session(invoke, session["sessionId"])
+    assert after["listenerCount"] == 2 and after["status"] == "active"  # a disconnect keeps the session
+
+
+def test_listener_cannot_join_an_ended_session(invoke, session, users):
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                        sub=users["alice"]["sub"]))
+    assert connect(invoke, listener(session), new_connection()) == 409
+    assert read_session(invoke, session["sessionId"])["listenerCount"] == 0
+
+
+def test_a_second_speaker_connection_replaces_the_first(invoke, session, users, management_api):
+    first, second = new_connection(), new_connection()
+    assert connect(invoke, speaker(session, users), first) == 200
+    assert connect(invoke, speaker(session, users), second) == 200
+    assert management_api.posts[first][-1]["code"] == "SPEAKER_REPLACED"
+    assert first in management_api.closed
+    # The old socket's $disconnect must not unseat the new one.
+    assert disconnect(invoke, speaker(session, users), first) == 200
+    table = boto3.client("dynamodb")
+    item = table.get_item(TableName="sessions-test", Key={"pk": {"S": f"SESSION#{session['sessionId']}"},
+                                                          "sk": {"S": "META"}})["Item"]
+    assert item["speakerConnectionId"]["S"] == second
+
+
+# --- audio ------------------------------------------------------------------
+
+def test_active_audio_is_forwarded_in_order_with_its_metadata(invoke, session, users):
+    who = speaker(session, users)
+    for seq in range(5):
+        assert send(invoke, who, audio(seq, bytes([seq]) * 10)) is None
+    records = kinesis_records(session["sessionId"])
+    assert [r["seq"] for r in records] == [0, 1, 2, 3, 4]
+    assert base64.b64decode(records[3]["audio"]) == bytes([3]) * 10
+    assert records[0]["sourceLanguage"] == "en" and records[0]["qualityTier"] == "standard"
+    assert records[0]["receivedAt"] <= records[0]["forwardedAt"]
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    ({"action": "sendAudio", "data": "AAAA"}, "INVALID_SEQ"),
+    ({"action": "sendAudio", "seq": "7", "data": "AAAA"}, "INVALID_SEQ"),
+    ({"action": "sendAudio", "seq": 1.5, "data": "AAAA"}, "INVALID_SEQ"),
+    ({"action": "sendAudio", "seq": True, "data": "AAAA"}, "INVALID_SEQ"),
+    ({"action": "sendAudio", "seq": -1, "data": "AAAA"}, "INVALID_SEQ"),
+    ({"action": "sendAudio", "seq": 1, "data": "not base64!"}, "INVALID_AUDIO"),
+    ({"action": "sendAudio", "seq": 1, "data": "AAA"}, "INVALID_AUDIO"),
+    ({"action": "sendAudio", "seq": 1}, "INVALID_AUDIO"),
+    ({"action": "sendAudio", "seq": 1, "data": base64.b64encode(b"x" * 4097).decode()}, "AUDIO_TOO_LARGE"),
+    ({"action": "sendAudio", "seq": 1, "data": "A" * 100_000}, "AUDIO_TOO_LARGE"),
+])
+def test_bad_audio_is_refused_and_nothing_is_forwarded(invoke, session, users, message, code):
+    reply = send(invoke, speaker(session, users), message)
+    assert reply["type"] == "error" and reply["code"] == code and reply["requestId"].startswith("req-")
+    assert kinesis_records(session["sessionId"]) == []
+
+
+def test_audio_of_exactly_the_limit_is_accepted(invoke, session, users):
+    assert send(invoke, speaker(session, users), audio(1, b"x" * 4096)) is None
+    assert len(kinesis_records(session["sessionId"])) == 1
+
+
+def test_non_json_frames_to_send_audio_are_refused(invoke, session, users):
+    status, _, reply = invoke("ws_send_audio", ws_event("ws_send_audio", who=speaker(session, users),
+                                                        raw_body="{oops"))
+    assert reply["code"] == "INVALID_MESSAGE"
+
+
+def test_listeners_cannot_send_audio_or_control(invoke, session):
+    assert send(invoke, listener(session), audio(1))["code"] == "SPEAKER_ONLY"
+    for action in ("pause", "resume"):
+        _, _, reply = invoke("ws_session_control", ws_event("ws_session_control", who=listener(session),
+                                                            route=action, body={"action": action}))
+        assert reply["code"] == "SPEAKER_ONLY"
+    assert kinesis_records(session["sessionId"]) == []
+    assert read_session(invoke, session["sessionId"])["status"] == "active"
+
+
+def test_ended_session_refuses_audio(invoke, session, users):
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                        sub=users["alice"]["sub"]))
+    assert send(invoke, speaker(session, users), audio(1))["code"] == "SESSION_ENDED"
+    assert kinesis_records(session["sessionId"]) == []
+
+
+def control(invoke, who, action):
+    _, _, reply = invoke("ws_session_control", ws_event("ws_session_control", who=who, route=action,
+                                                        body={"action": action}))
+    return reply
+
+
+def test_paused_audio_is_held_then_forwarded_before_new_audio(invoke, session, users):
+    who = speaker(session, users)
+    send(invoke, who, audio(0))
+    assert control(invoke, who, "pause")["status"] == "paused"
+    for seq in (1, 2, 3):
+        assert send(invoke, who, audio(seq)) is None
+    assert [r["seq"] for r in kinesis_records(session["sessionId"])] == [0]
+    assert control(invoke, who, "resume")["status"] == "active"
+    send(invoke, who, audio(4))
+    assert [r["seq"] for r in kinesis_records(session["sessionId"])] == [0, 1, 2, 3, 4]
+
+
+def test_resume_over_http_forwards_the_buffer_before_the_next_chunk(invoke, session, users):
+    who = speaker(session, users)
+    control(invoke, who, "pause")
+    send(invoke, who, audio(1))
+    invoke("update_session", http_event("update_session", session_id=session["sessionId"],
+                                        body={"status": "active"}, sub=users["alice"]["sub"]))
+    assert kinesis_records(session["sessionId"]) == []
+    send(invoke, who, audio(2))
+    assert [r["seq"] for r in kinesis_records(session["sessionId"])] == [1, 2]
+
+
+def test_audio_older_than_the_pause_window_is_dropped(invoke, session, users, monkeypatch):
+    who = speaker(session, users)
+    control(invoke, who, "pause")
+    clock = {"now": time.time()}
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+    send(invoke, who, audio(1))            # will be 40 s old at resume
+    clock["now"] += 15
+    send(invoke, who, audio(2))            # 25 s old at resume
+    clock["now"] += 25
+    control(invoke, who, "resume")
+    assert [r["seq"] for r in kinesis_records(session["sessionId"])] == [2]
+    leftovers = boto3.client("dynamodb").query(
+        TableName="sessions-test", KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+        ExpressionAttributeValues={":pk": {"S": f"SESSION#{session['sessionId']}"}, ":a": {"S": "AUDIO#"}})
+    assert leftovers["Count"] == 0
+
+
+def test_pause_and_resume_of_an_ended_session_are_refused(invoke, session, users):
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                        sub=users["alice"]["sub"]))
+    assert control(invoke, speaker(session, users), "resume")["code"] == "SESSION_ENDED"
+
+
+def test_heartbeat_is_acknowledged(invoke, session):
+    _, _, reply = invoke("ws_heartbeat", ws_event("ws_heartbeat", who=listener(session)))
+    assert reply["type"] == "heartbeatAck" and abs(reply["serverTime"] - time.time() * 1000) < 60_000
+
+
+# --- $default -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "code"), [
+    ('{"action": "shout"}', "UNKNOWN_ACTION"),
+    ("not json", "INVALID_MESSAGE"),
+    ("[1, 2]", "INVALID_MESSAGE"),
+    ('{"no": "action"}', "INVALID_MESSAGE"),
+])
+def test_default_route_explains_the_problem(invoke, session, raw, code):
+    _, _, reply = invoke("ws_default", ws_event("ws_default", who=listener(session), raw_body=raw))
+    assert reply["type"] == "error" and reply["code"] == code
+
+
+# --- legacy createSession -----------------------------------------------------
+
+def legacy(users, user="alice"):
+    return {"sessionId": "", "role": "speaker", "userId": users[user]["sub"], "targetLanguage": "", "legacy": True}
+
+
+def create_legacy(invoke, who, connection_id, **body):
+    _, _, reply = invoke("ws_create_session", ws_event(
+        "ws_create_session", connection_id=connection_id, who=who,
+        body={"action": "createSession", "sourceLanguage": "de", **body}))
+    return reply
+
+
+def test_legacy_creation_creates_a_session_tied_to_the_socket(invoke, users):
+    connection = new_connection()
+    reply = create_legacy(invoke, legacy(users), connection, qualityTier="premium")
+    assert reply["type"] == "sessionCreated" and reply["speakerId"] == users["alice"]["sub"]
+    assert reply["sourceLanguage"] == "de" and reply["qualityTier"] == "premium" and reply["status"] == "active"
+    session = read_session(invoke, reply["sessionId"])
+    assert session["status"] == "active"
+    # The same socket streams audio into it...
+    assert send(invoke, legacy(users), audio(1), connection_id=connection) is None
+    assert [r["seq"] for r in kinesis_records(reply["sessionId"])] == [1]
+    # ...cannot create a second one...
+    assert create_legacy(invoke, legacy(users), connection)["code"] == "ALREADY_IN_SESSION"
+    # ...and its session ends with it.
+    assert disconnect(invoke, legacy(users), connection) == 200
+    assert read_session(invoke, reply["sessionId"])["status"] == "ended"
+
+
+def test_legacy_creation_validates_like_http(invoke, users):
+    reply = create_legacy(invoke, legacy(users), new_connection(), sourceLanguage="xx")
+    assert reply["code"] == "VALIDATION_ERROR"
+
+
+def test_legacy_creation_needs_a_legacy_connection(invoke, session, users):
+    reply = create_legacy(invoke, speaker(session, users), new_connection())
+    assert reply["code"] == "ALREADY_IN_SESSION"
+
+
+def test_legacy_creation_can_be_switched_off(invoke, users, setenv):
+    setenv("LEGACY_WEBSOCKET_SESSION_CREATION", "disabled")
+    assert create_legacy(invoke, legacy(users), new_connection())["code"] == "LEGACY_CREATION_DISABLED"
+
+
+def test_audio_on_a_legacy_connection_without_session_is_refused(invoke, users):
+    assert send(invoke, legacy(users), audio(1), connection_id=new_connection())["code"] == "SESSION_NOT_FOUND"
+
+
+# --- status broadcast -------------------------------------------------------------
+
+def test_status_changes_reach_every_socket_and_gone_ones_are_dropped(invoke, session, users, management_api):
+    management_api.reset()
+    ids = [new_connection() for _ in range(3)]
+    for c in ids:
+        assert connect(invoke, listener(session), c) == 200
+    management_api.gone.add(ids[0])
+    event = sample_event("status_broadcast")
+    record = event["Records"][0]["dynamodb"]
+    for image in (record["NewImage"], record["OldImage"]):
+        image["sessionId"]["S"] = session["sessionId"]
+        image["pk"]["S"] = f"SESSION#{session['sessionId']}"
+    invoke.raw("status_broadcast", event)
+    expected = {"type": "status", "sessionId": session["sessionId"], "status": "paused", "listenerCount": 2}
+    assert management_api.posts[ids[1]] == [expected] and management_api.posts[ids[2]] == [expected]
+    assert read_session(invoke, session["sessionId"])["listenerCount"] == 2  # the gone socket left
+
+
+def test_unchanged_and_ended_sessions_are_not_broadcast(invoke, management_api):
+    from session_core.broadcast import changed_sessions
+    record = sample_event("status_broadcast")["Records"][0]
+    same = json.loads(json.dumps(record))
+    same["dynamodb"]["NewImage"]["status"]["S"] = "active"
+    ended = json.loads(json.dumps(record))
+    ended["dynamodb"]["NewImage"]["status"]["S"] = "ended"
+    connection = json.loads(json.dumps(record))
+    connection["dynamodb"]["NewImage"]["sk"]["S"] = "CONN#x"
+    assert changed_sessions([same, ended, connection]) == {}
+    assert list(changed_sessions([record])) == ["golden-eagle-427"]
