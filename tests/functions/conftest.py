@@ -68,6 +68,12 @@ def table(aws_endpoint, management_api, cognito):
     )
     kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint)
     kinesis.create_stream(StreamName=STREAM, ShardCount=1)
+    # Records the teardown starts; the workflow itself runs in the end-to-end tests.
+    sfn = boto3.client("stepfunctions", endpoint_url=aws_endpoint)
+    machine = sfn.create_state_machine(
+        name="teardown-test", roleArn="arn:aws:iam::123456789012:role/teardown",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))
+    os.environ["TEARDOWN_STATE_MACHINE_ARN"] = machine["stateMachineArn"]
     return TABLE
 
 

@@ -15,6 +15,7 @@ class FakeManagementApi:
         self.posts: dict[str, list[dict]] = defaultdict(list)
         self.closed: list[str] = []
         self.gone: set[str] = set()
+        self.failing: dict[str, int] = {}  # connection -> how many more posts answer 500
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -31,6 +32,9 @@ class FakeManagementApi:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if connection in api.gone:
                     return self._answer(410)
+                if api.failing.get(connection, 0) > 0:
+                    api.failing[connection] -= 1
+                    return self._answer(500)
                 api.posts[connection].append(json.loads(body))
                 self._answer(200)
 
@@ -53,6 +57,7 @@ class FakeManagementApi:
         self.posts.clear()
         self.closed.clear()
         self.gone.clear()
+        self.failing.clear()
 
     def stop(self) -> None:
         self._server.shutdown()

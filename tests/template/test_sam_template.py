@@ -18,6 +18,7 @@ def resource(value) -> str:
 
 TABLE_ARN = resource({"Fn::GetAtt": ["SessionsTable", "Arn"]})
 STREAM_ARN = resource({"Fn::GetAtt": ["AudioStream", "Arn"]})
+START_TEARDOWN = ("states:StartExecution", resource({"Ref": "TeardownStateMachine"}))
 
 
 def connections(method: str) -> tuple[str, str]:
@@ -35,11 +36,11 @@ def on_table(*actions: str) -> set[tuple[str, str]]:
 EXPECTED_GRANTS = {
     "CreateSessionFunction": on_table("PutItem"),
     "GetSessionFunction": on_table("GetItem"),
-    "UpdateSessionFunction": on_table("UpdateItem"),
-    "DeleteSessionFunction": on_table("UpdateItem"),
+    "UpdateSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
+    "DeleteSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
     "WsAuthorizerFunction": on_table("GetItem"),
     "WsConnectFunction": on_table("PutItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
-    "WsDisconnectFunction": on_table("GetItem", "DeleteItem", "UpdateItem"),
+    "WsDisconnectFunction": on_table("GetItem", "DeleteItem", "UpdateItem") | {START_TEARDOWN},
     "WsSendAudioFunction": on_table("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem")
     | {("kinesis:PutRecord", STREAM_ARN)},
     "WsHeartbeatFunction": set(),
@@ -48,6 +49,8 @@ EXPECTED_GRANTS = {
     "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
     "WsDefaultFunction": set(),
     "StatusBroadcastFunction": on_table("Query", "DeleteItem", "UpdateItem") | {connections("POST")},
+    "TeardownWorkerFunction": on_table("DeleteItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
+    "TeardownFinishFunction": on_table("UpdateItem"),
 }
 POOL_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPool"}, {"Ref": "ExistingUserPoolId"}]}
 CLIENT_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPoolClient"}, {"Ref": "ExistingUserPoolClientId"}]}

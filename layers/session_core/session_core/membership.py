@@ -68,7 +68,7 @@ def create_legacy_session(connection_id: str, who: ConnectionContext, request: C
     try:
         connections().link_legacy(connection_id, session.sessionId)
     except errors.AlreadyInSession:
-        end_session(session.sessionId, who.userId)  # lost a race with another createSession
+        end_session(session.sessionId, who.userId, disconnect_sockets=False)  # lost a race; no sockets yet
         raise
     connections().add_speaker(session.sessionId, connection_id, who.userId)
     metrics.add_metric(name="LegacySessionCreation", unit=MetricUnit.Count, value=1)

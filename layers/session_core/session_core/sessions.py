@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from functools import cache
 
-from . import errors
+from . import errors, teardown
 from .models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
 from .repository import SessionIdTaken, SessionRepository
 from .session_ids import is_valid_session_id, new_session_id
@@ -60,14 +60,20 @@ def get_session(session_id: str) -> Session:
 
 def update_session(session_id: str, caller_id: str, request: UpdateSessionRequest,
                    expected_version: int | None = None) -> Session:
-    return repository().update(checked_session_id(session_id), caller_id, request.changes(), _now(),
-                               expected_version)
+    session = repository().update(checked_session_id(session_id), caller_id, request.changes(), _now(),
+                                  expected_version)
+    if request.status == ENDED:
+        teardown.start(session)
+    return session
 
 
-def end_session(session_id: str, caller_id: str) -> bool:
-    """Marks the session ended. Returns False if it had ended already (idempotent)."""
+def end_session(session_id: str, caller_id: str, disconnect_sockets: bool = True) -> bool:
+    """Marks the session ended and starts the teardown of its sockets.
+    Returns False if it had ended already (idempotent: no second teardown)."""
     try:
-        repository().update(checked_session_id(session_id), caller_id, {"status": ENDED}, _now())
+        session = repository().update(checked_session_id(session_id), caller_id, {"status": ENDED}, _now())
     except errors.SessionEnded:
         return False
+    if disconnect_sockets:
+        teardown.start(session)
     return True

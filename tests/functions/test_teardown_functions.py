@@ -1,0 +1,116 @@
+"""Starting the teardown, and the two functions the teardown workflow calls."""
+
+import os
+import uuid
+
+import boto3
+import pytest
+
+from tests.support.lambdas import http_event, sample_event, ws_event
+
+ALICE = "alice-sub"
+
+
+def executions():
+    sfn = boto3.client("stepfunctions")
+    return [e["name"] for e in sfn.list_executions(stateMachineArn=os.environ["TEARDOWN_STATE_MACHINE_ARN"])["executions"]]
+
+
+def create(invoke):
+    status, _, body = invoke("create_session", http_event("create_session", sub=ALICE, body={"sourceLanguage": "en"}))
+    assert status == 201
+    return body
+
+
+def teardowns_of(session):
+    return [name for name in executions() if name.startswith(session["sessionId"] + "-")]
+
+
+def test_delete_starts_one_teardown_named_after_the_session(invoke):
+    session = create(invoke)
+    for _ in range(2):
+        assert invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))[0] == 204
+    assert teardowns_of(session) == [f"{session['sessionId']}-{session['createdAt']}"]
+
+
+def test_patch_to_ended_starts_the_teardown_and_other_patches_do_not(invoke):
+    session = create(invoke)
+    invoke("update_session", http_event("update_session", session_id=session["sessionId"], sub=ALICE,
+                                        body={"status": "paused"}))
+    assert teardowns_of(session) == []
+    invoke("update_session", http_event("update_session", session_id=session["sessionId"], sub=ALICE,
+                                        body={"status": "ended"}))
+    assert len(teardowns_of(session)) == 1
+
+
+def test_a_legacy_session_is_torn_down_when_its_socket_closes(invoke):
+    connection = f"legacy-{uuid.uuid4().hex[:8]}="
+    who = {"sessionId": "", "role": "speaker", "userId": ALICE, "targetLanguage": "", "legacy": True}
+    _, _, created = invoke("ws_create_session", ws_event("ws_create_session", connection_id=connection, who=who,
+                                                         body={"action": "createSession", "sourceLanguage": "en"}))
+    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=connection, who=who))
+    assert len(teardowns_of(created)) == 1
+
+
+def join(invoke, session, n):
+    ids = [f"listener-{uuid.uuid4().hex[:8]}=" for _ in range(n)]
+    who = {"sessionId": session["sessionId"], "role": "listener", "userId": "", "targetLanguage": "",
+           "legacy": False}
+    for connection in ids:
+        assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=who))["statusCode"] == 200
+    return ids
+
+
+def batch(session, ids):
+    return {"sessionId": session["sessionId"], "executionName": "test",
+            "connections": [{"connectionId": {"S": c}, "role": {"S": "listener"}} for c in ids]}
+
+
+def remaining_connections(session):
+    page = boto3.client("dynamodb").query(
+        TableName="sessions-test", KeyConditionExpression="pk = :pk AND begins_with(sk, :c)",
+        ExpressionAttributeValues={":pk": {"S": f"SESSION#{session['sessionId']}"}, ":c": {"S": "CONN#"}})
+    return page["Count"]
+
+
+def test_worker_says_goodbye_closes_and_forgets_each_connection(invoke, management_api):
+    management_api.reset()
+    session = create(invoke)
+    ids = join(invoke, session, 3)
+    management_api.gone.add(ids[0])  # already disconnected: counts as done
+    result = invoke.raw("teardown_worker", batch(session, ids))
+    assert result == {"closed": 3}
+    for connection in ids[1:]:
+        assert management_api.posts[connection] == [{"type": "sessionEnded", "sessionId": session["sessionId"],
+                                                     "message": "The speaker ended this session."}]
+        assert connection in management_api.closed
+    assert remaining_connections(session) == 0
+
+
+def test_worker_fails_the_batch_on_a_transient_error_and_a_retry_completes_it(invoke, management_api):
+    management_api.reset()
+    session = create(invoke)
+    ids = join(invoke, session, 3)
+    management_api.failing[ids[1]] = 4  # outlasts botocore: one try and three retries
+    with pytest.raises(Exception):
+        invoke.raw("teardown_worker", batch(session, ids))
+    assert remaining_connections(session) >= 1  # the failed one is still there
+    assert invoke.raw("teardown_worker", batch(session, ids)) == {"closed": 3}  # the workflow's retry
+    assert remaining_connections(session) == 0
+    assert all(c in management_api.closed for c in ids)
+
+
+def test_finish_marks_the_teardown_complete_and_reports_the_duration(invoke):
+    session = create(invoke)
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
+    event = sample_event("teardown_finish") | {"sessionId": session["sessionId"]}
+    result = invoke.raw("teardown_finish", event)
+    assert 0 <= result["sessionDurationSeconds"] <= 5
+    item = boto3.client("dynamodb").get_item(TableName="sessions-test", Key={
+        "pk": {"S": f"SESSION#{session['sessionId']}"}, "sk": {"S": "META"}})["Item"]
+    assert "teardownCompletedAt" in item
+
+
+def test_sample_events_of_the_workflow_functions_are_handled(invoke):
+    assert invoke.raw("teardown_worker", sample_event("teardown_worker")) == {"closed": 2}
+    assert invoke.raw("teardown_finish", sample_event("teardown_finish")) == {"sessionDurationSeconds": 0}
