@@ -3,15 +3,14 @@
 from session_core import sessions
 from session_core.http import caller_id, http_app, http_handler, parse_body, session_response
 from session_core.models import CreateSessionRequest
-from session_core.observability import MetricUnit, metrics
 
 app = http_app()
 
 
 @app.post("/sessions")
 def create_session():
-    session = sessions.create_session(caller_id(app), parse_body(app, CreateSessionRequest))
-    metrics.add_metric(name="SessionCreated", unit=MetricUnit.Count, value=1)
+    session = sessions.create_session(caller_id(app), parse_body(app, CreateSessionRequest),
+                                      app.current_event.headers.get("idempotency-key"), app.lambda_context)
     location = f"{app.current_event.raw_path.rstrip('/')}/{session.sessionId}"
     return session_response(session, 201, {"Location": location})
 

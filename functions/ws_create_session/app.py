@@ -2,8 +2,8 @@
 clients while LegacyWebSocketSessionCreation is enabled (LegacySessionCreation metric)."""
 
 from session_core import membership
-from session_core.validation import validated
 from session_core.models import CreateSessionRequest
+from session_core.validation import validated
 from session_core.ws import ws_handler
 
 

@@ -1,5 +1,7 @@
 """Each HTTP function invoked with its sample event against a real (moto) table."""
 
+import uuid
+
 import pytest
 
 from session_core import session_ids
@@ -186,3 +188,35 @@ def test_requests_without_verified_claims_are_refused(invoke, name):
     body = {"sourceLanguage": "en"} if name == "create_session" else {"status": "paused"}
     status, _, body = invoke(name, http_event(name, session_id=session_id, body=body, sub=None))
     assert status == 401 and body == {"message": "Unauthorized"}
+
+
+def _create_with_key(invoke, key, sub=ALICE, body=None):
+    return invoke("create_session", http_event("create_session", sub=sub, headers={"idempotency-key": key},
+                                               body=body or {"sourceLanguage": "en"}))
+
+
+def test_a_repeated_create_with_the_same_idempotency_key_returns_the_first_session(invoke):
+    key = f"key-{uuid.uuid4()}"
+    first = _create_with_key(invoke, key)
+    again = _create_with_key(invoke, key)
+    assert first[0] == again[0] == 201
+    assert again[2] == first[2] and again[1]["location"] == first[1]["location"]
+    other = _create_with_key(invoke, f"key-{uuid.uuid4()}")
+    assert other[2]["sessionId"] != first[2]["sessionId"]
+
+
+def test_idempotency_keys_are_scoped_to_the_caller(invoke):
+    key = f"key-{uuid.uuid4()}"
+    alice, bob = _create_with_key(invoke, key, sub=ALICE), _create_with_key(invoke, key, sub=BOB)
+    assert alice[2]["sessionId"] != bob[2]["sessionId"] and bob[2]["speakerId"] == BOB
+
+
+def test_reusing_an_idempotency_key_for_another_body_is_refused(invoke):
+    key = f"key-{uuid.uuid4()}"
+    _create_with_key(invoke, key)
+    assert error_of(_create_with_key(invoke, key, body={"sourceLanguage": "fr"})) == (409, "IDEMPOTENCY_KEY_REUSED")
+
+
+@pytest.mark.parametrize("key", ["short", "has spaces in it", "x" * 129, "emoji-\u2603-key"])
+def test_malformed_idempotency_keys_are_400(invoke, key):
+    assert error_of(_create_with_key(invoke, key)) == (400, "VALIDATION_ERROR")

@@ -34,7 +34,7 @@ def on_table(*actions: str) -> set[tuple[str, str]]:
 
 # Every (action, resource) each function may use, exactly: a new permission means a new row here.
 EXPECTED_GRANTS = {
-    "CreateSessionFunction": on_table("PutItem"),
+    "CreateSessionFunction": on_table("PutItem", "GetItem", "UpdateItem", "DeleteItem"),
     "GetSessionFunction": on_table("GetItem"),
     "UpdateSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
     "DeleteSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},

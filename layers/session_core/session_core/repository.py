@@ -13,8 +13,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import errors
 from .aws import client
-from .observability import logger
 from .models import ACTIVE, ENDED, Session
+from .observability import logger
 
 META = "META"
 

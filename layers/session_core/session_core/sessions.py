@@ -7,6 +7,7 @@ from functools import cache
 
 from . import errors, teardown
 from .models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
+from .observability import MetricUnit, metrics
 from .repository import SessionIdTaken, SessionRepository
 from .session_ids import is_valid_session_id, new_session_id
 from .settings import settings
@@ -31,7 +32,20 @@ def checked_session_id(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
-def create_session(speaker_id: str, request: CreateSessionRequest) -> Session:
+def create_session(speaker_id: str, request: CreateSessionRequest, idempotency_key: str | None = None,
+                   lambda_context: object = None) -> Session:
+    """Creates a session. With an idempotency key, a repeat of the same request
+    (a retry, an offline replay) returns the first session instead."""
+    if idempotency_key is None:
+        return _create(speaker_id, request)
+    from . import idempotency  # only the create function pays for importing it
+
+    first = idempotency.once(lambda: _create(speaker_id, request).model_dump(), speaker_id, idempotency_key,
+                             request.model_dump(), lambda_context)
+    return Session.model_validate(first)
+
+
+def _create(speaker_id: str, request: CreateSessionRequest) -> Session:
     now = _now()
     for _ in range(MAX_ID_ATTEMPTS):
         session = Session(
@@ -50,6 +64,7 @@ def create_session(speaker_id: str, request: CreateSessionRequest) -> Session:
             repository().create(session)
         except SessionIdTaken:
             continue
+        metrics.add_metric(name="SessionCreated", unit=MetricUnit.Count, value=1)
         return session
     raise errors.SessionIdExhausted()
 

@@ -1,0 +1,84 @@
+"""POST /sessions with an Idempotency-Key: a retried or replayed create
+returns the session the first request made instead of making a second one.
+
+Records live in the sessions table (pk = "IDEMPOTENCY#<function>", sk = the
+hashed key) for an hour, which bounds how late a client may replay. The key
+is scoped to the caller, and reusing it with a different body is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Callable
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+from . import errors
+from .aws import client
+from .settings import settings
+
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+REPLAY_WINDOW_SECONDS = 3600
+
+
+class KeyReused(errors.ServiceError):
+    status, code = 409, "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was used with a different request body."
+
+
+class RequestInProgress(errors.ServiceError):
+    status, code = 409, "REQUEST_IN_PROGRESS"
+    default_message = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+
+def checked_key(value: str) -> str:
+    if not KEY_PATTERN.fullmatch(value):
+        raise errors.ValidationError("Idempotency-Key must be 8 to 128 characters of letters, digits and . _ : -")
+    return value
+
+
+@cache
+def _config() -> IdempotencyConfig:
+    return IdempotencyConfig(
+        event_key_jmespath="[speakerId, idempotencyKey]",
+        payload_validation_jmespath="request",
+        expires_after_seconds=REPLAY_WINDOW_SECONDS,
+        raise_on_no_idempotency_key=True,
+    )
+
+
+@cache
+def _persistence() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(
+        table_name=settings().table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        expiry_attr="expiresAt",  # the table's TTL attribute removes old records
+        boto3_client=client("dynamodb"),
+    )
+
+
+def once(work: Callable[[], dict], speaker_id: str, key: str, request: dict, lambda_context: object) -> dict:
+    """Runs `work` once per (speaker, key); later calls return its first result."""
+    _config().register_lambda_context(lambda_context)
+
+    @idempotent_function(data_keyword_argument="identity", persistence_store=_persistence(), config=_config(),
+                         key_prefix="create_session")
+    def run(identity: dict) -> dict:
+        return work()
+
+    try:
+        return run(identity={"speakerId": speaker_id, "idempotencyKey": checked_key(key), "request": request})
+    except IdempotencyValidationError:
+        raise KeyReused() from None
+    except IdempotencyAlreadyInProgressError:
+        raise RequestInProgress() from None
