@@ -16,12 +16,12 @@ from tests.support.lambdas import http_event, sample_event, ws_event
 @pytest.fixture(autouse=True)
 def fresh_settings():
     # Tests change environment variables; settings are cached per environment.
-    from session_core import admission
+    from session_core import auth
     settings_module.settings.cache_clear()
-    admission.verifier.cache_clear()
+    auth.configured_verifier.cache_clear()
     yield
     settings_module.settings.cache_clear()
-    admission.verifier.cache_clear()
+    auth.configured_verifier.cache_clear()
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ reason (403). The reason goes to the log, never to the caller.
 
 from __future__ import annotations
 
-from functools import cache
-
 from . import errors
-from .auth import InvalidToken, TokenVerifier
+from .auth import InvalidToken, configured_verifier
 from .models import ENDED, LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
 from .sessions import get_session
 from .settings import settings
@@ -26,15 +24,9 @@ class Refused(errors.ServiceError):
     status, code = 403, "CONNECTION_REFUSED"
 
 
-@cache
-def verifier() -> TokenVerifier:
-    s = settings()
-    return TokenVerifier(s.jwt_issuer, s.jwt_audiences, jwks_url=s.jwks_url)
-
-
 def user_of(token: str | None) -> str:
     try:
-        return verifier().verify(token)["sub"]
+        return configured_verifier().verify(token)["sub"]
     except InvalidToken as exc:
         raise errors.Unauthorized(str(exc)) from None
 

@@ -8,6 +8,8 @@ against the pool's JWKS, exp/nbf, issuer, and audience ("aud" for ID tokens,
 
 from __future__ import annotations
 
+from functools import cache
+
 import jwt
 
 # Tokens over this size are refused before any parsing (API Gateway's own
@@ -79,3 +81,12 @@ class TokenVerifier:
         if audience not in self.audiences:
             raise InvalidToken("token issued for another client")
         return claims
+
+
+@cache
+def configured_verifier() -> TokenVerifier:
+    """The verifier for this stack's pool (JWT_ISSUER, JWT_AUDIENCE, optional JWKS_URL)."""
+    from .settings import settings
+
+    s = settings()
+    return TokenVerifier(s.jwt_issuer, s.jwt_audiences, jwks_url=s.jwks_url)

@@ -7,6 +7,7 @@ parsing, the caller's identity and the single error shape
 from __future__ import annotations
 
 import json
+import os
 from typing import Callable, TypeVar
 
 import pydantic
@@ -14,6 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from . import errors
+from .auth import InvalidToken, configured_verifier
 from .models import Session
 from .observability import logger, observed
 from .validation import parse_json
@@ -71,11 +73,20 @@ def request_id(app: APIGatewayHttpResolver) -> str:
 
 
 def caller_id(app: APIGatewayHttpResolver) -> str:
-    """The token's `sub`, from the claims API Gateway's JWT authorizer verified."""
+    """The token's `sub`, from the claims API Gateway's JWT authorizer verified.
+
+    `sam local start-api` runs no JWT authorizer, so under the SAM CLI (and only
+    there) the function verifies the bearer token itself, with the same code as
+    the WebSocket authorizer. Anywhere else a request without claims is refused.
+    """
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    if not claims and os.environ.get("AWS_SAM_LOCAL") == "true":
+        try:
+            claims = configured_verifier().verify(app.current_event.headers.get("authorization"))
+        except InvalidToken:
+            raise errors.Unauthorized() from None
     sub = claims.get("sub")
     if not sub:
-        # Only reachable if the route lost its authorizer: never run unauthenticated.
         raise errors.Unauthorized()
     return sub
 
