@@ -75,8 +75,14 @@ def get_session(session_id: str) -> Session:
 
 def update_session(session_id: str, caller_id: str, request: UpdateSessionRequest,
                    expected_version: int | None = None) -> Session:
-    session = repository().update(checked_session_id(session_id), caller_id, request.changes(), _now(),
-                                  expected_version)
+    session_id = checked_session_id(session_id)
+    try:
+        session = repository().update(session_id, caller_id, request.changes(), _now(), expected_version)
+    except errors.SessionEnded:
+        if request.status == ENDED:
+            # The owner retrying an end whose teardown start may have failed.
+            teardown.start(repository().get(session_id, _now()), first=False)
+        raise
     if request.status == ENDED:
         teardown.start(session)
     return session
@@ -84,11 +90,15 @@ def update_session(session_id: str, caller_id: str, request: UpdateSessionReques
 
 def end_session(session_id: str, caller_id: str, disconnect_sockets: bool = True) -> bool:
     """Marks the session ended and starts the teardown of its sockets.
-    Returns False if it had ended already (idempotent: no second teardown)."""
+    Returns False if it had ended already. A repeat starts the teardown again,
+    in case the first call failed after ending the session: Step Functions
+    refuses the duplicate execution name, so there is still only one."""
+    session_id = checked_session_id(session_id)
     try:
-        session = repository().update(checked_session_id(session_id), caller_id, {"status": ENDED}, _now())
+        session = repository().update(session_id, caller_id, {"status": ENDED}, _now())
+        ended_now = True
     except errors.SessionEnded:
-        return False
+        session, ended_now = repository().get(session_id, _now()), False
     if disconnect_sockets:
-        teardown.start(session)
-    return True
+        teardown.start(session, first=ended_now)
+    return ended_now

@@ -29,7 +29,7 @@ def execution_name(session: Session) -> str:
     return f"{session.sessionId}-{session.createdAt}"
 
 
-def start(session: Session) -> None:
+def start(session: Session, first: bool = True) -> None:
     """Starts the teardown of an ended session; a second start is harmless."""
     try:
         client("stepfunctions").start_execution(
@@ -42,7 +42,8 @@ def start(session: Session) -> None:
             raise unavailable(exc) from None
     except BotoCoreError as exc:
         raise unavailable(exc) from None
-    metrics.add_metric(name="SessionEnded", unit=MetricUnit.Count, value=1)
+    if first:
+        metrics.add_metric(name="SessionEnded", unit=MetricUnit.Count, value=1)
 
 
 def disconnect_batch(session_id: str, connections: list[dict]) -> int:
