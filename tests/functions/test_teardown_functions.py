@@ -114,3 +114,19 @@ def test_finish_marks_the_teardown_complete_and_reports_the_duration(invoke):
 def test_sample_events_of_the_workflow_functions_are_handled(invoke):
     assert invoke.raw("teardown_worker", sample_event("teardown_worker")) == {"closed": 2}
     assert invoke.raw("teardown_finish", sample_event("teardown_finish")) == {"sessionDurationSeconds": 0}
+
+
+def test_a_failed_teardown_start_is_made_good_by_the_retried_delete(invoke, monkeypatch):
+    session = create(invoke)
+    real = os.environ["TEARDOWN_STATE_MACHINE_ARN"]
+    monkeypatch.setenv("TEARDOWN_STATE_MACHINE_ARN", real.replace("teardown-test", "missing"))
+    status, _, body = invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
+    assert (status, body["error"]["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert teardowns_of(session) == []
+    monkeypatch.setenv("TEARDOWN_STATE_MACHINE_ARN", real)
+    assert invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))[0] == 204
+    assert len(teardowns_of(session)) == 1
+    status, _, body = invoke("update_session", http_event("update_session", session_id=session["sessionId"],
+                                                          sub=ALICE, body={"status": "ended"}))
+    assert (status, body["error"]["code"]) == (409, "SESSION_ENDED")
+    assert len(teardowns_of(session)) == 1
