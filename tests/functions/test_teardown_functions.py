@@ -122,8 +122,8 @@ def test_a_failed_teardown_start_is_made_good_by_the_retried_delete(invoke, monk
     monkeypatch.setenv("TEARDOWN_STATE_MACHINE_ARN", real.replace("teardown-test", "missing"))
     status, _, body = invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
     assert (status, body["error"]["code"]) == (503, "SERVICE_UNAVAILABLE")
-    assert teardowns_of(session) == []
     monkeypatch.setenv("TEARDOWN_STATE_MACHINE_ARN", real)
+    assert teardowns_of(session) == []
     assert invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))[0] == 204
     assert len(teardowns_of(session)) == 1
     status, _, body = invoke("update_session", http_event("update_session", session_id=session["sessionId"],

@@ -149,5 +149,5 @@ def unavailable(exc: Exception) -> errors.ServiceUnavailable:
     # Throttling and transient faults have already been retried by botocore;
     # anything else is still not the caller's fault, so it is a 503 either way.
     code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    logger.error("DynamoDB request failed", extra={"awsErrorCode": code})
+    logger.error("AWS request failed", extra={"awsErrorCode": code})
     return errors.ServiceUnavailable()
