@@ -1,0 +1,245 @@
+"""The running local stack: moto, provisioned resources, Lambda workers, the HTTP gateway.
+
+Components start in dependency order and each registers its own stop on an
+AsyncExitStack, so shutdown is the exact reverse and a later component (the
+WebSocket API, a Lambda Invoke endpoint, a Step Functions runner) is one more
+``start`` + ``push_async_callback`` in ``LocalStack.start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import aws
+from .http_api import HttpGateway
+from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
+from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError
+
+log = logging.getLogger("local_stack")
+
+STACK_FILE = "stack.json"
+
+
+class StackError(Exception):
+    """The stack can't start; the message tells the user what to do."""
+
+
+@dataclass
+class StackConfig:
+    template: Path = Path("template.yaml")
+    state_dir: Path = Path(".local")
+    http_port: int = 3000
+    aws_port: int = 4566
+    region: str = DEFAULT_REGION
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+
+
+# ------------------------------------------------------------------ stack.json
+
+
+def stack_file(state_dir: Path) -> Path:
+    return state_dir / STACK_FILE
+
+
+def pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_running_stack(state_dir: Path) -> dict | None:
+    """stack.json of a live stack, or None (absent, unreadable or left by a dead process)."""
+    try:
+        info = json.loads(stack_file(state_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and pid_alive(info.get("pid")) else None
+
+
+def write_atomically(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_token_verifier(layer_dirs: list[Path]) -> type:
+    """session_core.auth.TokenVerifier from the template's local layer: the same rules the functions use."""
+    for layer in layer_dirs:
+        if str(layer) not in sys.path:
+            sys.path.append(str(layer))  # appended: the layer must not shadow the stack's own packages
+    try:
+        from session_core.auth import TokenVerifier
+    except ImportError as exc:
+        raise StackError(f"JWT authorizers need session_core.auth.TokenVerifier from a local layer: {exc}") from None
+    return TokenVerifier
+
+
+# ----------------------------------------------------------------------- stack
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir.resolve()
+        self._exit = contextlib.AsyncExitStack()
+        self.template: Template | None = None
+        self.moto: aws.MotoProcess | None = None
+        self.provisioned: aws.Provisioned | None = None
+        self.runtime: LambdaRuntime | None = None
+        self.gateway: HttpGateway | None = None
+        self.apis = []
+        self._verifiers: list[Any] = []
+        self._stack_file_written = False
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.template = Template.load(cfg.template, parameter_overrides=cfg.parameter_overrides, region=cfg.region)
+        aws.require_user_pool(self.template)
+        running = read_running_stack(self.state_dir)
+        if running:
+            raise StackError(f"a local stack is already running with state dir {self.state_dir} "
+                             f"(pid {running['pid']}); stop it or use another --state-dir")
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+
+        # Each stop is registered before its start, so a Ctrl-C in the middle of starting cleans up too.
+        self.moto = aws.MotoProcess(cfg.aws_port)
+        self._exit.push_async_callback(self.moto.stop)
+        try:
+            await self.moto.start()
+        except aws.AwsError as exc:
+            raise StackError(f"{exc} (choose another --aws-port)") from None
+        self.provisioned = await asyncio.to_thread(aws.provision, self.template, self.moto.endpoint)
+
+        physical = self.provisioned.physical
+        functions = self.template.functions(physical)
+        self.apis = self.template.http_apis(physical)
+        for spec in functions.values():
+            if not spec.code_dir.is_dir():
+                log.warning("%s: CodeUri %s does not exist; its invocations will fail", spec.logical_id, spec.code_dir)
+
+        self.runtime = LambdaRuntime(functions, aws_endpoint=self.moto.endpoint, region=cfg.region,
+                                     log_dir=self.state_dir / "logs", max_concurrency=cfg.max_concurrency)
+        self._exit.push_async_callback(self.runtime.close)
+        verifier_for = self._verifier_factory([d for spec in functions.values() for d in spec.layer_dirs])
+        try:
+            self.gateway = HttpGateway(self.apis, self.runtime, verifier_for, port=cfg.http_port)
+        except ValueError as exc:
+            raise StackError(str(exc)) from None
+        self._exit.push_async_callback(self.gateway.stop)
+        try:
+            await self.gateway.start()
+        except OSError as exc:
+            raise StackError(f"cannot serve the HTTP API on 127.0.0.1:{cfg.http_port}: {exc.strerror} "
+                             f"(choose another --http-port)") from None
+        await asyncio.gather(self.runtime.warm(), asyncio.to_thread(self._check_sign_in))
+
+        write_atomically(stack_file(self.state_dir), self.describe())
+        self._stack_file_written = True
+
+    async def stop(self) -> None:
+        if self._stack_file_written:
+            with contextlib.suppress(OSError):
+                stack_file(self.state_dir).unlink()
+            self._stack_file_written = False
+        await self._exit.aclose()
+
+    def _verifier_factory(self, layer_dirs: list[Path]):
+        if not any(route.authorizer for api in self.apis for route in api.routes):
+            return lambda authorizer: None
+        token_verifier = load_token_verifier(layer_dirs)
+        pool_ids = [p.ref for lid, p in self.provisioned.physical.items()
+                    if self.template.resources[lid]["Type"] == "AWS::Cognito::UserPool"]
+
+        def verifier_for(authorizer: JwtAuthorizer) -> Any:
+            jwks = aws.local_jwks_url(authorizer.issuer, self.moto.endpoint, self.config.region, pool_ids)
+            if jwks is None:
+                log.warning("authorizer %s: issuer %s is not a local user pool; its tokens can't be checked "
+                            "offline, so its routes will answer 401", authorizer.name, authorizer.issuer)
+            verifier = token_verifier(authorizer.issuer, list(authorizer.audiences), jwks_url=jwks)
+            self._verifiers.append(verifier)
+            return verifier
+
+        return verifier_for
+
+    def _check_sign_in(self) -> None:
+        """Signs alice in and verifies her token: proves the users work and warms each JWKS cache."""
+        users, p = self.provisioned.users, self.provisioned
+        if not users:
+            return
+        try:
+            tokens = aws.initiate_auth(self.moto.endpoint, self.config.region, p.user_pool_client_id,
+                                       users[0].username, users[0].password)
+        except (aws.AwsError, ClientError, BotoCoreError) as exc:
+            raise StackError(f"{users[0].username} cannot sign in to the local user pool: {exc}") from None
+        for verifier in self._verifiers:
+            try:
+                verifier.verify(tokens["IdToken"])
+            except Exception as exc:  # noqa: BLE001 - reported, the stack still serves
+                log.warning("the HTTP API authorizer (issuer %s) rejects tokens of the local pool: %s",
+                            verifier.issuer, exc)
+
+    # ------------------------------------------------------------ describing
+
+    def describe(self) -> dict:
+        p, region, endpoint = self.provisioned, self.config.region, self.moto.endpoint
+        main_api = self.apis[0] if self.apis else None
+        first_table = next(iter(p.tables.values()), None)
+        return {
+            "pid": os.getpid(),
+            "template": str(self.template.path),
+            "parameterOverrides": self.config.parameter_overrides,
+            "httpApiUrl": self.gateway.url(main_api) if main_api else None,
+            "httpApis": {api.logical_id: self.gateway.url(api) for api in self.apis},
+            "stage": main_api.stage if main_api else None,
+            "awsEndpointUrl": endpoint,
+            "region": region,
+            "userPoolId": p.user_pool_id,
+            "userPoolClientId": p.user_pool_client_id,
+            "issuer": aws.cognito_issuer(region, p.user_pool_id) if p.user_pool_id else None,
+            "jwksUrl": aws.jwks_url(endpoint, p.user_pool_id) if p.user_pool_id else None,
+            "tableName": first_table,
+            "tables": dict(p.tables),
+            "users": [u.to_json() for u in p.users],
+            "functions": sorted(self.runtime.pools),
+            "logsDir": str(self.state_dir / "logs"),
+            "resources": {lid: phys.to_json() for lid, phys in p.physical.items()},
+        }
+
+    def banner(self) -> str:
+        info = self.describe()
+        lines = [f"Local stack ready ({self.template.path.name}, region {info['region']})"]
+        for api in self.apis:
+            lines.append(f"  HTTP API  {self.gateway.url(api)}   ({api.logical_id})")
+            for route in api.routes:
+                auth = "" if route.authorizer else "  [no auth]"
+                lines.append(f"              {route.method:<7} {route.path:<28} -> {route.function}{auth}")
+        lines.append(f"  AWS       {info['awsEndpointUrl']}   (moto; any credentials, region {info['region']})")
+        lines.append(f"  Cognito   pool {info['userPoolId']}, client {info['userPoolClientId']}")
+        for index, user in enumerate(info["users"]):
+            lines.append(f"  {'Users' if index == 0 else '':<9} {user['username']} / {user['password']}")
+        if info["users"]:
+            lines.append(f"  Token     python -m local_stack token {info['users'][0]['name']} "
+                         f"--state-dir {self.config.state_dir}")
+        lines.append(f"  State     {stack_file(self.config.state_dir)}, logs in {self.config.state_dir / 'logs'}/")
+        lines.append("Ctrl-C to stop.")
+        return "\n".join(lines)
+
+
+__all__ = ["LocalStack", "StackConfig", "StackError", "TemplateError", "read_running_stack", "stack_file"]

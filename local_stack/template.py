@@ -1,0 +1,700 @@
+"""Reads a SAM/CloudFormation template into what the local stack runs.
+
+The template is the single source of truth: functions, their environment,
+routes, authorizers, CORS and tables all come from it, with intrinsic
+functions resolved against LOCAL physical values (the moto table name, the
+moto user pool id, ...). Nothing here talks to AWS; physical values of the
+resources the stack provisions are passed in as a ``{logical_id: Physical}``
+map, and every other resource gets a deterministic stand-in.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+DEFAULT_REGION = "eu-west-1"
+DEFAULT_STACK_NAME = "local"
+
+SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+SERVERLESS_HTTP_API = "AWS::Serverless::HttpApi"
+SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
+IMPLICIT_HTTP_API = "ServerlessHttpApi"  # SAM's logical id for the implicit HTTP API
+
+# API Gateway's own ceiling for an integration, used when an event sets none.
+DEFAULT_INTEGRATION_TIMEOUT_MS = 30_000
+
+
+class TemplateError(Exception):
+    """The template can't be read or run locally; the message says where and why."""
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader plus CloudFormation's short-form tags, turned into long form."""
+
+
+# CloudFormation keeps dates as strings; YAML 1.1 would turn 2010-09-09 into a date.
+_CfnLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+_SHORT_TAGS = ("Sub", "Join", "Select", "Split", "If", "Equals", "Not", "And", "Or", "FindInMap",
+               "Base64", "GetAZs", "ImportValue", "Cidr", "Transform", "Length", "ToJsonString")
+
+
+def _construct_node(loader: yaml.Loader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)
+
+
+def _add_short_tag(name: str) -> None:
+    def construct(loader: yaml.Loader, node: yaml.Node) -> dict:
+        return {f"Fn::{name}": _construct_node(loader, node)}
+    _CfnLoader.add_constructor(f"!{name}", construct)
+
+
+for _name in _SHORT_TAGS:
+    _add_short_tag(_name)
+
+
+def _construct_ref(loader: yaml.Loader, node: yaml.Node) -> dict:
+    return {"Ref": _construct_node(loader, node)}
+
+
+def _construct_condition(loader: yaml.Loader, node: yaml.Node) -> dict:
+    return {"Condition": _construct_node(loader, node)}
+
+
+def _construct_getatt(loader: yaml.Loader, node: yaml.Node) -> dict:
+    value = _construct_node(loader, node)
+    if isinstance(value, str):
+        # "Res.Attr.Sub" -> ["Res", "Attr.Sub"]: attribute names may hold dots.
+        value = value.split(".", 1)
+    return {"Fn::GetAtt": value}
+
+
+_CfnLoader.add_constructor("!Ref", _construct_ref)
+_CfnLoader.add_constructor("!Condition", _construct_condition)
+_CfnLoader.add_constructor("!GetAtt", _construct_getatt)
+
+
+def load_yaml(text: str) -> Any:
+    """Parses template text (YAML or JSON) with CloudFormation tags understood."""
+    try:
+        return yaml.load(text, Loader=_CfnLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"template is not valid YAML: {exc}") from None
+
+
+# ------------------------------------------------------------------ physical values
+
+
+@dataclass(frozen=True)
+class Physical:
+    """What ``!Ref`` and ``!GetAtt`` give for one resource in the local stack."""
+
+    ref: str
+    attrs: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"ref": self.ref, "attrs": dict(self.attrs)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Physical:
+        return cls(str(data["ref"]), {str(k): str(v) for k, v in (data.get("attrs") or {}).items()})
+
+
+def fake_api_id(logical_id: str) -> str:
+    """A stable 10-character API id, shaped like API Gateway's."""
+    return hashlib.sha1(logical_id.encode()).hexdigest()[:10]
+
+
+# ----------------------------------------------------------------- resolved specs
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    function_name: str
+    code_dir: Path
+    handler: str
+    runtime: str
+    layer_dirs: tuple[Path, ...]
+    skipped_layers: tuple[str, ...]  # managed layer ARNs, served from the venv instead
+    environment: dict[str, str]
+    timeout: float  # seconds
+    memory_size: int
+    log_group: str
+    log_format: str | None = None
+    log_level: str | None = None
+
+
+@dataclass(frozen=True)
+class JwtAuthorizer:
+    name: str
+    issuer: str
+    audiences: tuple[str, ...]
+    identity_sources: tuple[str, ...]  # e.g. ("$request.header.Authorization",)
+
+
+@dataclass(frozen=True)
+class Cors:
+    allow_origins: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age: int | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    api_logical_id: str
+    method: str  # upper case, or "ANY"
+    path: str  # "/sessions/{sessionId}", or "$default"
+    function: str  # logical id of the function
+    authorizer: JwtAuthorizer | None
+    scopes: tuple[str, ...] = ()
+    timeout_ms: int = DEFAULT_INTEGRATION_TIMEOUT_MS
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class HttpApiSpec:
+    logical_id: str
+    api_id: str
+    stage: str
+    cors: Cors | None
+    routes: tuple[Route, ...]
+
+
+# ----------------------------------------------------------------------- template
+
+
+_INTRINSICS = frozenset({"Ref", "Condition"} | {f"Fn::{n}" for n in _SHORT_TAGS} | {"Fn::GetAtt"})
+
+
+def _is_intrinsic(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _INTRINSICS
+
+
+def _merge_globals(global_value: Any, own_value: Any) -> Any:
+    """SAM's Globals rules: maps merge, lists add (globals first), scalars override."""
+    if isinstance(global_value, dict) and isinstance(own_value, dict) \
+            and not _is_intrinsic(global_value) and not _is_intrinsic(own_value):
+        merged = dict(global_value)
+        for key, value in own_value.items():
+            merged[key] = _merge_globals(global_value[key], value) if key in global_value else value
+        return merged
+    if isinstance(global_value, list) and isinstance(own_value, list):
+        return global_value + own_value
+    return own_value
+
+
+def _param_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class _NoValue:
+    """AWS::NoValue: the enclosing property or list item disappears."""
+
+
+NO_VALUE = _NoValue()
+
+
+class Template:
+    """A parsed template: parameters and conditions evaluated, SAM globals merged."""
+
+    def __init__(self, data: Any, base_dir: Path, *, parameter_overrides: dict[str, str] | None = None,
+                 region: str = DEFAULT_REGION, stack_name: str = DEFAULT_STACK_NAME,
+                 path: Path | None = None) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+            raise TemplateError("template has no Resources section")
+        self.path = path
+        self.base_dir = base_dir
+        self.region = region
+        self.stack_name = stack_name
+        self._data = data
+        self.parameters = self._read_parameters(data.get("Parameters") or {}, parameter_overrides or {})
+        self._condition_defs = data.get("Conditions") or {}
+        self._conditions: dict[str, bool] = {}
+        self.conditions = {name: self.condition(name) for name in self._condition_defs}
+        self.mappings = data.get("Mappings") or {}
+        self._global_sections = data.get("Globals") or {}
+        self.resources = self._read_resources(data["Resources"])
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> Template:
+        path = Path(path).resolve()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TemplateError(f"cannot read template {path}: {exc.strerror}") from None
+        return cls(load_yaml(text), path.parent, path=path, **kwargs)
+
+    def _read_parameters(self, declared: dict, overrides: dict[str, str]) -> dict[str, Any]:
+        unknown = sorted(set(overrides) - set(declared))
+        if unknown:
+            raise TemplateError(f"unknown parameter(s): {', '.join(unknown)} "
+                                f"(declared: {', '.join(declared) or 'none'})")
+        values: dict[str, Any] = {}
+        for name, spec in declared.items():
+            spec = spec or {}
+            if name in overrides:
+                raw = _param_str(overrides[name])
+            elif "Default" in spec:
+                raw = _param_str(spec["Default"]) if not isinstance(spec["Default"], list) \
+                    else ",".join(map(_param_str, spec["Default"]))
+            else:
+                raise TemplateError(f"parameter {name} has no Default; pass it with --parameter-overrides {name}=...")
+            self._check_parameter(name, spec, raw)
+            ptype = str(spec.get("Type", "String"))
+            is_list = ptype == "CommaDelimitedList" or ptype.startswith("List<")
+            values[name] = [item.strip() for item in raw.split(",")] if is_list else raw
+        return values
+
+    @staticmethod
+    def _check_parameter(name: str, spec: dict, raw: str) -> None:
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and raw not in [_param_str(v) for v in allowed]:
+            raise TemplateError(f"parameter {name}={raw!r} is not one of its AllowedValues")
+        pattern = spec.get("AllowedPattern")
+        if pattern and not re.fullmatch(pattern, raw):
+            raise TemplateError(f"parameter {name}={raw!r} does not match AllowedPattern {pattern}")
+        if spec.get("Type") == "Number":
+            try:
+                number = float(raw)
+            except ValueError:
+                raise TemplateError(f"parameter {name}={raw!r} is not a number") from None
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                raise TemplateError(f"parameter {name}={raw} is below MinValue {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                raise TemplateError(f"parameter {name}={raw} is above MaxValue {spec['MaxValue']}")
+
+    def condition(self, name: str, _stack: tuple[str, ...] = ()) -> bool:
+        if name in self._conditions:
+            return self._conditions[name]
+        if name not in self._condition_defs:
+            raise TemplateError(f"unknown condition {name!r}")
+        if name in _stack:
+            raise TemplateError(f"condition {name!r} depends on itself")
+        value = _Resolver(self, {}, _stack + (name,)).resolve(self._condition_defs[name], f"Conditions.{name}")
+        if not isinstance(value, bool):
+            raise TemplateError(f"condition {name!r} does not evaluate to true/false")
+        self._conditions[name] = value
+        return value
+
+    def _read_resources(self, resources: dict) -> dict[str, dict]:
+        global_sections = self._global_sections
+        active: dict[str, dict] = {}
+        for logical_id, resource in resources.items():
+            if not isinstance(resource, dict) or "Type" not in resource:
+                raise TemplateError(f"resource {logical_id} has no Type")
+            if "Condition" in resource and not self.condition(resource["Condition"]):
+                continue
+            resource = copy.deepcopy(resource)
+            section = {SERVERLESS_FUNCTION: "Function", SERVERLESS_HTTP_API: "HttpApi"}.get(resource["Type"])
+            if section and global_sections.get(section):
+                resource["Properties"] = _merge_globals(copy.deepcopy(global_sections[section]),
+                                                        resource.get("Properties") or {})
+            resource.setdefault("Properties", {})
+            active[logical_id] = resource
+        return active
+
+    # -------------------------------------------------------------- resolving
+
+    def resolver(self, physical: dict[str, Physical] | None = None) -> _Resolver:
+        return _Resolver(self, physical or {})
+
+    def resolve(self, value: Any, physical: dict[str, Physical] | None = None, where: str = "") -> Any:
+        return self.resolver(physical).resolve(value, where)
+
+    def resources_of_type(self, *types: str) -> dict[str, dict]:
+        return {lid: res for lid, res in self.resources.items() if res["Type"] in types}
+
+    def default_physical(self, logical_id: str, resolver: _Resolver) -> Physical:
+        """A deterministic stand-in for a resource the local stack doesn't provision."""
+        resource = self.resources[logical_id]
+        rtype, props = resource["Type"], resource["Properties"]
+        region, name = self.region, f"{self.stack_name}-{logical_id}"
+
+        def prop(key: str, default: str) -> str:
+            return str(resolver.resolve(props[key], f"{logical_id}.{key}")) if key in props else default
+
+        if rtype in (SERVERLESS_FUNCTION, "AWS::Lambda::Function"):
+            fname = prop("FunctionName", name)
+            return Physical(fname, {"Arn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{fname}"})
+        if rtype == "AWS::DynamoDB::Table":
+            table = prop("TableName", name)
+            arn = f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{table}"
+            return Physical(table, {"Arn": arn, "StreamArn": f"{arn}/stream/1970-01-01T00:00:00.000"})
+        if rtype == "AWS::Logs::LogGroup":
+            group = prop("LogGroupName", f"/aws/{name}")
+            return Physical(group, {"Arn": f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{group}:*"})
+        if rtype in (SERVERLESS_LAYER, "AWS::Lambda::LayerVersion"):
+            lname = prop("LayerName", name)
+            return Physical(f"arn:aws:lambda:{region}:{ACCOUNT_ID}:layer:{lname}:1")
+        if rtype in (SERVERLESS_HTTP_API, "AWS::Serverless::WebSocketApi", "AWS::ApiGatewayV2::Api"):
+            api_id = fake_api_id(logical_id)
+            scheme = "wss" if rtype == "AWS::Serverless::WebSocketApi" else "https"
+            return Physical(api_id, {"ApiId": api_id,
+                                     "ApiEndpoint": f"{scheme}://{api_id}.execute-api.{region}.amazonaws.com"})
+        if rtype in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+            machine = prop("StateMachineName" if rtype.startswith("AWS::Step") else "Name", name)
+            arn = f"arn:aws:states:{region}:{ACCOUNT_ID}:stateMachine:{machine}"
+            return Physical(arn, {"Arn": arn, "Name": machine})  # Ref of a state machine is its ARN
+        if rtype == "AWS::Kinesis::Stream":
+            stream = prop("Name", name)
+            return Physical(stream, {"Arn": f"arn:aws:kinesis:{region}:{ACCOUNT_ID}:stream/{stream}"})
+        service = rtype.split("::")[1].lower() if rtype.count("::") == 2 else "local"
+        return Physical(name, {"Arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"})
+
+    # ----------------------------------------------------------- functions
+
+    def functions(self, physical: dict[str, Physical] | None = None) -> dict[str, FunctionSpec]:
+        resolver = self.resolver(physical)
+        return {lid: self._function(lid, res["Properties"], resolver)
+                for lid, res in self.resources_of_type(SERVERLESS_FUNCTION).items()}
+
+    def _function(self, logical_id: str, props: dict, resolver: _Resolver) -> FunctionSpec:
+        where = f"Resources.{logical_id}.Properties"
+        if props.get("PackageType", "Zip") != "Zip":
+            raise TemplateError(f"{logical_id}: only Zip functions run locally (PackageType is {props['PackageType']})")
+        runtime = str(resolver.resolve(props.get("Runtime", ""), f"{where}.Runtime"))
+        if not runtime.startswith("python"):
+            raise TemplateError(f"{logical_id}: runtime {runtime or '(none)'} is not supported locally, only python")
+        code_uri = resolver.resolve(props.get("CodeUri"), f"{where}.CodeUri")
+        if not isinstance(code_uri, str) or not code_uri:
+            raise TemplateError(f"{logical_id}: CodeUri must be a local folder")
+        handler = resolver.resolve(props.get("Handler"), f"{where}.Handler")
+        if not isinstance(handler, str) or "." not in handler:
+            raise TemplateError(f"{logical_id}: Handler must look like module.function")
+
+        layer_dirs: list[Path] = []
+        skipped: list[str] = []
+        for index, layer in enumerate(props.get("Layers") or []):
+            target = layer.get("Ref") if isinstance(layer, dict) and set(layer) == {"Ref"} else None
+            if target in self.resources and self.resources[target]["Type"] == SERVERLESS_LAYER:
+                content = resolver.resolve(self.resources[target]["Properties"].get("ContentUri"),
+                                           f"Resources.{target}.Properties.ContentUri")
+                if not isinstance(content, str):
+                    raise TemplateError(f"layer {target}: ContentUri must be a local folder")
+                layer_dirs.append((self.base_dir / content).resolve())
+            else:
+                # Managed layers (Powertools) are provided by the venv.
+                skipped.append(str(resolver.resolve(layer, f"{where}.Layers[{index}]")))
+
+        variables = ((props.get("Environment") or {}).get("Variables")) or {}
+        environment: dict[str, str] = {}
+        for key, value in variables.items():
+            value = resolver.resolve(value, f"{where}.Environment.Variables.{key}")
+            if value is NO_VALUE:
+                continue
+            if isinstance(value, (dict, list)):
+                raise TemplateError(f"{logical_id}: environment variable {key} is not a string")
+            environment[str(key)] = _param_str(value)
+
+        logging_config = resolver.resolve(props.get("LoggingConfig") or {}, f"{where}.LoggingConfig")
+        function_name = resolver.ref(logical_id, where)
+        log_group = logging_config.get("LogGroup") or f"/aws/lambda/{function_name}"
+        try:
+            timeout = float(resolver.resolve(props.get("Timeout", 3), f"{where}.Timeout"))
+            memory = int(resolver.resolve(props.get("MemorySize", 128), f"{where}.MemorySize"))
+        except (TypeError, ValueError):
+            raise TemplateError(f"{logical_id}: Timeout and MemorySize must be numbers") from None
+        return FunctionSpec(
+            logical_id=logical_id,
+            function_name=function_name,
+            code_dir=(self.base_dir / code_uri).resolve(),
+            handler=handler,
+            runtime=runtime,
+            layer_dirs=tuple(layer_dirs),
+            skipped_layers=tuple(skipped),
+            environment=environment,
+            timeout=timeout,
+            memory_size=memory,
+            log_group=str(log_group),
+            log_format=logging_config.get("LogFormat"),
+            log_level=logging_config.get("ApplicationLogLevel"),
+        )
+
+    # ------------------------------------------------------------ HTTP APIs
+
+    def http_apis(self, physical: dict[str, Physical] | None = None) -> list[HttpApiSpec]:
+        resolver = self.resolver(physical)
+        apis = dict(self.resources_of_type(SERVERLESS_HTTP_API))
+        routes: dict[str, list[Route]] = {lid: [] for lid in apis}
+        pending: list[tuple[str, str, dict]] = []
+        for function_id, res in self.resources_of_type(SERVERLESS_FUNCTION).items():
+            for event_id, event in (res["Properties"].get("Events") or {}).items():
+                if isinstance(event, dict) and event.get("Type") == "HttpApi":
+                    pending.append((function_id, event_id, event.get("Properties") or {}))
+        if any("ApiId" not in props for _, _, props in pending) and IMPLICIT_HTTP_API not in apis:
+            # SAM's implicit API: $default stage, Globals.HttpApi applies.
+            apis[IMPLICIT_HTTP_API] = {"Type": SERVERLESS_HTTP_API, "Properties": _merge_globals(
+                copy.deepcopy(self._global_sections.get("HttpApi") or {}), {"StageName": "$default"})}
+            routes[IMPLICIT_HTTP_API] = []
+
+        authorizers = {lid: self._authorizers(lid, res["Properties"], resolver) for lid, res in apis.items()}
+        for function_id, event_id, props in pending:
+            where = f"Resources.{function_id}.Properties.Events.{event_id}.Properties"
+            api_ref = props.get("ApiId", {"Ref": IMPLICIT_HTTP_API})
+            api_id = api_ref.get("Ref") if isinstance(api_ref, dict) else None
+            if api_id not in apis:
+                raise TemplateError(f"{where}.ApiId must be !Ref to an AWS::Serverless::HttpApi of this template")
+            if str(props.get("PayloadFormatVersion", "2.0")) != "2.0":
+                raise TemplateError(f"{where}: only PayloadFormatVersion 2.0 is emulated locally")
+            method = str(resolver.resolve(props.get("Method", "ANY"), f"{where}.Method")).upper()
+            path = str(resolver.resolve(props.get("Path", "$default"), f"{where}.Path"))
+            if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
+                method = "ANY"
+            if path != "$default" and not path.startswith("/"):
+                raise TemplateError(f"{where}.Path must start with /")
+            authorizer, scopes = self._route_auth(api_id, authorizers[api_id], apis[api_id]["Properties"],
+                                                  props.get("Auth") or {}, where, resolver)
+            timeout_ms = int(resolver.resolve(props.get("TimeoutInMillis", DEFAULT_INTEGRATION_TIMEOUT_MS),
+                                              f"{where}.TimeoutInMillis"))
+            routes[api_id].append(Route(api_id, method, path, function_id, authorizer, scopes, timeout_ms))
+
+        specs = []
+        for lid, res in apis.items():
+            props = res["Properties"]
+            stage = str(resolver.resolve(props.get("StageName", "$default"), f"Resources.{lid}.StageName"))
+            cors = self._cors(resolver.resolve(props.get("CorsConfiguration"), f"Resources.{lid}.CorsConfiguration"))
+            api_id = str(resolver.ref(lid, lid)) if lid in self.resources else fake_api_id(lid)
+            specs.append(HttpApiSpec(lid, api_id, stage, cors, tuple(routes[lid])))
+        return specs
+
+    @staticmethod
+    def _cors(config: Any) -> Cors | None:
+        if config is None or config is NO_VALUE or config is False:
+            return None
+        if config is True:
+            return Cors(allow_origins=("*",), allow_headers=("*",), allow_methods=("*",))
+        if not isinstance(config, dict):
+            raise TemplateError("CorsConfiguration must be true or a map")
+
+        def strings(key: str) -> tuple[str, ...]:
+            value = config.get(key) or []
+            return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+
+        max_age = config.get("MaxAge")
+        return Cors(
+            allow_origins=strings("AllowOrigins"),
+            allow_headers=tuple(h.lower() for h in strings("AllowHeaders")),
+            allow_methods=tuple(m.upper() for m in strings("AllowMethods")),
+            expose_headers=tuple(h.lower() for h in strings("ExposeHeaders")),
+            allow_credentials=str(config.get("AllowCredentials", False)).lower() == "true",
+            max_age=int(max_age) if max_age is not None else None,
+        )
+
+    def _authorizers(self, api_id: str, props: dict, resolver: _Resolver) -> dict[str, JwtAuthorizer]:
+        auth = props.get("Auth") or {}
+        found = {}
+        for name, config in (auth.get("Authorizers") or {}).items():
+            where = f"Resources.{api_id}.Properties.Auth.Authorizers.{name}"
+            config = config or {}
+            if "JwtConfiguration" not in config:
+                raise TemplateError(f"{where}: only JWT authorizers are emulated locally")
+            jwt_config = resolver.resolve(config["JwtConfiguration"], f"{where}.JwtConfiguration")
+            issuer = jwt_config.get("issuer", jwt_config.get("Issuer"))
+            audience = jwt_config.get("audience", jwt_config.get("Audience")) or []
+            audience = [audience] if isinstance(audience, str) else audience
+            if not isinstance(issuer, str) or not issuer:
+                raise TemplateError(f"{where}: JwtConfiguration.issuer is required")
+            source = resolver.resolve(config.get("IdentitySource", "$request.header.Authorization"),
+                                      f"{where}.IdentitySource")
+            sources = [s.strip() for s in (source.split(",") if isinstance(source, str) else source)]
+            found[name] = JwtAuthorizer(name, issuer, tuple(str(a) for a in audience), tuple(sources))
+        return found
+
+    @staticmethod
+    def _route_auth(api_id: str, authorizers: dict[str, JwtAuthorizer], api_props: dict, route_auth: dict,
+                    where: str, resolver: _Resolver) -> tuple[JwtAuthorizer | None, tuple[str, ...]]:
+        api_auth = api_props.get("Auth") or {}
+        name = route_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+        if name is None or name == "NONE":
+            return None, ()
+        if name == "AWS_IAM":
+            raise TemplateError(f"{where}: AWS_IAM authorization is not emulated locally")
+        if name not in authorizers:
+            raise TemplateError(f"{where}: authorizer {name!r} is not defined on {api_id}")
+        scopes = resolver.resolve(route_auth.get("AuthorizationScopes", []), f"{where}.Auth.AuthorizationScopes")
+        return authorizers[name], tuple(str(s) for s in scopes)
+
+
+# ----------------------------------------------------------------------- resolver
+
+
+class _Resolver:
+    """Evaluates intrinsic functions against parameters, conditions and physical values."""
+
+    def __init__(self, template: Template, physical: dict[str, Physical],
+                 condition_stack: tuple[str, ...] = ()) -> None:
+        self.t = template
+        self.physical = physical
+        self._condition_stack = condition_stack
+
+    def resolve(self, value: Any, where: str = "") -> Any:
+        if isinstance(value, dict):
+            if len(value) == 1:
+                key = next(iter(value))
+                if key == "Ref" or key == "Condition" or key.startswith("Fn::"):
+                    return self._intrinsic(key, value[key], where)
+            resolved = {k: self.resolve(v, f"{where}.{k}") for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+        if isinstance(value, list):
+            items = [self.resolve(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return [v for v in items if v is not NO_VALUE]
+        return value
+
+    # Ref and GetAtt are also used directly by Template.
+    def ref(self, name: Any, where: str) -> Any:
+        if not isinstance(name, str):
+            raise TemplateError(f"{where}: Ref needs a name")
+        pseudo = self._pseudo(name)
+        if pseudo is not None:
+            return pseudo
+        if name in self.t.parameters:
+            return self.t.parameters[name]
+        return self._physical(name, where).ref
+
+    def getatt(self, name: str, attribute: str, where: str) -> str:
+        physical = self._physical(name, where)
+        if attribute not in physical.attrs:
+            raise TemplateError(f"{where}: {name}.{attribute} is not available in the local stack")
+        return physical.attrs[attribute]
+
+    def _physical(self, name: str, where: str) -> Physical:
+        if name in self.physical:
+            return self.physical[name]
+        if name in self.t.resources:
+            return self.t.default_physical(name, self)
+        if name in (self.t._data.get("Resources") or {}):
+            raise TemplateError(f"{where}: {name} is not created (its Condition is false)")
+        raise TemplateError(f"{where}: unknown resource or parameter {name!r}")
+
+    def _pseudo(self, name: str) -> Any:
+        return {
+            "AWS::Region": self.t.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": self.t.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.t.region}:{ACCOUNT_ID}:stack/{self.t.stack_name}/local",
+            "AWS::NotificationARNs": [],
+            "AWS::NoValue": NO_VALUE,
+        }.get(name)
+
+    def _intrinsic(self, key: str, arg: Any, where: str) -> Any:
+        here = f"{where} ({key})" if where else key
+        if key == "Ref":
+            return self.ref(arg, here)
+        if key == "Condition":
+            return self.t.condition(arg, self._condition_stack)
+        if key == "Fn::GetAtt":
+            if isinstance(arg, str):
+                arg = arg.split(".", 1)
+            arg = self.resolve(arg, here)
+            if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(a, str) for a in arg)):
+                raise TemplateError(f"{here}: expected [Resource, Attribute]")
+            return self.getatt(arg[0], arg[1], here)
+        if key == "Fn::Sub":
+            return self._sub(arg, here)
+        if key == "Fn::If":
+            if not (isinstance(arg, list) and len(arg) == 3):
+                raise TemplateError(f"{here}: expected [Condition, ValueIfTrue, ValueIfFalse]")
+            return self.resolve(arg[1] if self.t.condition(arg[0], self._condition_stack) else arg[2], here)
+        if key == "Fn::ImportValue":
+            raise TemplateError(f"{here}: values exported by other stacks can't be imported locally")
+        args = self.resolve(arg, here)
+        try:
+            return self._function(key, args, here)
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            raise TemplateError(f"{here}: invalid arguments {args!r}") from None
+
+    def _function(self, key: str, args: Any, here: str) -> Any:
+        if key == "Fn::Join":
+            delimiter, items = args
+            return str(delimiter).join(_param_str(i) for i in items)
+        if key == "Fn::Select":
+            index, items = args
+            return items[int(index)]
+        if key == "Fn::Split":
+            delimiter, text = args
+            return text.split(delimiter)
+        if key == "Fn::Equals":
+            left, right = args
+            return _param_str(left) == _param_str(right)
+        if key == "Fn::Not":
+            (value,) = args
+            return not self._bool(value, here)
+        if key == "Fn::And":
+            return all(self._bool(v, here) for v in args)
+        if key == "Fn::Or":
+            return any(self._bool(v, here) for v in args)
+        if key == "Fn::FindInMap":
+            name, top, second = args[:3]
+            return self.t.mappings[name][top][second]
+        if key == "Fn::Base64":
+            return base64.b64encode(str(args).encode()).decode()
+        if key == "Fn::GetAZs":
+            return [f"{self.t.region}{zone}" for zone in "abc"]
+        raise TemplateError(f"{here}: {key} is not supported by the local stack")
+
+    @staticmethod
+    def _bool(value: Any, here: str) -> bool:
+        if not isinstance(value, bool):
+            raise TemplateError(f"{here}: expected a condition, got {value!r}")
+        return value
+
+    _SUB = re.compile(r"\$\{([^}]*)\}")
+
+    def _sub(self, arg: Any, here: str) -> str:
+        if isinstance(arg, list):
+            if len(arg) != 2 or not isinstance(arg[0], str) or not isinstance(arg[1], dict):
+                raise TemplateError(f"{here}: expected [String, {{Var: Value}}]")
+            text, variables = arg[0], {k: self.resolve(v, f"{here}.{k}") for k, v in arg[1].items()}
+        elif isinstance(arg, str):
+            text, variables = arg, {}
+        else:
+            raise TemplateError(f"{here}: expected a string or [String, {{Var: Value}}]")
+
+        def replace(match: re.Match) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"  # ${!Literal} escapes a literal ${Literal}
+            name = name.strip()
+            if name in variables:
+                value = variables[name]
+            elif "." in name and name.split(".", 1)[0] in self.t.resources:
+                value = self.getatt(*name.split(".", 1), here)
+            else:
+                value = self.ref(name, here)
+            if isinstance(value, (list, dict)) or value is NO_VALUE:
+                raise TemplateError(f"{here}: ${{{name}}} is not a string")
+            return _param_str(value)
+
+        return self._SUB.sub(replace, text)
