@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .template import Physical, Template, TemplateError
+from .template import ACCOUNT_ID, Physical, Template, TemplateError
 
 log = logging.getLogger("local_stack")
 
@@ -64,8 +65,10 @@ def client(service: str, endpoint: str, region: str) -> Any:
 class MotoProcess:
     """moto_server.py as a child process listening on 127.0.0.1."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, internal_endpoint_port: int | None = None) -> None:
         self.requested_port = port
+        # Where moto's own clients (Step Functions tasks) send AWS calls: the AwsProxy.
+        self.internal_endpoint_port = internal_endpoint_port
         self.port: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -74,9 +77,13 @@ class MotoProcess:
         return f"http://{HOST}:{self.port}"
 
     async def start(self) -> None:
+        extra, env = [], None
+        if self.internal_endpoint_port:
+            extra = ["--execute-state-machines"]
+            env = {**os.environ, "MOTO_PORT": str(self.internal_endpoint_port)}
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", str(MOTO_SCRIPT), "--host", HOST, "--port", str(self.requested_port),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable, "-I", str(MOTO_SCRIPT), "--host", HOST, "--port", str(self.requested_port), *extra,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
             start_new_session=True,  # Ctrl-C goes to the stack, which stops moto last
         )
         try:
@@ -118,6 +125,8 @@ class Provisioned:
     user_pool_id: str | None = None
     user_pool_client_id: str | None = None
     users: list[LocalUser] = field(default_factory=list)
+    streams: dict[str, str] = field(default_factory=dict)  # logical id -> Kinesis stream name
+    state_machines: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
 
 
 def api_params(api: Any, operation: str, props: dict, renames: dict[str, str] | None = None) -> dict:
@@ -205,6 +214,36 @@ def _user_pool_client(template: Template, logical_id: str, props: dict, ctx: _Co
     return Physical(created["ClientId"], attrs)
 
 
+def _stream(template: Template, logical_id: str, props: dict, ctx: _Context) -> Physical:
+    name = str(props.get("Name") or f"{template.stack_name}-{logical_id}")
+    kinesis = ctx.client("kinesis")
+    mode = (props.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED")
+    if mode == "ON_DEMAND":
+        kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    else:
+        kinesis.create_stream(StreamName=name, ShardCount=int(props.get("ShardCount", 1)))
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    ctx.result.streams[logical_id] = name
+    return Physical(name, {"Arn": arn})
+
+
+def _state_machine(template: Template, logical_id: str, props: dict, ctx: _Context) -> Physical:
+    """AWS::Serverless::StateMachine from its DefinitionUri file and DefinitionSubstitutions."""
+    name = str(props.get("Name") or f"{template.stack_name}-{logical_id}")
+    if "DefinitionUri" in props:
+        definition = (template.path.parent / str(props["DefinitionUri"])).read_text()
+    else:
+        definition = json.dumps(props["Definition"])
+    for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    sfn = ctx.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name=name, definition=definition, type=str(props.get("Type", "STANDARD")),
+        roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{name}-role")["stateMachineArn"]
+    ctx.result.state_machines[logical_id] = arn
+    return Physical(arn, {"Arn": arn, "Name": name})
+
+
 @dataclass
 class _Context:
     endpoint: str
@@ -226,6 +265,8 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::DynamoDB::Table": _table,
     "AWS::Cognito::UserPool": _user_pool,
     "AWS::Cognito::UserPoolClient": _user_pool_client,
+    "AWS::Kinesis::Stream": _stream,
+    "AWS::Serverless::StateMachine": _state_machine,
 }
 
 

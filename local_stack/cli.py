@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     template_options(dev)
     dev.add_argument("--http-port", type=_port, default=_env_port("LOCAL_HTTP_PORT", 3000),
                      help="HTTP API port (env LOCAL_HTTP_PORT, default 3000; 0 = any free port)")
+    dev.add_argument("--ws-port", type=_port, default=_env_port("LOCAL_WS_PORT", 3001),
+                     help="WebSocket API port (env LOCAL_WS_PORT, default 3001; 0 = any free port)")
+    dev.add_argument("--ws-idle-timeout", type=float, default=600.0,
+                     help="seconds before an idle socket is closed, as API Gateway does (default 600)")
+    dev.add_argument("--ws-max-lifetime", type=float, default=7200.0,
+                     help="seconds before any socket is closed, as API Gateway does (default 7200)")
     dev.add_argument("--aws-port", type=_port, default=_env_port("LOCAL_AWS_PORT", 4566),
                      help="moto (AWS endpoint) port (env LOCAL_AWS_PORT, default 4566; 0 = any free port)")
     dev.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY,
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--max-concurrency must be at least 1")
             return asyncio.run(run_dev(StackConfig(
                 template=args.template, state_dir=args.state_dir, http_port=args.http_port,
+                ws_port=args.ws_port, ws_idle_timeout=args.ws_idle_timeout, ws_max_lifetime=args.ws_max_lifetime,
                 aws_port=args.aws_port, region=args.region,
                 parameter_overrides=_overrides(args.parameter_overrides), max_concurrency=args.max_concurrency)))
         if args.command == "token":

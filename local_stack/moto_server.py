@@ -36,6 +36,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--execute-state-machines", action="store_true",
+                        help="run Step Functions executions (their AWS calls go to $MOTO_PORT)")
     args = parser.parse_args()
 
     def report(message: dict) -> bool:
@@ -53,7 +55,11 @@ def main() -> int:
 
     # One log line per request would cost more than the request itself.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
+
+    if args.execute_state_machines:
+        default_user_config["stepfunctions"]["execute_state_machine"] = True
 
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -21,9 +22,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws
+from .aws_proxy import AwsProxy
 from .http_api import HttpGateway
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
-from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError
+from .streams import StreamPoller, stream_mappings
+from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError, fake_api_id
+from .ws_api import IDLE_TIMEOUT, MAX_LIFETIME, WebSocketGateway, websocket_apis
 
 log = logging.getLogger("local_stack")
 
@@ -39,7 +43,10 @@ class StackConfig:
     template: Path = Path("template.yaml")
     state_dir: Path = Path(".local")
     http_port: int = 3000
+    ws_port: int = 3001
     aws_port: int = 4566
+    ws_idle_timeout: float = IDLE_TIMEOUT
+    ws_max_lifetime: float = MAX_LIFETIME
     region: str = DEFAULT_REGION
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
@@ -104,6 +111,8 @@ class LocalStack:
         self.provisioned: aws.Provisioned | None = None
         self.runtime: LambdaRuntime | None = None
         self.gateway: HttpGateway | None = None
+        self.proxy: AwsProxy | None = None
+        self.ws_gateways: list[WebSocketGateway] = []
         self.apis = []
         self._verifiers: list[Any] = []
         self._stack_file_written = False
@@ -119,17 +128,36 @@ class LocalStack:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
 
         # Each stop is registered before its start, so a Ctrl-C in the middle of starting cleans up too.
-        self.moto = aws.MotoProcess(cfg.aws_port)
+        # The proxy is moto's own AWS endpoint (Step Functions tasks): it serves Lambda Invoke from the
+        # runtime below and forwards the rest to moto; its port must be known before moto starts.
+        self.proxy = AwsProxy("", _LateInvoker(self), {})
+        self._exit.push_async_callback(self.proxy.stop)
+        await self.proxy.start()
+        self.moto = aws.MotoProcess(cfg.aws_port, internal_endpoint_port=self.proxy.port)
         self._exit.push_async_callback(self.moto.stop)
         try:
             await self.moto.start()
         except aws.AwsError as exc:
             raise StackError(f"{exc} (choose another --aws-port)") from None
+        self.proxy.moto_endpoint = self.moto.endpoint
         self.provisioned = await asyncio.to_thread(aws.provision, self.template, self.moto.endpoint)
 
         physical = self.provisioned.physical
-        functions = self.template.functions(physical)
         self.apis = self.template.http_apis(physical)
+        # WebSocket APIs listen before the functions start: their environment names the
+        # Management API endpoint, which is this gateway's own.
+        for index, spec in enumerate(websocket_apis(self.template)):
+            gateway = WebSocketGateway(spec, _LateInvoker(self), port=cfg.ws_port + index if cfg.ws_port else 0,
+                                       region=cfg.region, idle_timeout=cfg.ws_idle_timeout,
+                                       max_lifetime=cfg.ws_max_lifetime)
+            self._exit.push_async_callback(gateway.stop)
+            try:
+                await gateway.start()
+            except OSError as exc:
+                raise StackError(f"cannot serve the WebSocket API on 127.0.0.1:{cfg.ws_port}: {exc.strerror} "
+                                 f"(choose another --ws-port)") from None
+            self.ws_gateways.append(gateway)
+        functions = self._with_local_endpoints(self.template.functions(physical))
         for spec in functions.values():
             if not spec.code_dir.is_dir():
                 log.warning("%s: CodeUri %s does not exist; its invocations will fail", spec.logical_id, spec.code_dir)
@@ -137,6 +165,15 @@ class LocalStack:
         self.runtime = LambdaRuntime(functions, aws_endpoint=self.moto.endpoint, region=cfg.region,
                                      log_dir=self.state_dir / "logs", max_concurrency=cfg.max_concurrency)
         self._exit.push_async_callback(self.runtime.close)
+        self.proxy.functions = {spec.function_name: lid for lid, spec in functions.items()}
+        streams = aws.client("dynamodbstreams", self.moto.endpoint, cfg.region)
+        for mapping in stream_mappings(self.template):
+            stream_arn = physical[mapping.table].attrs.get("StreamArn")
+            if not stream_arn:
+                raise StackError(f"{mapping.function} reads the stream of {mapping.table}, which has none")
+            poller = StreamPoller(mapping, stream_arn, streams, self.runtime)
+            self._exit.push_async_callback(poller.stop)
+            await poller.start()
         verifier_for = self._verifier_factory([d for spec in functions.values() for d in spec.layer_dirs])
         try:
             self.gateway = HttpGateway(self.apis, self.runtime, verifier_for, port=cfg.http_port)
@@ -178,6 +215,26 @@ class LocalStack:
 
         return verifier_for
 
+    def _with_local_endpoints(self, functions: dict) -> dict:
+        """Where AWS hosts differ locally: environment values naming a WebSocket API's execute-api URL
+        point at the local gateway, and a function that verifies tokens of a local pool (JWT_ISSUER)
+        gets JWKS_URL, because moto serves the pool's keys at its own endpoint, not at the issuer."""
+        replacements = {}
+        for gateway in self.ws_gateways:
+            api_id = fake_api_id(gateway.api.logical_id)
+            remote = f"https://{api_id}.execute-api.{self.config.region}.amazonaws.com/{gateway.api.stage}"
+            replacements[remote] = gateway.management_url
+        pool_ids = [p.ref for lid, p in self.provisioned.physical.items()
+                    if self.template.resources[lid]["Type"] == "AWS::Cognito::UserPool"]
+        local = {}
+        for lid, spec in functions.items():
+            env = {key: replacements.get(value, value) for key, value in spec.environment.items()}
+            jwks = aws.local_jwks_url(env.get("JWT_ISSUER", ""), self.moto.endpoint, self.config.region, pool_ids)
+            if jwks and "JWKS_URL" not in env:
+                env["JWKS_URL"] = jwks
+            local[lid] = dataclasses.replace(spec, environment=env)
+        return local
+
     def _check_sign_in(self) -> None:
         """Signs alice in and verifies her token: proves the users work and warms each JWKS cache."""
         users, p = self.provisioned.users, self.provisioned
@@ -217,6 +274,12 @@ class LocalStack:
             "tableName": first_table,
             "tables": dict(p.tables),
             "users": [u.to_json() for u in p.users],
+            "webSocketUrl": self.ws_gateways[0].url if self.ws_gateways else None,
+            "webSocketApis": {g.api.logical_id: g.url for g in self.ws_gateways},
+            "managementApiUrl": self.ws_gateways[0].management_url if self.ws_gateways else None,
+            "audioStreamName": next(iter(p.streams.values()), None),
+            "streams": dict(p.streams),
+            "stateMachines": dict(p.state_machines),
             "functions": sorted(self.runtime.pools),
             "logsDir": str(self.state_dir / "logs"),
             "resources": {lid: phys.to_json() for lid, phys in p.physical.items()},
@@ -230,6 +293,9 @@ class LocalStack:
             for route in api.routes:
                 auth = "" if route.authorizer else "  [no auth]"
                 lines.append(f"              {route.method:<7} {route.path:<28} -> {route.function}{auth}")
+        for gateway in self.ws_gateways:
+            lines.append(f"  WebSocket {gateway.url}   ({gateway.api.logical_id}; routes: "
+                         f"{', '.join(gateway.api.routes)})")
         lines.append(f"  AWS       {info['awsEndpointUrl']}   (moto; any credentials, region {info['region']})")
         lines.append(f"  Cognito   pool {info['userPoolId']}, client {info['userPoolClientId']}")
         for index, user in enumerate(info["users"]):
@@ -240,6 +306,18 @@ class LocalStack:
         lines.append(f"  State     {stack_file(self.config.state_dir)}, logs in {self.config.state_dir / 'logs'}/")
         lines.append("Ctrl-C to stop.")
         return "\n".join(lines)
+
+
+class _LateInvoker:
+    """Invokes through the stack's runtime, which exists only once the gateways that need it have started."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._stack = stack
+
+    async def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any:
+        if self._stack.runtime is None:
+            raise RuntimeError("the local stack is still starting")
+        return await self._stack.runtime.invoke(function, event, request_id)
 
 
 __all__ = ["LocalStack", "StackConfig", "StackError", "TemplateError", "read_running_stack", "stack_file"]

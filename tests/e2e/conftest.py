@@ -11,22 +11,14 @@ Tests use the ``stack`` fixture::
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from local_stack.aws import initiate_auth
-
-ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT = 60.0
-SHUTDOWN_TIMEOUT = 30.0
+from local_stack.launcher import LaunchError, running_stack
 
 
 def pytest_collection_modifyitems(items):
@@ -41,7 +33,6 @@ class LocalStackHandle:
     info: dict  # stack.json
     state_dir: Path
     process: subprocess.Popen
-    output_file: Path
     _tokens: dict = field(default_factory=dict)
 
     @property
@@ -74,7 +65,7 @@ class LocalStackHandle:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def output(self) -> str:
-        return self.output_file.read_text(errors="replace")
+        return (self.state_dir / "output.log").read_text(errors="replace")
 
 
 def _tail(path: Path, lines: int = 80) -> str:
@@ -84,32 +75,9 @@ def _tail(path: Path, lines: int = 80) -> str:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> LocalStackHandle:
     state_dir = tmp_path_factory.mktemp("local-stack")
-    output_file = state_dir / "output.log"
-    stack_json = state_dir / "stack.json"
-    with output_file.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local_stack", "dev", "--http-port", "0", "--aws-port", "0",
-             "--state-dir", str(state_dir)],
-            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not stack_json.exists():
-        if process.poll() is not None:
-            pytest.fail(f"the local stack exited with {process.returncode} during startup:\n{_tail(output_file)}")
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            pytest.fail(f"the local stack was not ready after {STARTUP_TIMEOUT:.0f} s:\n{_tail(output_file)}")
-        time.sleep(0.2)
-
-    handle = LocalStackHandle(json.loads(stack_json.read_text()), state_dir, process, output_file)
-    yield handle
-
-    process.send_signal(signal.SIGINT)
     try:
-        code = process.wait(SHUTDOWN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f"the local stack did not stop within {SHUTDOWN_TIMEOUT:.0f} s of SIGINT:\n{_tail(output_file)}")
-    assert code == 0, f"the local stack exited with {code} after SIGINT:\n{_tail(output_file)}"
-    assert not stack_json.exists(), "stack.json is removed on a clean shutdown"
+        with running_stack(state_dir) as (info, process):
+            yield LocalStackHandle(info, state_dir, process)
+    except LaunchError as exc:
+        pytest.fail(str(exc))
+    assert not (state_dir / "stack.json").exists(), "stack.json is removed on a clean shutdown"

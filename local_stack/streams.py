@@ -1,0 +1,168 @@
+"""DynamoDB stream event source mappings (`Events: Type: DynamoDB` in the
+template): polls the table's stream on the embedded endpoint and invokes the
+function with batches shaped as Lambda delivers them, honouring BatchSize,
+MaximumBatchingWindowInSeconds, FilterCriteria and MaximumRetryAttempts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger("local_stack")
+
+POLL_INTERVAL = 0.05
+
+
+class Invoker(Protocol):
+    async def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class StreamMapping:
+    function: str  # logical id
+    table: str  # logical id of the table whose stream feeds it
+    batch_size: int = 100
+    batching_window: float = 0.0
+    max_retries: int = -1  # -1: until the record expires (here: forever)
+    starting_position: str = "LATEST"
+    filters: tuple[dict, ...] = ()
+
+
+def stream_mappings(template: Any) -> list[StreamMapping]:
+    mappings = []
+    for logical_id, resource in template.resources_of_type("AWS::Serverless::Function").items():
+        for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event.get("Type") != "DynamoDB":
+                continue
+            props = event.get("Properties", {})
+            stream = props.get("Stream")
+            if not (isinstance(stream, dict) and "Fn::GetAtt" in stream):
+                raise ValueError(f"{logical_id}.Events.{name}: the local stack needs !GetAtt <Table>.StreamArn")
+            target = stream["Fn::GetAtt"]
+            table = target.split(".")[0] if isinstance(target, str) else target[0]
+            filters = tuple(json.loads(f["Pattern"]) for f in (props.get("FilterCriteria") or {}).get("Filters", []))
+            mappings.append(StreamMapping(
+                function=logical_id, table=table,
+                batch_size=int(template.resolve(props.get("BatchSize", 100))),
+                batching_window=float(template.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
+                max_retries=int(template.resolve(props.get("MaximumRetryAttempts", -1))),
+                starting_position=str(template.resolve(props.get("StartingPosition", "LATEST"))),
+                filters=filters,
+            ))
+    return mappings
+
+
+def matches(pattern: Any, value: Any) -> bool:
+    """Lambda event filtering, the subset templates use: nested keys, lists of allowed values,
+    {"exists": bool} and {"prefix": str}."""
+    if isinstance(pattern, dict):
+        if not isinstance(value, dict):
+            return False
+        return all(matches(sub, value.get(key, _MISSING)) if not _is_exists(sub) else
+                   (key in value) == sub[0]["exists"] for key, sub in pattern.items())
+    if isinstance(pattern, list):
+        for option in pattern:
+            if isinstance(option, dict) and "prefix" in option:
+                if isinstance(value, str) and value.startswith(option["prefix"]):
+                    return True
+            elif value is not _MISSING and option == value:
+                return True
+        return False
+    return pattern == value
+
+
+_MISSING = object()
+
+
+def _is_exists(sub: Any) -> bool:
+    return isinstance(sub, list) and len(sub) == 1 and isinstance(sub[0], dict) and "exists" in sub[0]
+
+
+class StreamPoller:
+    """One mapping: reads every shard of the table's stream and invokes the function."""
+
+    def __init__(self, mapping: StreamMapping, stream_arn: str, streams_client: Any, invoker: Invoker) -> None:
+        self.mapping = mapping
+        self.stream_arn = stream_arn
+        self._client = streams_client
+        self._invoker = invoker
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _iterators(self, known: dict[str, str | None]) -> None:
+        description = await asyncio.to_thread(self._client.describe_stream, StreamArn=self.stream_arn)
+        for shard in description["StreamDescription"]["Shards"]:
+            shard_id = shard["ShardId"]
+            if shard_id not in known:
+                position = self.mapping.starting_position if not known else "TRIM_HORIZON"
+                iterator = await asyncio.to_thread(self._client.get_shard_iterator, StreamArn=self.stream_arn,
+                                                   ShardId=shard_id, ShardIteratorType=position)
+                known[shard_id] = iterator["ShardIterator"]
+
+    async def _run(self) -> None:
+        iterators: dict[str, str | None] = {}
+        pending: list[dict] = []
+        window_started: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if not iterators:
+                    await self._iterators(iterators)
+                for shard_id, iterator in list(iterators.items()):
+                    if iterator is None:
+                        continue
+                    page = await asyncio.to_thread(self._client.get_records, ShardIterator=iterator, Limit=1000)
+                    iterators[shard_id] = page.get("NextShardIterator")
+                    for record in page.get("Records", []):
+                        record = {**record, "eventSourceARN": self.stream_arn}
+                        record["dynamodb"] = {k: (v.timestamp() if hasattr(v, "timestamp") else v)
+                                              for k, v in record.get("dynamodb", {}).items()}
+                        if not self.mapping.filters or any(matches(f, record) for f in self.mapping.filters):
+                            pending.append(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a moto hiccup must not stop the mapping
+                log.warning("stream %s: %s", self.mapping.function, exc)
+                iterators.clear()
+                await asyncio.sleep(1)
+                continue
+            if pending and window_started is None:
+                window_started = loop.time()
+            full = len(pending) >= self.mapping.batch_size
+            waited = window_started is not None and loop.time() - window_started >= self.mapping.batching_window
+            if pending and (full or waited):
+                batch, pending = pending[:self.mapping.batch_size], pending[self.mapping.batch_size:]
+                window_started = loop.time() if pending else None
+                await self._deliver(batch)
+            else:
+                await asyncio.sleep(POLL_INTERVAL)
+
+    async def _deliver(self, batch: list[dict]) -> None:
+        attempts = 0
+        while True:
+            try:
+                await self._invoker.invoke(self.mapping.function, {"Records": batch})
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                attempts += 1
+                if 0 <= self.mapping.max_retries < attempts:
+                    log.warning("stream %s: batch of %d dropped after %d attempts: %s", self.mapping.function,
+                                len(batch), attempts, exc)
+                    return
+                await asyncio.sleep(min(2 ** attempts * 0.1, 5))
