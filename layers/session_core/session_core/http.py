@@ -51,7 +51,10 @@ def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
 
     @observed(correlation_paths.API_GATEWAY_HTTP)
     def lambda_handler(event: dict, context: object) -> dict:
-        return app.resolve(event, context)
+        response = app.resolve(event, context)
+        # One summary line per request; never the body or headers (tokens, user data).
+        logger.info("request", extra={"route": event.get("routeKey"), "status": response.get("statusCode")})
+        return response
 
     return lambda_handler
 

@@ -76,19 +76,22 @@ def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bo
     def lambda_handler(event: dict, context: object) -> dict:
         request_id = (event.get("requestContext") or {}).get("requestId", "")
         logger.append_keys(connectionId=(event.get("requestContext") or {}).get("connectionId"))
+        route_key = (event.get("requestContext") or {}).get("routeKey")
         try:
             request = WsRequest.from_event(event)
             answer = route(request)
         except errors.ServiceError as error:
-            logger.info("request refused", extra={"errorCode": error.code})
+            logger.info("request", extra={"route": route_key, "outcome": error.code})
             if refuse_on_error:
                 return {"statusCode": error.status}
             return reply(error_message(error, request_id))
         except Exception:
-            logger.exception("unhandled error")
+            logger.exception("unhandled error", extra={"route": route_key})
             if refuse_on_error:
                 return {"statusCode": 500}
             return reply(error_message(errors.ServiceError(), request_id))
+        # One summary line per message; never the frame itself (audio, tokens).
+        logger.info("request", extra={"route": route_key, "outcome": "ok"})
         return reply(answer) if answer is not None else {"statusCode": 200}
 
     return lambda_handler
