@@ -32,6 +32,31 @@ def _port_free(host: str, port: int) -> str | None:
     return None
 
 
+def _reuse_step_functions_clients() -> None:
+    """moto's Step Functions interpreter builds a new boto3 client for every task (about 0.1 s of CPU
+    each); one client per (region, service) serves them all, as botocore clients are thread-safe."""
+    import functools
+    import importlib
+    import pkgutil
+
+    from moto.stepfunctions.parser.asl.component.state.exec import state_task
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import service
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+    cached = functools.lru_cache(maxsize=None)(lambda region, service_name: original(region, service_name))
+
+    def boto_client_for(region, service, state_credentials=None):  # noqa: ANN001 - moto's signature
+        return cached(region, service)
+
+    # The task modules import the function by name, so each gets the cached one.
+    for package in (state_task, service):
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            module = importlib.import_module(info.name)
+            if getattr(module, "boto_client_for", None) is original:
+                module.boto_client_for = boto_client_for
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -60,6 +85,7 @@ def main() -> int:
 
     if args.execute_state_machines:
         default_user_config["stepfunctions"]["execute_state_machine"] = True
+        _reuse_step_functions_clients()
 
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()

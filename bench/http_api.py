@@ -1,0 +1,101 @@
+"""HTTP session API under 20 concurrent clients, beside the raw DynamoDB call
+each operation makes, against the same local endpoint in the same run.
+
+create -> PutItem, get -> GetItem, update -> UpdateItem, delete -> UpdateItem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import httpx
+
+from local_stack.aws import initiate_auth
+
+from .stats import row, summary
+
+CLIENTS = 20
+CYCLES = 25  # per client: 20 x 25 = 500 samples of each operation
+GOAL_RATIO = 2.0
+
+
+async def _api_samples(info: dict, token: str) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {"create": [], "get": [], "update": [], "delete": []}
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=info["httpApiUrl"], headers=headers, limits=limits, timeout=30) as api:
+        async def timed(op: str, method: str, path: str, expect: int, **kw) -> httpx.Response:
+            start = time.perf_counter()
+            response = await api.request(method, path, **kw)
+            samples[op].append((time.perf_counter() - start) * 1000)
+            if response.status_code != expect:
+                raise RuntimeError(f"{op}: {response.status_code} {response.text}")
+            return response
+
+        async def client(cycles: int) -> None:
+            for _ in range(cycles):
+                sid = (await timed("create", "POST", "/sessions", 201, json={"sourceLanguage": "en"})).json()["sessionId"]
+                await timed("get", "GET", f"/sessions/{sid}", 200)
+                await timed("update", "PATCH", f"/sessions/{sid}", 200, json={"status": "paused"})
+                await timed("delete", "DELETE", f"/sessions/{sid}", 204)
+
+        await asyncio.gather(*(client(2) for _ in range(CLIENTS)))  # warm every worker
+        for values in samples.values():
+            values.clear()
+        await asyncio.gather(*(client(CYCLES) for _ in range(CLIENTS)))
+    return samples
+
+
+def _raw_samples(info: dict) -> dict[str, list[float]]:
+    ddb = boto3.client("dynamodb", endpoint_url=info["awsEndpointUrl"], region_name=info["region"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    table = info["tableName"]
+    samples: dict[str, list[float]] = {"PutItem": [], "GetItem": [], "UpdateItem": []}
+
+    def timed(op: str, call, **kw) -> None:
+        start = time.perf_counter()
+        call(**kw)
+        samples[op].append((time.perf_counter() - start) * 1000)
+
+    def client(cycles: int) -> None:
+        for _ in range(cycles):
+            key = {"pk": {"S": f"BENCH#{uuid.uuid4().hex}"}, "sk": {"S": "META"}}
+            timed("PutItem", ddb.put_item, TableName=table, Item={**key, "status": {"S": "active"},
+                                                                  "version": {"N": "1"}},
+                  ConditionExpression="attribute_not_exists(pk)")
+            timed("GetItem", ddb.get_item, TableName=table, Key=key)
+            for status in ("paused", "ended"):  # update, then delete's update
+                timed("UpdateItem", ddb.update_item, TableName=table, Key=key,
+                      UpdateExpression="SET #s = :s ADD version :one", ConditionExpression="attribute_exists(pk)",
+                      ExpressionAttributeNames={"#s": "status"},
+                      ExpressionAttributeValues={":s": {"S": status}, ":one": {"N": "1"}}, ReturnValues="ALL_NEW")
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(client, [2] * CLIENTS))
+        for values in samples.values():
+            values.clear()
+        list(pool.map(client, [CYCLES] * CLIENTS))
+    return samples
+
+
+def run(info: dict) -> list[dict]:
+    user = info["users"][0]
+    token = initiate_auth(info["awsEndpointUrl"], info["region"], info["userPoolClientId"],
+                          user["username"], user["password"])["IdToken"]
+    raw = _raw_samples(info)
+    api = asyncio.run(_api_samples(info, token))
+    raw_again = _raw_samples(info)  # before and after, so drift on a noisy machine shows
+    for op, values in raw_again.items():
+        raw[op] += values
+    rows = []
+    for op, baseline_op in (("create", "PutItem"), ("get", "GetItem"), ("update", "UpdateItem"),
+                            ("delete", "UpdateItem")):
+        result, baseline = summary(api[op]), summary(raw[baseline_op])
+        rows.append(row(f"HTTP {op} ({CLIENTS} clients) vs raw {baseline_op}", result, baseline,
+                        goal=f"p95 <= {GOAL_RATIO:g}x baseline p95",
+                        met=result["p95"] <= GOAL_RATIO * baseline["p95"]))
+    return rows
