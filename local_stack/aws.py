@@ -77,10 +77,14 @@ class MotoProcess:
         return f"http://{HOST}:{self.port}"
 
     async def start(self) -> None:
-        extra, env = [], None
+        # Pool and client IDs derived from their properties, not random: the same template gives the same
+        # IDs on every run, so env.local.json (for `sam local invoke`) can name them.
+        env = {**os.environ, "MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY": "HASH",
+               "MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY": "HASH"}
+        extra = []
         if self.internal_endpoint_port:
             extra = ["--execute-state-machines"]
-            env = {**os.environ, "MOTO_PORT": str(self.internal_endpoint_port)}
+            env["MOTO_PORT"] = str(self.internal_endpoint_port)
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", str(MOTO_SCRIPT), "--host", HOST, "--port", str(self.requested_port), *extra,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,

@@ -190,3 +190,27 @@ def test_function_has_a_sample_event_for_its_route(functions, http_events, repo_
     routes = {f"{e['Method'].upper()} {e['Path']}" for n, e in http_events if n == name}
     if routes:  # an HttpApi payload 2.0 event names its route
         assert event.get("routeKey") in routes
+
+
+def test_readme_names_exactly_the_template_outputs(template, repo_root):
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Deploying"):]
+    section = section[:section.index("\n## ", 4)] if "\n## " in section[4:] else section
+    named = set(re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE))
+    assert named == set(template["Outputs"]), (named ^ set(template["Outputs"]))
+
+
+def test_every_two_way_websocket_route_has_a_route_response(template):
+    api = template["Resources"]["WebSocketApi"]["Properties"]
+    two_way = {key for key, route in api["Routes"].items() if route.get("RouteResponseSelectionExpression")}
+    responses = {res["Properties"]["RouteId"]["Ref"] for res in template["Resources"].values()
+                 if res["Type"] == "AWS::ApiGatewayV2::RouteResponse"}
+    # AWS::Serverless::WebSocketApi names a route's resource WebSocketApi<Key capitalized>Route.
+    expected = {f"WebSocketApi{key.replace('$', '').capitalize()}Route" for key in two_way}
+    assert responses == expected
+    assert "$connect" not in two_way and "$disconnect" not in two_way
+
+
+def test_the_websocket_authorizer_has_no_identity_source_so_it_always_runs(template):
+    auth = template["Resources"]["WebSocketApi"]["Properties"]["Auth"]
+    assert auth == {"AuthType": "CUSTOM", "AuthArn": {"Fn::GetAtt": ["WsAuthorizerFunction", "Arn"]}}

@@ -1,0 +1,19 @@
+"""env.local.json (for `sam local invoke` containers) names the local stack's real resources:
+the stack's IDs are deterministic, so the shipped file stays right."""
+
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_env_local_json_matches_the_running_local_stack(stack):
+    params = json.loads((ROOT / "env.local.json").read_text())["Parameters"]
+    assert params["JWT_ISSUER"] == stack["issuer"]
+    assert params["JWT_AUDIENCE"] == stack["userPoolClientId"]
+    assert params["TABLE_NAME"] == stack["tableName"]
+    assert params["AUDIO_STREAM_NAME"] == stack["audioStreamName"]
+    assert params["TEARDOWN_STATE_MACHINE_ARN"] in stack["stateMachines"].values()
+    assert urlparse(params["WEBSOCKET_MANAGEMENT_URL"]).path == urlparse(stack["managementApiUrl"]).path
+    assert urlparse(params["JWKS_URL"]).path == urlparse(stack["jwksUrl"]).path
