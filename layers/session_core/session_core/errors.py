@@ -52,6 +52,16 @@ class VersionConflict(ServiceError):
     default_message = "The session changed since the version given in If-Match; read it again and retry."
 
 
+class IdempotencyKeyReused(ServiceError):
+    status, code = 409, "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was used with a different request body."
+
+
+class RequestInProgress(ServiceError):
+    status, code = 409, "REQUEST_IN_PROGRESS"
+    default_message = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+
 class ServiceUnavailable(ServiceError):
     status, code, default_message = 503, "SERVICE_UNAVAILABLE", "The service is busy; retry with backoff."
 

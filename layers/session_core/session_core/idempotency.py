@@ -30,16 +30,6 @@ KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 REPLAY_WINDOW_SECONDS = 3600
 
 
-class KeyReused(errors.ServiceError):
-    status, code = 409, "IDEMPOTENCY_KEY_REUSED"
-    default_message = "This Idempotency-Key was used with a different request body."
-
-
-class RequestInProgress(errors.ServiceError):
-    status, code = 409, "REQUEST_IN_PROGRESS"
-    default_message = "A request with this Idempotency-Key is still being processed; retry shortly."
-
-
 def checked_key(value: str) -> str:
     if not KEY_PATTERN.fullmatch(value):
         raise errors.ValidationError("Idempotency-Key must be 8 to 128 characters of letters, digits and . _ : -")
@@ -79,6 +69,6 @@ def once(work: Callable[[], dict], speaker_id: str, key: str, request: dict, lam
     try:
         return run(identity={"speakerId": speaker_id, "idempotencyKey": checked_key(key), "request": request})
     except IdempotencyValidationError:
-        raise KeyReused() from None
+        raise errors.IdempotencyKeyReused() from None
     except IdempotencyAlreadyInProgressError:
-        raise RequestInProgress() from None
+        raise errors.RequestInProgress() from None
