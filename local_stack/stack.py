@@ -230,7 +230,7 @@ class LocalStack:
         for lid, spec in functions.items():
             env = {key: replacements.get(value, value) for key, value in spec.environment.items()}
             jwks = aws.local_jwks_url(env.get("JWT_ISSUER", ""), self.moto.endpoint, self.config.region, pool_ids)
-            if jwks and "JWKS_URL" not in env:
+            if jwks and not env.get("JWKS_URL"):  # the template declares it empty for `sam local`
                 env["JWKS_URL"] = jwks
             local[lid] = dataclasses.replace(spec, environment=env)
         return local
