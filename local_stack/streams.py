@@ -104,30 +104,44 @@ class StreamPoller:
             self._task = None
 
     async def _iterators(self, known: dict[str, str | None]) -> None:
+        """Where to read each shard: ("AFTER_SEQUENCE_NUMBER", last record seen) or
+        ("AT_SEQUENCE_NUMBER", first record). Positions, not iterators, are kept: moto binds an
+        iterator to a stream-shard object, and a cancelled TransactWriteItems replaces the table
+        (and its shard) with a deep copy, which would leave an iterator reading an orphan forever."""
         description = await asyncio.to_thread(self._client.describe_stream, StreamArn=self.stream_arn)
         for shard in description["StreamDescription"]["Shards"]:
             shard_id = shard["ShardId"]
-            if shard_id not in known:
-                position = self.mapping.starting_position if not known else "TRIM_HORIZON"
-                iterator = await asyncio.to_thread(self._client.get_shard_iterator, StreamArn=self.stream_arn,
-                                                   ShardId=shard_id, ShardIteratorType=position)
-                known[shard_id] = iterator["ShardIterator"]
+            if shard_id in known:
+                continue
+            first = shard["SequenceNumberRange"]["StartingSequenceNumber"]
+            position: tuple = ("AT_SEQUENCE_NUMBER", first)
+            if self.mapping.starting_position == "LATEST" and not known:
+                iterator = (await asyncio.to_thread(self._client.get_shard_iterator, StreamArn=self.stream_arn,
+                                                    ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+                while iterator:  # skip what is already there
+                    page = await asyncio.to_thread(self._client.get_records, ShardIterator=iterator, Limit=1000)
+                    if not page.get("Records"):
+                        break
+                    position = ("AFTER_SEQUENCE_NUMBER", page["Records"][-1]["dynamodb"]["SequenceNumber"])
+                    iterator = page.get("NextShardIterator")
+            known[shard_id] = position
 
     async def _run(self) -> None:
-        iterators: dict[str, str | None] = {}
+        positions: dict[str, tuple] = {}
         pending: list[dict] = []
         window_started: float | None = None
         loop = asyncio.get_running_loop()
         while True:
             try:
-                if not iterators:
-                    await self._iterators(iterators)
-                for shard_id, iterator in list(iterators.items()):
-                    if iterator is None:
-                        continue
+                if not positions:
+                    await self._iterators(positions)
+                for shard_id, (kind, number) in list(positions.items()):
+                    iterator = (await asyncio.to_thread(
+                        self._client.get_shard_iterator, StreamArn=self.stream_arn, ShardId=shard_id,
+                        ShardIteratorType=kind, SequenceNumber=number))["ShardIterator"]
                     page = await asyncio.to_thread(self._client.get_records, ShardIterator=iterator, Limit=1000)
-                    iterators[shard_id] = page.get("NextShardIterator")
                     for record in page.get("Records", []):
+                        positions[shard_id] = ("AFTER_SEQUENCE_NUMBER", record["dynamodb"]["SequenceNumber"])
                         record = {**record, "eventSourceARN": self.stream_arn}
                         record["dynamodb"] = {k: (v.timestamp() if hasattr(v, "timestamp") else v)
                                               for k, v in record.get("dynamodb", {}).items()}
@@ -137,7 +151,6 @@ class StreamPoller:
                 raise
             except Exception as exc:  # noqa: BLE001 - a moto hiccup must not stop the mapping
                 log.warning("stream %s: %s", self.mapping.function, exc)
-                iterators.clear()
                 await asyncio.sleep(1)
                 continue
             if pending and window_started is None:
