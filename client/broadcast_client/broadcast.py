@@ -32,6 +32,7 @@ class Broadcast:
         not to) ends the session, even when the sending failed."""
         try:
             await self.live.drain()
+            await self.live.settle()  # the server handled the last chunks before the session ends
         finally:
             await self.live.close()
             if end_session:

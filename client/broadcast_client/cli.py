@@ -179,6 +179,7 @@ async def run_speaker(ctx: Context, args: argparse.Namespace) -> int:
         try:
             await stream_wav(args.file, live.send_audio, progress=bar, clock=ctx.clock, sleep=ctx.sleep)
             await live.drain()
+            await live.settle()  # the server handled the last chunks before the session ends
             failed = False
         except SpeakerReplaced:
             end_session = False  # the newer connection owns the broadcast now

@@ -165,6 +165,11 @@ class WebSocketClient:
         self._rotate = asyncio.Event()
         self._opened = asyncio.Event()
         self._heard = False
+        # Heartbeats sent and acknowledged on the current connection: acks come back in order,
+        # so the Nth ack means the server has handled everything sent before the Nth heartbeat.
+        self._heartbeats_sent = 0
+        self._acks = 0
+        self._acked = asyncio.Event()
 
         self._supervisor: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
@@ -253,6 +258,26 @@ class WebSocketClient:
             await self._outbox_empty.wait()
         if self._failure:
             raise self._failure
+
+    async def settle(self, timeout: float = 10.0) -> bool:
+        """Waits until the server has handled everything sent so far (not just until it was
+        written to the socket, as drain() does): a heartbeat queued behind the audio is answered
+        once the messages before it were processed. Call it before ending a session, so its last
+        chunks are not refused as SESSION_ENDED. Returns False if no answer came in `timeout`."""
+        self._enqueue([HEARTBEAT])
+        await self.drain()
+        target, connection = self._heartbeats_sent, self._connections
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._acks < target and self._connections == connection and not self._finished:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            self._acked.clear()
+            try:
+                await asyncio.wait_for(self._acked.wait(), left)
+            except TimeoutError:
+                return False
+        return self._acks >= target
 
     async def messages(self) -> AsyncIterator[ServerMessage]:
         """Status, error and other server messages (heartbeatAck excepted), in arrival order.
@@ -356,6 +381,7 @@ class WebSocketClient:
         Returns True when it was replaced on purpose (age limit, reconnect())."""
         self._stop_sending = False
         self._heard = False
+        self._heartbeats_sent = self._acks = 0
         reader = asyncio.create_task(self._read(ws))
         sender = asyncio.create_task(self._send_loop(ws))
         rotation = asyncio.create_task(self._rotate.wait())
@@ -391,6 +417,8 @@ class WebSocketClient:
                     continue
                 kind = message.get("type")
                 if kind == "heartbeatAck":
+                    self._acks += 1
+                    self._acked.set()
                     server_time = message.get("serverTime")
                     self.last_server_time = server_time if isinstance(server_time, int) else None
                     continue
@@ -424,9 +452,13 @@ class WebSocketClient:
                 await self._wakeup.wait()
                 continue
             frame = self._outbox[0]
+            if frame == HEARTBEAT:
+                self._heartbeats_sent += 1  # before sending: its answer may come back at once
             try:
                 await ws.send(self._fragments(frame))
             except ConnectionClosed:
+                if frame == HEARTBEAT:
+                    self._heartbeats_sent -= 1
                 return  # the frame stays first in line for the next connection
             self._outbox.popleft()
             self._buffered_bytes -= len(frame)
@@ -444,6 +476,7 @@ class WebSocketClient:
                 await ws.close()
                 return
             self._heard = False
+            self._heartbeats_sent += 1
             try:
                 await ws.send(HEARTBEAT)
             except ConnectionClosed:

@@ -424,3 +424,15 @@ def test_constructor_rejects_what_cannot_work():
         WebSocketClient("wss://example.com/dev", SESSION, role="speaker")
     with pytest.raises(ValueError):
         WebSocketClient("wss://example.com/dev", "", role="listener")
+
+
+@async_test
+async def test_settle_waits_until_the_server_answered_a_heartbeat_sent_after_the_audio():
+    async with FakeGateway() as gw:
+        async with client(gw) as live:
+            await live.send_audio(b"last words")
+            assert await live.settle(timeout=5) is True
+            assert gw.connections[0].actions()[-2:] == ["sendAudio", "heartbeat"]
+            gw.answer_heartbeats = False
+            await live.send_audio(b"unanswered")
+            assert await live.settle(timeout=0.3) is False
