@@ -324,6 +324,9 @@ def scopes_of(claims: dict) -> list[str] | None:
 # ----------------------------------------------------------------------- server
 
 
+HEADER_LIMITS = {"max_field_size": 16 * 1024, "max_line_size": 16 * 1024}
+
+
 class HttpGateway:
     """All HTTP APIs of the template on one port, each under its stage (/dev/...)."""
 
@@ -354,7 +357,8 @@ class HttpGateway:
         return f"http://{self.host}:{self.port}{stage}"
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        # API Gateway takes headers up to 10 KB (a long token is not a 400 that echoes it).
+        app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # In-flight requests get a few seconds to finish when the stack stops.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)

@@ -78,7 +78,7 @@ class TokenVerifier:
             audience = claims.get("client_id")
         else:
             raise InvalidToken("token_use is neither id nor access")
-        if audience not in self.audiences:
+        if not isinstance(audience, str) or audience not in self.audiences:
             raise InvalidToken("token issued for another client")
         return claims
 

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
 
@@ -72,3 +73,5 @@ def once(work: Callable[[], dict], speaker_id: str, key: str, request: dict, lam
         raise errors.IdempotencyKeyReused() from None
     except IdempotencyAlreadyInProgressError:
         raise errors.RequestInProgress() from None
+    except IdempotencyPersistenceLayerError:
+        raise errors.ServiceUnavailable() from None  # DynamoDB failing under the idempotency record
