@@ -6,6 +6,11 @@ from session_core.observability import logger, observed
 
 @observed()
 def lambda_handler(event: dict, context) -> None:
-    for session_id, message in changed_sessions(event.get("Records", [])).items():
-        sent, gone = broadcast(session_id, message)
-        logger.info("status broadcast", extra={"sessionId": session_id, "sent": sent, "gone": gone})
+    records = event.get("Records", [])
+    changed = changed_sessions(records)
+    sent = gone = 0
+    for session_id, message in changed.items():
+        session_sent, session_gone = broadcast(session_id, message)
+        sent, gone = sent + session_sent, gone + session_gone
+        logger.info("status broadcast", extra={"sessionId": session_id, "sent": session_sent, "gone": session_gone})
+    logger.info("request", extra={"records": len(records), "sessions": len(changed), "sent": sent, "gone": gone})

@@ -2,26 +2,43 @@
 
 Unauthorized (bad or missing token) makes API Gateway answer 401; a Deny
 policy (missing, ended, full or foreign session) answers 403. Either way the
-handshake fails; the reason is logged here.
+handshake fails; the reason is logged here ("connection refused", reason) and
+counted (AuthorizationFailure, ConnectionRefused by reason). Every invocation
+also logs one "request" summary line. A failing service (DynamoDB unavailable)
+is an error, which API Gateway answers with 500 so that clients retry.
 """
 
 from session_core import admission, errors
-from session_core.observability import MetricUnit, logger, metrics, observed
+from session_core.models import LISTENER, SPEAKER
+from session_core.observability import logger, metric, observed
 
 
 @observed("requestContext.requestId")
 def lambda_handler(event: dict, context) -> dict:
+    request_context = event.get("requestContext") or {}
+    logger.append_keys(connectionId=request_context.get("connectionId"))
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    query = event.get("queryStringParameters") or {}
+    # The token (query or header) is never logged: only the request's shape.
+    role = query.get("role")
+    shape = {"route": request_context.get("routeKey", "$connect"),
+             "role": role if role in (SPEAKER, LISTENER) else "other",
+             "withToken": bool(query.get("token") or headers.get("authorization"))}
     try:
-        who = admission.admit(event.get("queryStringParameters") or {}, headers.get("authorization"))
+        who = admission.admit(query, headers.get("authorization"))
     except errors.Unauthorized as refusal:
         logger.info("connection refused", extra={"reason": "UNAUTHORIZED", "detail": refusal.message})
-        metrics.add_metric(name="AuthorizationFailure", unit=MetricUnit.Count, value=1)
-        raise Exception("Unauthorized")  # the exact text API Gateway maps to 401
-    except errors.ServiceError as refusal:
+        logger.info("request", extra={**shape, "outcome": "unauthorized", "reason": "UNAUTHORIZED"})
+        metric("AuthorizationFailure")
+        unauthorized = Exception("Unauthorized")  # the exact text API Gateway maps to 401
+        unauthorized.logged = True
+        raise unauthorized from None
+    except admission.Refused as refusal:
         logger.info("connection refused", extra={"reason": refusal.message})
-        metrics.add_metric(name="ConnectionRefused", unit=MetricUnit.Count, value=1)
+        logger.info("request", extra={**shape, "outcome": "refused", "reason": refusal.message})
+        metric("ConnectionRefused", reason=refusal.message)
         return _policy("Deny", event["methodArn"], "anonymous")
+    logger.info("request", extra={**shape, "outcome": "allowed", "legacy": who.legacy})
     return _policy("Allow", event["methodArn"], who.userId or "anonymous", who.model_dump(mode="json"))
 
 

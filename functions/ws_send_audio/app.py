@@ -6,8 +6,9 @@ from session_core.ws import require_speaker, ws_handler
 
 def send_audio(request):
     require_speaker(request)
-    seq, data, size = audio.parse_chunk(request.message())
-    audio.receive(membership.session_of(request.connection_id, request.connection), seq, data, size)
+    seq, data, _ = audio.parse_chunk(request.message())  # validated, and within the size limit
+    audio.receive(membership.session_of(request.connection_id, request.connection), seq, data)
 
 
-lambda_handler = ws_handler(send_audio)
+# Every refused chunk counts AudioRefused with the error code as its reason.
+lambda_handler = ws_handler(send_audio, refusal_metric="AudioRefused")

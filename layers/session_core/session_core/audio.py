@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import errors
 from .aws import client
 from .models import ACTIVE, ENDED, PAUSED, Session
-from .observability import MetricUnit, logger, metrics
+from .observability import MetricUnit, logger, metric
 from .repository import error_code, session_key, unavailable
 from .sessions import repository
 from .settings import settings
@@ -51,7 +51,7 @@ def parse_chunk(message: dict) -> tuple[int, str, int]:
     return seq, data, size
 
 
-def receive(session_id: str, seq: int, data: str, size: int) -> None:
+def receive(session_id: str, seq: int, data: str) -> None:
     now_ms = int(time.time() * 1000)
     session = repository().get(session_id, now_ms // 1000)
     if session.status == ENDED:
@@ -62,8 +62,6 @@ def receive(session_id: str, seq: int, data: str, size: int) -> None:
     if session.bufferedChunks:
         flush(session)
     _forward(session, [(seq, data, now_ms)])
-    metrics.add_metric(name="AudioChunksForwarded", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="AudioBytesForwarded", unit=MetricUnit.Bytes, value=size)
 
 
 def flush(session: Session) -> None:
@@ -96,7 +94,7 @@ def flush(session: Session) -> None:
     _forward(session, chunks)
     _delete(table, keys)
     if dropped:
-        metrics.add_metric(name="AudioDroppedWhilePaused", unit=MetricUnit.Count, value=dropped)
+        metric("AudioDroppedWhilePaused", dropped)
     logger.info("paused audio flushed", extra={"forwarded": len(chunks), "dropped": dropped})
 
 
@@ -123,31 +121,50 @@ def _buffer(session: Session, seq: int, data: str, now_ms: int) -> None:
         reasons = exc.response.get("CancellationReasons") or [{}, {}]
         if error_code(exc) == "TransactionCanceledException" and reasons[1].get("Code") == "ConditionalCheckFailed":
             # Resumed (or ended) between our read and write: take the live path.
-            return receive(session.sessionId, seq, data, len(base64.b64decode(data)))
+            return receive(session.sessionId, seq, data)
         raise unavailable(exc) from None
     except BotoCoreError as exc:
         raise unavailable(exc) from None
-    metrics.add_metric(name="AudioChunksBuffered", unit=MetricUnit.Count, value=1)
+    metric("AudioChunksBuffered")
 
 
 def _forward(session: Session, chunks: list[tuple[int, str, int]]) -> None:
-    """One PutRecord per chunk, each ordered after the previous one."""
+    """One PutRecord per chunk, each ordered after the previous one. Counts what
+    reached the stream (AudioChunksForwarded, AudioBytesForwarded: decoded bytes),
+    live or flushed after a pause, even if a later chunk of the batch fails."""
     kinesis = client("kinesis")
     previous = None
-    for seq, data, received_ms in chunks:
-        record = json.dumps({
-            "sessionId": session.sessionId, "seq": seq,
-            "receivedAt": received_ms, "forwardedAt": int(time.time() * 1000),
-            "sourceLanguage": session.sourceLanguage, "qualityTier": session.qualityTier,
-            "audio": data,
-        }).encode()
-        request = {"StreamName": settings().audio_stream_name, "PartitionKey": session.sessionId, "Data": record}
-        if previous:
-            request["SequenceNumberForOrdering"] = previous
-        try:
-            previous = kinesis.put_record(**request)["SequenceNumber"]
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable(exc) from None
+    forwarded = forwarded_bytes = 0
+    try:
+        for seq, data, received_ms in chunks:
+            previous = _put(kinesis, session, seq, data, received_ms, previous)
+            forwarded += 1
+            forwarded_bytes += _decoded_size(data)
+    finally:
+        if forwarded:
+            metric("AudioChunksForwarded", forwarded)
+            metric("AudioBytesForwarded", forwarded_bytes, MetricUnit.Bytes)
+
+
+def _decoded_size(data: str) -> int:
+    # parse_chunk validated it as padded base64 without whitespace.
+    return len(data) * 3 // 4 - len(data[-2:]) + len(data[-2:].rstrip("="))
+
+
+def _put(kinesis, session: Session, seq: int, data: str, received_ms: int, previous: str | None) -> str:
+    record = json.dumps({
+        "sessionId": session.sessionId, "seq": seq,
+        "receivedAt": received_ms, "forwardedAt": int(time.time() * 1000),
+        "sourceLanguage": session.sourceLanguage, "qualityTier": session.qualityTier,
+        "audio": data,
+    }).encode()
+    request = {"StreamName": settings().audio_stream_name, "PartitionKey": session.sessionId, "Data": record}
+    if previous:
+        request["SequenceNumberForOrdering"] = previous
+    try:
+        return kinesis.put_record(**request)["SequenceNumber"]
+    except (ClientError, BotoCoreError) as exc:
+        raise unavailable(exc) from None
 
 
 def _buffered_items(session_id: str):

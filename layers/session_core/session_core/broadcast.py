@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import management
 from .connections import ConnectionRepository
-from .models import ENDED
+from .models import ENDED, LISTENER
+from .observability import metric
 from .settings import settings
 
 # Posting is network-bound; a few threads keep a 500-listener fan-out short.
@@ -38,9 +39,11 @@ def changed_sessions(records: list[dict]) -> dict[str, dict]:
 
 
 def broadcast(session_id: str, message: dict) -> tuple[int, int]:
-    """Posts `message` to each connection of the session; drops the gone ones. Returns (sent, gone)."""
+    """Posts `message` to each connection of the session; drops the gone ones. Returns (sent, gone).
+    A gone listener whose record this removed counts as ListenerLeft (its own
+    $disconnect then finds nothing, so each leave counts once)."""
     connections = ConnectionRepository(settings().table_name)
-    sent = gone = 0
+    sent = gone = listeners_left = 0
     start = None
     with ThreadPoolExecutor(POST_THREADS) as pool:
         while True:
@@ -51,6 +54,9 @@ def broadcast(session_id: str, message: dict) -> tuple[int, int]:
                     sent += 1
                 else:
                     gone += 1
-                    connections.remove(session_id, connection["connectionId"], connection["role"])
+                    removed = connections.remove(session_id, connection["connectionId"], connection["role"])
+                    listeners_left += removed and connection["role"] == LISTENER
             if not start:
+                if listeners_left:
+                    metric("ListenerLeft", listeners_left)
                 return sent, gone

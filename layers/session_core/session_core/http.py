@@ -6,8 +6,10 @@ parsing, the caller's identity and the single error shape
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import time
 from typing import Callable, TypeVar
 
 import pydantic
@@ -17,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from . import errors
 from .auth import InvalidToken, configured_verifier
 from .models import Session
-from .observability import logger, observed
+from .observability import logger, metric, observed
 from .validation import parse_json
 
 MAX_BODY_BYTES = 16 * 1024
@@ -30,7 +32,7 @@ def http_app() -> APIGatewayHttpResolver:
     @app.exception_handler(errors.ServiceError)
     def _service_error(error: errors.ServiceError) -> Response:
         if error.status >= 500:
-            logger.warning("request failed", extra={"errorCode": error.code})
+            logger.warning("request failed", extra={"route": app.current_event.route_key, "errorCode": error.code})
         return error_response(app, error)
 
     @app.not_found
@@ -38,9 +40,10 @@ def http_app() -> APIGatewayHttpResolver:
         return error_response(app, errors.RouteNotFound())
 
     @app.exception_handler(Exception)
-    def _unexpected(_: Exception) -> Response:
+    def _unexpected(error: Exception) -> Response:
         # The trace goes to the log; the caller gets no internals.
-        logger.exception("unhandled error")
+        logger.exception("unhandled error", extra={"route": app.current_event.route_key,
+                                                   "errorType": type(error).__name__})
         return error_response(app, errors.ServiceError())
 
     return app
@@ -51,9 +54,11 @@ def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
 
     @observed(correlation_paths.API_GATEWAY_HTTP)
     def lambda_handler(event: dict, context: object) -> dict:
+        started = time.perf_counter()
         response = app.resolve(event, context)
         # One summary line per request; never the body or headers (tokens, user data).
-        logger.info("request", extra={"route": event.get("routeKey"), "status": response.get("statusCode")})
+        logger.info("request", extra={"route": event.get("routeKey"), "status": response.get("statusCode"),
+                                      "durationMs": round((time.perf_counter() - started) * 1000, 1)})
         return response
 
     return lambda_handler
@@ -61,6 +66,7 @@ def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
 
 def error_response(app: APIGatewayHttpResolver, error: errors.ServiceError) -> Response:
     if isinstance(error, errors.Unauthorized):
+        metric("AuthorizationFailure")
         return Response(401, content_types.APPLICATION_JSON, json.dumps({"message": "Unauthorized"}))
     body = {"error": {"code": error.code, "message": error.message, "requestId": request_id(app)}}
     return Response(error.status, content_types.APPLICATION_JSON, json.dumps(body))
@@ -96,7 +102,8 @@ def caller_id(app: APIGatewayHttpResolver) -> str:
 
 def parse_body(app: APIGatewayHttpResolver, model: type[Body]) -> Body:
     event = app.current_event
-    raw = event.decoded_body if event.is_base64_encoded else (event.body or "")
+    # Not event.decoded_body: it assumes UTF-8 and would fail on a binary body; pydantic reports that as bad JSON.
+    raw = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "")
     if len(raw.encode() if isinstance(raw, str) else raw) > MAX_BODY_BYTES:
         raise errors.BodyTooLarge()
     return parse_json(model, raw)

@@ -8,8 +8,8 @@ from functools import cache
 from . import errors, management
 from .connections import ConnectionRepository
 from .models import SPEAKER, ConnectionContext, CreateSessionRequest, Session
-from .observability import MetricUnit, logger, metrics
-from .sessions import create_session, end_session
+from .observability import logger, metric
+from .sessions import WEBSOCKET_API, create_session, end_session
 from .settings import settings
 
 
@@ -33,7 +33,7 @@ def join(connection_id: str, who: ConnectionContext) -> None:
         return
     connections().add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
                                settings().max_listeners)
-    metrics.add_metric(name="ListenerJoined", unit=MetricUnit.Count, value=1)
+    metric("ListenerJoined")
 
 
 def leave(connection_id: str, who: ConnectionContext) -> None:
@@ -44,7 +44,7 @@ def leave(connection_id: str, who: ConnectionContext) -> None:
         return
     removed = connections().remove(session_id, connection_id, who.role)
     if removed and who.role != SPEAKER:
-        metrics.add_metric(name="ListenerLeft", unit=MetricUnit.Count, value=1)
+        metric("ListenerLeft")
     if who.legacy:
         connections().unlink_legacy(connection_id)
         end_session(session_id, who.userId)
@@ -64,12 +64,12 @@ def create_legacy_session(connection_id: str, who: ConnectionContext, request: C
         raise errors.SpeakerOnly()
     if not who.legacy or connections().legacy_session_of(connection_id):
         raise errors.AlreadyInSession()
-    session = create_session(who.userId, request)
+    session = create_session(who.userId, request, api=WEBSOCKET_API)
     try:
         connections().link_legacy(connection_id, session.sessionId)
     except errors.AlreadyInSession:
         end_session(session.sessionId, who.userId, disconnect_sockets=False)  # lost a race; no sockets yet
         raise
     connections().add_speaker(session.sessionId, connection_id, who.userId)
-    metrics.add_metric(name="LegacySessionCreation", unit=MetricUnit.Count, value=1)
+    metric("LegacySessionCreation")
     return session

@@ -1,35 +1,104 @@
 """One Logger, Tracer and Metrics per execution environment.
 
-Service name and metric namespace come from POWERTOOLS_SERVICE_NAME and
-POWERTOOLS_METRICS_NAMESPACE (template Globals); every metric carries the
-stage as a dimension.
+Logs: JSON (Powertools), one line per record, with the correlation ID each
+entry point chooses (API Gateway request ID, Step Functions execution name).
+Nothing secret may reach a line: handlers never log events, bodies or headers,
+and as a last line of defence every record is scrubbed of anything that looks
+like a JWT or a long base64 run (audio) before it is written.
+
+Metrics: CloudWatch EMF in the BroadcastSessions namespace
+(POWERTOOLS_METRICS_NAMESPACE), every one with the `stage` dimension (and
+Powertools' `service`). A metric with a further dimension (`api`, `reason`,
+`function`) goes out as its own EMF record (`metric(..., reason=...)`).
+Dimensions are low-cardinality by rule: API names, error codes, function
+names; never session, connection or user IDs.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import warnings
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
 # Requests that emit no business metric are normal (GET, errors); the warning is noise.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-logger = Logger()
+# A JWT's header and payload are base64url JSON objects, so both start with "eyJ".
+JWT_PATTERN = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*")
+# Audio arrives base64-encoded; no legitimate log value is a base64 run this long.
+BASE64_RUN_PATTERN = re.compile(r"[A-Za-z0-9+/_-]{200,}={0,2}")
+
+
+def redact(text: str) -> str:
+    """`text` with tokens and audio-sized base64 runs replaced."""
+    return BASE64_RUN_PATTERN.sub("[REDACTED]", JWT_PATTERN.sub("[REDACTED-TOKEN]", text))
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON formatter, scrubbing the finished line (message, extra keys, tracebacks)."""
+
+    def serialize(self, log: dict) -> str:
+        return redact(super().serialize(log))
+
+
+logger = Logger(logger_formatter=RedactingFormatter())
 tracer = Tracer()
 metrics = Metrics()
 metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "dev"))
 
-__all__ = ["logger", "tracer", "metrics", "MetricUnit"]
+__all__ = ["MetricUnit", "logger", "metric", "metrics", "observed", "redact", "tracer"]
+
+
+def metric(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
+    """Records a business metric for this invocation.
+
+    Without extra dimensions it joins the invocation's EMF record (flushed when
+    the handler returns). With them (low-cardinality values only) it is written
+    at once as its own record, carrying the default dimensions too, so the
+    extra dimension never leaks onto the invocation's other metrics.
+    """
+    if not dimensions:
+        metrics.add_metric(name=name, unit=unit, value=value)
+        return
+    with single_metric(name=name, unit=unit, value=value,
+                       default_dimensions={**metrics.default_dimensions, **dimensions}):
+        pass
 
 
 def observed(correlation_id_path: str | None = None):
-    """Logger context (with correlation ID), tracing and metrics flushing for a Lambda entry point."""
+    """The Lambda entry point's wrapper: logger context with the correlation ID,
+    X-Ray tracing, the invocation's metrics flushed at the end, a ColdStart
+    metric on the first invocation of an execution environment, and a
+    structured error record for any exception that escapes the handler."""
 
     def decorate(handler):
-        handler = metrics.log_metrics(handler, capture_cold_start_metric=True)
-        handler = tracer.capture_lambda_handler(handler)
-        return logger.inject_lambda_context(handler, correlation_id_path=correlation_id_path)
+        cold = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "provisioned-concurrency"
+
+        @functools.wraps(handler)
+        def invoke(event, context):
+            nonlocal cold
+            if cold:
+                cold = False
+                metric("ColdStart", function=getattr(context, "function_name", "") or "unknown")
+            try:
+                return handler(event, context)
+            except Exception as exc:
+                # An exception a handler raises on purpose (the authorizer's
+                # "Unauthorized") is marked as logged already.
+                if not getattr(exc, "logged", False):
+                    logger.exception("invocation failed", extra={"errorType": type(exc).__name__})
+                raise
+
+        wrapped = metrics.log_metrics(invoke)
+        wrapped = tracer.capture_lambda_handler(wrapped)
+        # clear_state: keys a previous invocation appended (connectionId, sessionId) never carry over.
+        wrapped = logger.inject_lambda_context(wrapped, correlation_id_path=correlation_id_path, clear_state=True)
+        wrapped.observed = True  # tests check that every function's entry point is
+        return wrapped
 
     return decorate

@@ -149,5 +149,6 @@ def unavailable(exc: Exception) -> errors.ServiceUnavailable:
     # Throttling and transient faults have already been retried by botocore;
     # anything else is still not the caller's fault, so it is a 503 either way.
     code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    logger.error("AWS request failed", extra={"awsErrorCode": code})
+    operation = getattr(exc, "operation_name", None)
+    logger.error("AWS request failed", extra={"awsErrorCode": code, "awsOperation": operation})
     return errors.ServiceUnavailable()

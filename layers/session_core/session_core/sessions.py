@@ -7,10 +7,14 @@ from functools import cache
 
 from . import errors, teardown
 from .models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
-from .observability import MetricUnit, metrics
+from .observability import metric
 from .repository import SessionIdTaken, SessionRepository
 from .session_ids import is_valid_session_id, new_session_id
 from .settings import settings
+
+# The `api` dimension of SessionCreated: POST /sessions, or the legacy
+# createSession WebSocket message.
+HTTP_API, WEBSOCKET_API = "http", "websocket"
 
 # With ~25 million IDs and a million live sessions a draw collides 4 % of the
 # time, so ten draws all colliding is a ~1e-14 event.
@@ -33,19 +37,20 @@ def checked_session_id(value: object) -> str:
 
 
 def create_session(speaker_id: str, request: CreateSessionRequest, idempotency_key: str | None = None,
-                   lambda_context: object = None) -> Session:
+                   lambda_context: object = None, api: str = HTTP_API) -> Session:
     """Creates a session. With an idempotency key, a repeat of the same request
-    (a retry, an offline replay) returns the first session instead."""
+    (a retry, an offline replay) returns the first session instead (and is not
+    counted again)."""
     if idempotency_key is None:
-        return _create(speaker_id, request)
+        return _create(speaker_id, request, api)
     from . import idempotency  # only the create function pays for importing it
 
-    first = idempotency.once(lambda: _create(speaker_id, request).model_dump(), speaker_id, idempotency_key,
+    first = idempotency.once(lambda: _create(speaker_id, request, api).model_dump(), speaker_id, idempotency_key,
                              request.model_dump(), lambda_context)
     return Session.model_validate(first)
 
 
-def _create(speaker_id: str, request: CreateSessionRequest) -> Session:
+def _create(speaker_id: str, request: CreateSessionRequest, api: str) -> Session:
     now = _now()
     for _ in range(MAX_ID_ATTEMPTS):
         session = Session(
@@ -64,7 +69,7 @@ def _create(speaker_id: str, request: CreateSessionRequest) -> Session:
             repository().create(session)
         except SessionIdTaken:
             continue
-        metrics.add_metric(name="SessionCreated", unit=MetricUnit.Count, value=1)
+        metric("SessionCreated", api=api)
         return session
     raise errors.SessionIdExhausted()
 
@@ -81,9 +86,10 @@ def update_session(session_id: str, caller_id: str, request: UpdateSessionReques
     except errors.SessionEnded:
         if request.status == ENDED:
             # The owner retrying an end whose teardown start may have failed.
-            teardown.start(repository().get(session_id, _now()), first=False)
+            teardown.start(repository().get(session_id, _now()))
         raise
     if request.status == ENDED:
+        metric("SessionEnded")
         teardown.start(session)
     return session
 
@@ -97,8 +103,9 @@ def end_session(session_id: str, caller_id: str, disconnect_sockets: bool = True
     try:
         session = repository().update(session_id, caller_id, {"status": ENDED}, _now())
         ended_now = True
+        metric("SessionEnded")
     except errors.SessionEnded:
         session, ended_now = repository().get(session_id, _now()), False
     if disconnect_sockets:
-        teardown.start(session, first=ended_now)
+        teardown.start(session)
     return ended_now

@@ -14,8 +14,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import management
 from .aws import client
 from .connections import ConnectionRepository
-from .models import Session
-from .observability import MetricUnit, logger, metrics
+from .models import LISTENER, Session
+from .observability import MetricUnit, logger, metric
 from .repository import error_code, session_key, unavailable
 from .settings import settings
 
@@ -29,7 +29,7 @@ def execution_name(session: Session) -> str:
     return f"{session.sessionId}-{session.createdAt}"
 
 
-def start(session: Session, first: bool = True) -> None:
+def start(session: Session) -> None:
     """Starts the teardown of an ended session; a second start is harmless."""
     try:
         client("stepfunctions").start_execution(
@@ -42,26 +42,28 @@ def start(session: Session, first: bool = True) -> None:
             raise unavailable(exc) from None
     except BotoCoreError as exc:
         raise unavailable(exc) from None
-    if first:
-        metrics.add_metric(name="SessionEnded", unit=MetricUnit.Count, value=1)
 
 
 def disconnect_batch(session_id: str, connections: list[dict]) -> int:
     """Says sessionEnded to each connection, closes it and drops its record.
     A connection that is already gone (410) counts as closed. Raises on any
-    other failure so the workflow retries the batch (every step is idempotent)."""
+    other failure so the workflow retries the batch (every step is idempotent).
+    Listeners whose record this batch removed count as ListenerLeft (their own
+    $disconnect then finds nothing, so each leave counts once)."""
     repository_ = ConnectionRepository(settings().table_name)
     message = {"type": "sessionEnded", "sessionId": session_id,
                "message": "The speaker ended this session."}
 
-    def close(connection: dict) -> None:
-        connection_id = connection["connectionId"]["S"]
+    def close(connection: dict) -> bool:
+        connection_id, role = connection["connectionId"]["S"], connection["role"]["S"]
         if management.post(connection_id, message):
             management.disconnect(connection_id)
-        repository_.remove(session_id, connection_id, connection["role"]["S"])
+        return repository_.remove(session_id, connection_id, role) and role == LISTENER
 
     with ThreadPoolExecutor(POST_THREADS) as pool:
-        list(pool.map(close, connections))  # re-raises the first failure
+        listeners_left = sum(pool.map(close, connections))  # re-raises the first failure
+    if listeners_left:
+        metric("ListenerLeft", listeners_left)  # here, not in the threads: one writer
     return len(connections)
 
 
@@ -84,8 +86,9 @@ def finish(session_id: str, started_at: str) -> int:
     item = result["Attributes"]
     created, ended = int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"])
     duration = max(0, ended - created)
-    metrics.add_metric(name="SessionDuration", unit=MetricUnit.Seconds, value=duration)
+    metric("SessionDuration", duration, MetricUnit.Seconds)
     started = datetime.fromisoformat(started_at).timestamp()
-    metrics.add_metric(name="TeardownDuration", unit=MetricUnit.Milliseconds,
-                       value=max(0.0, (time.time() - started) * 1000))
+    teardown_ms = max(0.0, (time.time() - started) * 1000)
+    metric("TeardownDuration", teardown_ms, MetricUnit.Milliseconds)
+    logger.info("teardown finished", extra={"sessionDurationSeconds": duration, "teardownMs": round(teardown_ms)})
     return duration

@@ -7,6 +7,7 @@ replies through the route response, and the error message shape
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,7 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from . import errors
 from .models import SPEAKER, ConnectionContext
-from .observability import logger, observed
+from .observability import logger, metric, observed
 
 
 @dataclass(frozen=True)
@@ -64,34 +65,51 @@ def error_message(error: errors.ServiceError, request_id: str, **extra) -> dict:
     return {"type": "error", "code": error.code, "message": error.message, "requestId": request_id, **extra}
 
 
-def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bool = False):
+def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bool = False,
+               refusal_metric: str | None = None):
     """The Lambda entry point of a WebSocket route.
 
     Message routes answer errors as error messages and keep the connection;
     $connect (refuse_on_error) answers the error's status, which fails the
-    handshake as API Gateway does.
+    handshake as API Gateway does. With `refusal_metric`, every error answer
+    also counts that metric with the error code as its `reason` dimension.
+
+    Correlation: the log's correlation ID is API Gateway's request ID, and
+    every line carries the connection ID (`connectionId`).
     """
 
     @observed(correlation_paths.API_GATEWAY_REST)
     def lambda_handler(event: dict, context: object) -> dict:
-        request_id = (event.get("requestContext") or {}).get("requestId", "")
-        logger.append_keys(connectionId=(event.get("requestContext") or {}).get("connectionId"))
-        route_key = (event.get("requestContext") or {}).get("routeKey")
+        started = time.perf_counter()
+        request_context = event.get("requestContext") or {}
+        request_id = request_context.get("requestId", "")
+        route_key = request_context.get("routeKey")
+        logger.append_keys(connectionId=request_context.get("connectionId"))
+
+        def summary(outcome: str) -> None:
+            # One summary line per message; never the frame itself (audio, tokens).
+            logger.info("request", extra={"route": route_key, "outcome": outcome,
+                                          "durationMs": round((time.perf_counter() - started) * 1000, 1)})
+
+        def answer_error(error: errors.ServiceError) -> dict:
+            if refusal_metric:
+                metric(refusal_metric, reason=error.code)
+            summary(error.code)
+            if refuse_on_error:
+                return {"statusCode": error.status}
+            return reply(error_message(error, request_id))
+
         try:
             request = WsRequest.from_event(event)
             answer = route(request)
         except errors.ServiceError as error:
-            logger.info("request", extra={"route": route_key, "outcome": error.code})
-            if refuse_on_error:
-                return {"statusCode": error.status}
-            return reply(error_message(error, request_id))
-        except Exception:
-            logger.exception("unhandled error", extra={"route": route_key})
-            if refuse_on_error:
-                return {"statusCode": 500}
-            return reply(error_message(errors.ServiceError(), request_id))
-        # One summary line per message; never the frame itself (audio, tokens).
-        logger.info("request", extra={"route": route_key, "outcome": "ok"})
+            if error.status >= 500:
+                logger.warning("request failed", extra={"route": route_key, "errorCode": error.code})
+            return answer_error(error)
+        except Exception as error:
+            logger.exception("unhandled error", extra={"route": route_key, "errorType": type(error).__name__})
+            return answer_error(errors.ServiceError())
+        summary("ok")
         return reply(answer) if answer is not None else {"statusCode": 200}
 
     return lambda_handler
