@@ -1,25 +1,54 @@
-"""`make bench`: every benchmark against a fresh local stack, one report.
+"""`make bench`: every benchmark, each against a fresh local stack of its own, one report.
 
-Prints a Markdown table and saves it with a JSON copy under bench/results/.
-Usage: python -m bench [--only http,websocket,...]
+Prints a Markdown table and saves it with a JSON copy under bench/results/ (see bench/README.md).
+Usage: python -m bench [--only http,websocket,audio,teardown] [--stack-args "..."] [--keep-state DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from local_stack.launcher import running_stack
 
-from . import http_api
+from . import audio, http_api, teardown, websocket
+from .support import raise_open_files
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SUITES = {"http": http_api.run}
+# Each suite is a module with run(info) -> rows and, optionally, STACK_ARGS: the arguments of
+# `python -m local_stack dev` it needs (teardown: a listener cap above 1,000).
+SUITES = {"http": http_api, "websocket": websocket, "audio": audio, "teardown": teardown}
+# Sockets: 1,000 listeners are 1,000 descriptors in this process and 1,000 in the stack, which
+# inherits this limit. 1024 (a common default) is not enough.
+OPEN_FILES = 8192
+
+
+def stack_args(*parts: list[str]) -> list[str]:
+    """The parts joined, their --parameter-overrides merged into one (the stack's argparse keeps only the
+    last occurrence of the option; a later part wins for the same key)."""
+    plain, overrides = [], {}
+    for part in parts:
+        tokens, i = list(part), 0
+        while i < len(tokens):
+            if tokens[i] == "--parameter-overrides":
+                i += 1
+                while i < len(tokens) and not tokens[i].startswith("--"):
+                    key, _, value = tokens[i].partition("=")
+                    overrides[key] = value
+                    i += 1
+            else:
+                plain.append(tokens[i])
+                i += 1
+    return plain + (["--parameter-overrides", *(f"{k}={v}" for k, v in overrides.items())] if overrides else [])
 
 
 def markdown(rows: list[dict]) -> str:
@@ -42,24 +71,58 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated suites: {', '.join(SUITES)}")
-    parser.add_argument("--stack-args", default="", help="extra arguments for `python -m local_stack dev`")
+    parser.add_argument("--stack-args", default="",
+                        help="extra arguments for `python -m local_stack dev`, for every suite's stack "
+                             "(e.g. \"--max-concurrency 4\" or \"--parameter-overrides Key=Value\")")
+    parser.add_argument("--keep-state", type=Path, metavar="DIR",
+                        help="keep each suite's stack state (stack.json, output.log, logs/<Function>.log) "
+                             "in DIR/<suite> instead of a temporary directory")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SUITES]
     if unknown:
         parser.error(f"unknown suite(s): {', '.join(unknown)}")
 
+    raise_open_files(OPEN_FILES)
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="bench-stack-") as state_dir:
-        with running_stack(Path(state_dir), *args.stack_args.split()) as (info, _):
-            for name in chosen:
-                print(f"bench: {name} ...", file=sys.stderr, flush=True)
-                rows += SUITES[name](info)
+    stacks: dict[str, list[str]] = {}
+    load_before = os.getloadavg()
+    # A fresh stack per suite, not one for the whole run: what a suite leaves behind -- Step Functions
+    # executions still running, the table's DynamoDB stream history (moto never trims it, and every
+    # TransactWriteItems deep-copies it, so transactions get slower the longer a stack has run),
+    # workers grown by a burst -- would otherwise land in the next suite's figures, which would then
+    # depend on --only and on the order. It also lets a suite's STACK_ARGS (teardown's listener cap)
+    # apply to its own stack only. The price is one stack start (~10-30 s) per suite.
+    for name in chosen:
+        suite = SUITES[name]
+        extra = stack_args(getattr(suite, "STACK_ARGS", []), shlex.split(args.stack_args))
+        stacks[name] = extra
+        print(f"bench: {name} (stack args: {' '.join(extra) or 'none'}) ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        with contextlib.ExitStack() as cleanup:
+            if args.keep_state:
+                state_dir = args.keep_state.resolve() / name
+                state_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-")))
+            try:
+                with running_stack(state_dir, *extra) as (info, _):
+                    rows += suite.run(info)
+            except Exception as exc:  # noqa: BLE001 - one broken suite must not cost the others' figures
+                traceback.print_exc()
+                rows.append({"measure": f"{name}: FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
+                             "met": False})
+        print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     table = markdown(rows)
     meta = {"when": stamp, "python": platform.python_version(), "machine": platform.machine(),
-            "cpus": __import__("os").cpu_count()}
+            "cpus": os.cpu_count(), "suites": chosen, "stack_args": stacks,
+            # A shared or busy machine shows here: the 1-minute load average before and after the run.
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    table += (f"\n\n{meta['cpus']} CPUs; load average (1/5/15 min) {' / '.join(map(str, meta['loadavg_before']))} "
+              f"before, {' / '.join(map(str, meta['loadavg_after']))} after.")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"report-{stamp}.md").write_text(f"# Benchmark report {stamp}\n\n{table}\n")
     (RESULTS / f"report-{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

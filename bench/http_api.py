@@ -1,7 +1,9 @@
 """HTTP session API under 20 concurrent clients, beside the raw DynamoDB call
 each operation makes, against the same local endpoint in the same run.
 
-create -> PutItem, get -> GetItem, update -> UpdateItem, delete -> UpdateItem.
+create -> PutItem, get -> GetItem, update -> UpdateItem, delete -> UpdateItem, and since
+DELETE also starts the teardown workflow, delete is shown beside UpdateItem + StartExecution
+(the two raw calls it makes) as well.
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ def _raw_samples(info: dict) -> dict[str, list[float]]:
     ddb = boto3.client("dynamodb", endpoint_url=info["awsEndpointUrl"], region_name=info["region"],
                        aws_access_key_id="local", aws_secret_access_key="local")
     table = info["tableName"]
-    samples: dict[str, list[float]] = {"PutItem": [], "GetItem": [], "UpdateItem": []}
+    sfn = boto3.client("stepfunctions", endpoint_url=info["awsEndpointUrl"], region_name=info["region"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    machine = next(iter(info["stateMachines"].values()))
+    samples: dict[str, list[float]] = {"PutItem": [], "GetItem": [], "UpdateItem": [],
+                                       "UpdateItem+StartExecution": []}
 
     def timed(op: str, call, **kw) -> None:
         start = time.perf_counter()
@@ -68,11 +74,21 @@ def _raw_samples(info: dict) -> dict[str, list[float]]:
                                                                   "version": {"N": "1"}},
                   ConditionExpression="attribute_not_exists(pk)")
             timed("GetItem", ddb.get_item, TableName=table, Key=key)
-            for status in ("paused", "ended"):  # update, then delete's update
-                timed("UpdateItem", ddb.update_item, TableName=table, Key=key,
-                      UpdateExpression="SET #s = :s ADD version :one", ConditionExpression="attribute_exists(pk)",
-                      ExpressionAttributeNames={"#s": "status"},
-                      ExpressionAttributeValues={":s": {"S": status}, ":one": {"N": "1"}}, ReturnValues="ALL_NEW")
+            def update(status: str) -> None:
+                ddb.update_item(TableName=table, Key=key, UpdateExpression="SET #s = :s ADD version :one",
+                                ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames={"#s": "status"},
+                                ExpressionAttributeValues={":s": {"S": status}, ":one": {"N": "1"}},
+                                ReturnValues="ALL_NEW")
+
+            timed("UpdateItem", update, status="paused")
+            timed("UpdateItem", update, status="ended")
+
+            def end(status: str) -> None:
+                update(status)
+                sfn.start_execution(stateMachineArn=machine, name=f"bench-{uuid.uuid4().hex}",
+                                    input='{"sessionId": "bench-none-000"}')
+
+            timed("UpdateItem+StartExecution", end, status="ended")
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(client, [2] * CLIENTS))
@@ -93,7 +109,7 @@ def run(info: dict) -> list[dict]:
         raw[op] += values
     rows = []
     for op, baseline_op in (("create", "PutItem"), ("get", "GetItem"), ("update", "UpdateItem"),
-                            ("delete", "UpdateItem")):
+                            ("delete", "UpdateItem"), ("delete", "UpdateItem+StartExecution")):
         result, baseline = summary(api[op]), summary(raw[baseline_op])
         rows.append(row(f"HTTP {op} ({CLIENTS} clients) vs raw {baseline_op}", result, baseline,
                         goal=f"p95 <= {GOAL_RATIO:g}x baseline p95",

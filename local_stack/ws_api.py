@@ -12,6 +12,11 @@
 - Idle sockets close after 10 minutes, every socket after 2 hours (flags).
 - The API Gateway Management API is served on the same port:
   POST/GET/DELETE /{stage}/@connections/{id}, 410 for unknown connections.
+- Test facility (local only, not part of API Gateway): `POST /{stage}/@faults/{id}?count=N`
+  makes the next N `POST /{stage}/@connections/{id}` answer 500 (InternalServerErrorException),
+  as a failing Management API would; `count=0` clears it. Answers 204. The end-to-end tests use it
+  to make a teardown batch fail and be retried. Note that botocore retries a 500 itself (the
+  functions' standard mode: 1 try + 3 retries), so a function's post fails only once N >= 4.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
+from .http_api import HEADER_LIMITS
 from .template import ACCOUNT_ID, fake_api_id
 
 log = logging.getLogger("local_stack")
@@ -111,7 +117,7 @@ def select_route(expression: str, body: str, routes: dict[str, str]) -> str:
     try:
         value: Any = json.loads(body)
         for part in expression[len(prefix):].split("."):
-            value = value[part] if isinstance(value, dict) else None
+            value = value.get(part) if isinstance(value, dict) else None
     except ValueError:
         return "$default"
     return value if isinstance(value, str) and value in routes and not value.startswith("$") else "$default"
@@ -148,6 +154,7 @@ class WebSocketGateway:
         self._connections: dict[str, Connection] = {}
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._faults: dict[str, int] = {}  # connection id -> posts that still answer 500 (@faults)
 
     @property
     def url(self) -> str:
@@ -162,10 +169,11 @@ class WebSocketGateway:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(handler_args=HEADER_LIMITS)
         stage = self.api.stage
         app.router.add_get(f"/{stage}", self._handshake)
         app.router.add_route("*", f"/{stage}/@connections/{{connection_id}}", self._manage)
+        app.router.add_post(f"/{stage}/@faults/{{connection_id}}", self._inject_fault)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.requested_port).start()
@@ -353,6 +361,10 @@ class WebSocketGateway:
         if connection is None or connection.ws.closed:
             return web.json_response({"message": "Gone"}, status=410, headers={"x-amzn-ErrorType": "GoneException"})
         if request.method == "POST":
+            if self._faults.get(connection.connection_id, 0) > 0:
+                self._faults[connection.connection_id] -= 1
+                return web.json_response({"message": "Internal server error"}, status=500,
+                                         headers={"x-amzn-ErrorType": "InternalServerErrorException"})
             data = await request.read()
             if len(data) > MAX_MESSAGE_BYTES:
                 return web.json_response({"message": "Payload too large"}, status=413)
@@ -372,6 +384,21 @@ class WebSocketGateway:
             self._background(self._close(connection, CLOSE_GOING_AWAY, "Going away"))
             return web.Response(status=204)
         return web.json_response({"message": "Method not allowed"}, status=405)
+
+    async def _inject_fault(self, request: web.Request) -> web.Response:
+        """The @faults test facility (module docstring)."""
+        try:
+            count = int(request.rel_url.query.get("count", "1"))
+        except ValueError:
+            count = -1
+        if count < 0:
+            return web.json_response({"message": "count must be a non-negative integer"}, status=400)
+        connection_id = request.match_info["connection_id"]
+        if count:
+            self._faults[connection_id] = count
+        else:
+            self._faults.pop(connection_id, None)
+        return web.Response(status=204)
 
 
 def _iso(ms: int) -> str:
