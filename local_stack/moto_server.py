@@ -57,6 +57,81 @@ def _reuse_step_functions_clients() -> None:
                 module.boto_client_for = boto_client_for
 
 
+def _make_dynamodb_thread_safe() -> None:
+    """ThreadedMotoServer serves each request on its own thread, but moto's DynamoDB backend is not
+    thread-safe, and its TransactWriteItems keeps a rollback copy of every table it touches:
+
+    - the copy is a deepcopy of the whole table, its stream's history included (every record since the
+      stack started), so each transaction costs more the longer the stack runs (0.2-0.7 s of CPU at
+      ~2,000 records) - joins, leaves and teardown removals are all transactions;
+    - the copy fails ("dictionary changed size during iteration") when another thread writes meanwhile;
+    - a cancelled transaction puts the copy back: writes other threads made in between are undone, and
+      the table's stream shard is replaced by its copy, so the stream poller (holding iterators of the
+      old shard) never sees another record: status broadcasts stop for the rest of the stack's life.
+
+    So: one lock around every DynamoDB and DynamoDB Streams request, and a transaction snapshots only the
+    items it touches; on failure it puts those back and drops the stream records of the undone writes."""
+    import copy
+
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    lock = threading.RLock()
+    for handler in (DynamoHandler, DynamoDBStreamsHandler):
+        def call_action(self, _original=handler.call_action):  # noqa: ANN001, ANN202 - moto's signature
+            with lock:
+                return _original(self)
+        handler.call_action = call_action
+
+    class _NoTableCopies:
+        """moto.dynamodb.models' `copy`: a table's "copy" is the table itself (the snapshot is ours)."""
+
+        @staticmethod
+        def deepcopy(value, memo=None):  # noqa: ANN001, ANN205
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    dynamodb_models.copy = _NoTableCopies
+    backend = dynamodb_models.DynamoDBBackend
+    original_transact = backend.transact_write_items
+
+    def transact_write_items(self, transact_items):  # noqa: ANN001, ANN202
+        touched, streams = [], {}
+        for entry in transact_items:
+            for op_type, op in entry.items():
+                table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+                key = (op.get("Item") if op_type == "Put" else op.get("Key")) if table else None
+                try:
+                    hash_value = DynamoType(key[table.hash_key_attr])
+                    range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                except (KeyError, TypeError):
+                    continue  # moto refuses it before writing anything
+                touched.append((table, hash_value, range_value,
+                                copy.deepcopy(table.get_item(hash_value, range_value))))
+                if table.stream_shard is not None:
+                    streams.setdefault(id(table), (table.stream_shard, len(table.stream_shard.items)))
+        try:
+            return original_transact(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, before in reversed(touched):
+                if range_value is None:
+                    if before is None:
+                        table.items.pop(hash_value, None)
+                    else:
+                        table.items[hash_value] = before
+                elif before is None:
+                    table.items[hash_value].pop(range_value, None)
+                else:
+                    table.items[hash_value][range_value] = before
+            for shard, count in streams.values():
+                del shard.items[count:]  # the records of the writes just undone
+            raise
+
+    backend.transact_write_items = transact_write_items
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -82,6 +157,8 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
+
+    _make_dynamodb_thread_safe()
 
     if args.execute_state_machines:
         default_user_config["stepfunctions"]["execute_state_machine"] = True
