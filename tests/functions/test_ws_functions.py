@@ -208,7 +208,7 @@ def test_listener_count_follows_joins_and_leaves_and_respects_the_cap(invoke, se
 def test_listener_cannot_join_an_ended_session(invoke, session, users):
     invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
                                         sub=users["alice"]["sub"]))
-    assert connect(invoke, listener(session), new_connection()) == 409
+    assert connect(invoke, listener(session), new_connection()) == 403
     assert read_session(invoke, session["sessionId"])["listenerCount"] == 0
 
 
@@ -434,3 +434,16 @@ def test_unchanged_and_ended_sessions_are_not_broadcast(invoke, management_api):
     connection["dynamodb"]["NewImage"]["sk"]["S"] = "CONN#x"
     assert changed_sessions([same, ended, connection]) == {}
     assert list(changed_sessions([record])) == ["golden-eagle-427"]
+
+
+def test_a_failing_socket_does_not_hold_back_the_others(invoke, session, management_api):
+    management_api.reset()
+    ids = [new_connection() for _ in range(2)]
+    for c in ids:
+        assert connect(invoke, listener(session), c) == 200
+    management_api.failing[ids[0]] = 10  # outlasts botocore's retries
+    from session_core.broadcast import broadcast
+    sent, gone = broadcast(session["sessionId"], {"type": "status", "status": "paused"})
+    assert (sent, gone) == (1, 0)
+    assert management_api.posts[ids[1]] == [{"type": "status", "status": "paused"}]
+    assert read_session(invoke, session["sessionId"])["listenerCount"] == 2  # a failure is not a leave

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from botocore.exceptions import ClientError
+
 from . import management
 from .connections import ConnectionRepository
 from .models import ENDED, LISTENER
-from .observability import metric
+from .observability import logger, metric
 from .settings import settings
 
 # Posting is network-bound; a few threads keep a 500-listener fan-out short.
@@ -48,10 +50,12 @@ def broadcast(session_id: str, message: dict) -> tuple[int, int]:
     with ThreadPoolExecutor(POST_THREADS) as pool:
         while True:
             page, start = connections.page(session_id, start)
-            results = pool.map(lambda c: (c, management.post(c["connectionId"], message)), page)
+            results = pool.map(lambda c: (c, _post(c["connectionId"], message)), page)
             for connection, delivered in results:
                 if delivered:
                     sent += 1
+                elif delivered is None:
+                    continue  # a transient failure on one socket must not hold back the others
                 else:
                     gone += 1
                     removed = connections.remove(session_id, connection["connectionId"], connection["role"])
@@ -60,3 +64,12 @@ def broadcast(session_id: str, message: dict) -> tuple[int, int]:
                 if listeners_left:
                     metric("ListenerLeft", listeners_left)
                 return sent, gone
+
+
+def _post(connection_id: str, message: dict) -> bool | None:
+    """True sent, False gone, None failed for another reason (logged; the next change reaches it)."""
+    try:
+        return management.post(connection_id, message)
+    except ClientError as exc:
+        logger.warning("status post failed", extra={"awsErrorCode": exc.response.get("Error", {}).get("Code")})
+        return None

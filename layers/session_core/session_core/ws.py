@@ -96,7 +96,8 @@ def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bo
                 metric(refusal_metric, reason=error.code)
             summary(error.code)
             if refuse_on_error:
-                return {"statusCode": error.status}
+                # A refused handshake is 403 whatever the reason (as documented); service faults keep theirs.
+                return {"statusCode": 403 if 400 <= error.status < 500 else error.status}
             return reply(error_message(error, request_id))
 
         try:
