@@ -177,8 +177,15 @@ def _stack_samples(info: dict, watcher: KinesisWatcher, token: str, sessions: li
             if forwarded_at is not None:
                 server.append(forwarded_at - send_ms)
                 after_forward.append(seen_ms - forwarded_at)
+    # Throughput: records forwarded while the speakers were sending, per second of that window.
+    first_ms = min(ms for _, ms in sent.values())
+    last_ms = max(ms for _, ms in sent.values())
+    forwarded = [v[2] for k, v in watcher.seen.items() if k in sent and v[2] is not None]
+    in_window = sum(first_ms <= f <= last_ms for f in forwarded)
     return {"e2e": e2e, "server": server, "after_forward": after_forward, "sent": len(sent),
-            "lost": len(sent) - len(e2e), "errors": problems}
+            "lost": len(sent) - len(e2e), "errors": problems,
+            "offered_per_s": len(sent) / ((last_ms - first_ms) / 1000),
+            "forwarded_per_s": in_window / ((last_ms - first_ms) / 1000)}
 
 
 # --------------------------------------------------------------------- raw Kinesis
@@ -228,11 +235,13 @@ def run(info: dict) -> list[dict]:
         raw_single = _raw_samples(info, watcher, 1, SINGLE_SECONDS / 2)
         raw = _raw_samples(info, watcher, THREADS, half)
         watcher.paused_settle(info)
+        reports.mark("WsSendAudioFunction")
         single = _stack_samples(info, watcher, token, single_session, SINGLE_SECONDS)
+        single["function_ms"] = reports.durations("WsSendAudioFunction")
         watcher.paused_settle(info)
         reports.mark("WsSendAudioFunction")
         load = _stack_samples(info, watcher, token, load_sessions, LOAD_SECONDS)
-        function_ms = reports.durations("WsSendAudioFunction")
+        load["function_ms"] = reports.durations("WsSendAudioFunction")
         watcher.paused_settle(info)
         raw_again = _raw_samples(info, watcher, THREADS, half)  # before and after: drift shows
     finally:
@@ -256,7 +265,11 @@ def run(info: dict) -> list[dict]:
         rows.append(row(f"↳ forwardedAt -> seen by the poller, {label}", summary(result["after_forward"])))
         rows.append(row(f"↳ raw PutRecord -> seen by the poller, {label.split(' x ')[0].replace('speaker', 'thread')}",
                         summary(baseline["visible"])))
-    rows.append(row(f"↳ WsSendAudioFunction, per its REPORT, {SPEAKERS} speakers", summary(function_ms)))
+        rows.append(row(f"↳ WsSendAudioFunction, per its REPORT, {label}", summary(result["function_ms"])))
+        # Below the offered rate: the stack forwards slower than the speakers send, and the latency
+        # grows for as long as they keep sending.
+        rows.append(row(f"↳ forwarded while sending, {label} (offered {result['offered_per_s']:.0f}/s)",
+                        {"n": result["sent"], "p50": result["forwarded_per_s"], "p95": None}, unit="msg/s"))
     rows.append(row("↳ Kinesis poller, one pass over all shards", summary(watcher.passes)) | {
         "errors": watcher.errors})
     return rows

@@ -16,14 +16,17 @@ its stdin closes).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 from websockets.asyncio.client import connect
 
 from .stats import row, summary
@@ -33,6 +36,7 @@ SAMPLES = 200  # per kind
 WARMUP = 10  # rounds thrown away (workers warm, JWKS cached, TCP paths hot)
 SESSIONS = 20
 GAP = 0.05  # s after each close
+ROUND_TRIPS = 100  # heartbeat / echo round trips and raw DynamoDB calls, for the breakdown rows
 GOAL_MS = 30.0
 KINDS = ("baseline", "listener", "speaker")
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +113,10 @@ def run(info: dict) -> list[dict]:
             "speaker": lambda i: f"{stack_url}?sessionId={sessions[i % SESSIONS]}&role=speaker&token={token}",
         }
         samples, order, failures = asyncio.run(_samples(urls, lambda: reports.mark(*functions)))
+        per_function = {f: reports.durations(f) for f in functions}
+        settle(info)
+        round_trips = asyncio.run(_round_trips(urls["speaker"](0), urls["baseline"](0)))
+    raw = _raw_calls(info, sessions[0])
     for session_id in sessions:
         end_session(info, token, session_id)
 
@@ -125,7 +133,6 @@ def run(info: dict) -> list[dict]:
                         met=result["p95"] <= GOAL_MS and not failures[kind]) | {"failures": failures[kind][:10]})
     # Where the handshake's time goes: the two functions' own durations as the stack measured them
     # (its REPORT lines). Handshakes ran one at a time, so the n-th REPORT is the n-th handshake's.
-    per_function = {f: reports.durations(f) for f in functions}
     for function, durations in per_function.items():
         if len(durations) == len(order):
             for kind in ("listener", "speaker"):
@@ -133,7 +140,56 @@ def run(info: dict) -> list[dict]:
                 rows.append(row(f"↳ {function} ({kind}), per its REPORT", summary(mine)))
         else:
             rows.append(row(f"↳ {function} (listener + speaker), per its REPORT", summary(durations)))
+    rows.append(row("↳ heartbeat round trip on an open socket (gateway + 1 Lambda invoke, no AWS call) vs echo",
+                    summary(round_trips["heartbeat"]), summary(round_trips["echo"])))
+    rows.append(row("↳ raw DynamoDB GetItem (the authorizer's read), one at a time", summary(raw["GetItem"])))
+    rows.append(row("↳ raw DynamoDB TransactWriteItems (a listener $connect's write), one at a time",
+                    summary(raw["TransactWriteItems"])))
     return rows
+
+
+async def _round_trips(speaker_url: str, echo_url: str) -> dict[str, list[float]]:
+    """What one Lambda invocation costs through the gateway, without any AWS call in it: a heartbeat
+    (the function answers at once) beside the same round trip to the bare echo server."""
+    samples: dict[str, list[float]] = {"heartbeat": [], "echo": []}
+    message = json.dumps({"action": "heartbeat"})
+    async with ws_connect(speaker_url) as stack, ws_connect(echo_url) as echo:
+        for i in range(WARMUP + ROUND_TRIPS):
+            for name, ws in (("heartbeat", stack), ("echo", echo)):
+                start = time.perf_counter()
+                await ws.send(message)
+                answer = await ws.recv()
+                while ws is stack and "heartbeatAck" not in answer:  # a status broadcast came first
+                    answer = await ws.recv()
+                if i >= WARMUP:
+                    samples[name].append((time.perf_counter() - start) * 1000)
+                await asyncio.sleep(GAP)
+    return samples
+
+
+def _raw_calls(info: dict, session_id: str) -> dict[str, list[float]]:
+    """The AWS calls a listener handshake makes, straight from boto3, one at a time: the authorizer's
+    GetItem of the session and $connect's two-item transaction (here on keys of a bench-only partition)."""
+    ddb = boto3.client("dynamodb", endpoint_url=info["awsEndpointUrl"], region_name=info["region"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    table = info["tableName"]
+    samples: dict[str, list[float]] = {"GetItem": [], "TransactWriteItems": []}
+    for i in range(WARMUP + ROUND_TRIPS):
+        pk = {"S": f"BENCH#{uuid.uuid4().hex}"}
+        calls = (("GetItem", lambda: ddb.get_item(TableName=table, Key={"pk": {"S": f"SESSION#{session_id}"},
+                                                                         "sk": {"S": "META"}}, ConsistentRead=True)),
+                 ("TransactWriteItems", lambda pk=pk: ddb.transact_write_items(TransactItems=[
+                     {"Put": {"TableName": table, "Item": {"pk": pk, "sk": {"S": "META"}, "n": {"N": "1"}},
+                              "ConditionExpression": "attribute_not_exists(pk)"}},
+                     {"Put": {"TableName": table, "Item": {"pk": pk, "sk": {"S": "CONN#x"}},
+                              "ConditionExpression": "attribute_not_exists(pk)"}}])))
+        for name, call in calls:
+            start = time.perf_counter()
+            call()
+            if i >= WARMUP:
+                samples[name].append((time.perf_counter() - start) * 1000)
+            time.sleep(GAP)
+    return samples
 
 
 # ------------------------------------------------------------------ echo server
