@@ -359,7 +359,8 @@ class HttpGateway:
     async def start(self) -> None:
         # API Gateway takes headers up to 10 KB (a long token is not a 400 that echoes it).
         app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # Every path, control characters included (a bare ".*" misses a decoded %0A and aiohttp's own 404 answers).
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         # In-flight requests get a few seconds to finish when the stack stops.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()

@@ -5,6 +5,7 @@ import base64
 import json
 
 import aiohttp
+from yarl import URL
 import pytest
 
 from local_stack.http_api import (
@@ -243,6 +244,14 @@ def test_gateway_answers_like_api_gateway():
             "claims": {"sub": "user-1", "exp": "1700000000", "token_use": "access", "scope": "read write"},
             "scopes": ["read", "write"]}
         assert e["headers"]["x-forwarded-for"] == "127.0.0.1" and e["headers"]["x-forwarded-proto"] == "http"
+
+        # Control characters in a path still reach the route (the function answers, not a plain-text 404).
+        status, headers, body = await call("GET", URL("/dev/sessions/a%0Ab%18", encoded=True),
+                                           headers={"Authorization": "Bearer good"})
+        assert (status, json.loads(body)) == (200, {"ok": True})
+        assert invoker.events[-1]["pathParameters"] == {"sessionId": "a\nb\x18"}
+        status, headers, body = await call("GET", URL("/dev/no%0Awhere", encoded=True))
+        assert (status, json.loads(body)) == (404, {"message": "Not Found"})
 
         status, _, _ = await call("POST", "/dev/open", data=b"\x00binary", headers={"content-type": "image/png"})
         assert status == 200 and invoker.events[-1]["isBase64Encoded"] is True
