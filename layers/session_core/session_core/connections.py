@@ -153,16 +153,20 @@ class ConnectionRepository:
         return True
 
     def _remove_speaker(self, delete: dict, session_id: str, connection_id: str) -> bool:
-        ddb = client("dynamodb")
         existed = True
         try:
-            ddb.delete_item(**delete)
+            client("dynamodb").delete_item(**delete)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             existed = False
+        self.release_speaker(session_id, connection_id)
+        return existed
+
+    def release_speaker(self, session_id: str, connection_id: str) -> None:
+        """Clears the session's speaker, unless a newer speaker connection took over already."""
         try:
-            ddb.update_item(
+            client("dynamodb").update_item(
                 TableName=self.table_name,
                 Key=session_key(session_id),
                 UpdateExpression="REMOVE speakerConnectionId",
@@ -172,8 +176,29 @@ class ConnectionRepository:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            # A newer speaker connection took over already: leave it be.
-        return existed
+
+    # Teardown drops records one by one and then counts them off the session in
+    # one write: a transaction per listener would conflict on the session item.
+    def forget(self, session_id: str, connection_id: str) -> bool:
+        """Deletes a connection record without touching the session; True if it existed."""
+        result = client("dynamodb").delete_item(TableName=self.table_name, Key=connection_key(session_id, connection_id),
+                                                ReturnValues="ALL_OLD")
+        return "Attributes" in result
+
+    def release_listeners(self, session_id: str, count: int) -> None:
+        """Takes `count` forgotten listeners off the session's listenerCount."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=session_key(session_id),
+                UpdateExpression="ADD listenerCount :minus",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":minus": {"N": str(-count)}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            # The session record is gone (TTL): nothing left to count.
 
     def page(self, session_id: str, start_key: dict | None = None, limit: int = 100) -> tuple[list[dict], dict | None]:
         """One page of the session's connections: ({connectionId, role}, ...), next start key."""

@@ -45,25 +45,33 @@ def start(session: Session) -> None:
 
 
 def disconnect_batch(session_id: str, connections: list[dict]) -> int:
-    """Says sessionEnded to each connection, closes it and drops its record.
+    """Drops each connection's record, then says sessionEnded to it and closes it.
+    Records go first so each socket's own $disconnect finds nothing: every
+    listener leaves once, counted here (ListenerLeft) in one session write.
     A connection that is already gone (410) counts as closed. Raises on any
-    other failure so the workflow retries the batch (every step is idempotent).
-    Listeners whose record this batch removed count as ListenerLeft (their own
-    $disconnect then finds nothing, so each leave counts once)."""
+    other failure so the workflow retries the batch; a retry finds the records
+    gone, counts nothing again and re-posts, which a socket survives."""
     repository_ = ConnectionRepository(settings().table_name)
     message = {"type": "sessionEnded", "sessionId": session_id,
                "message": "The speaker ended this session."}
+    ids = [connection["connectionId"]["S"] for connection in connections]
 
-    def close(connection: dict) -> bool:
-        connection_id, role = connection["connectionId"]["S"], connection["role"]["S"]
+    def close(connection_id: str) -> None:
         if management.post(connection_id, message):
             management.disconnect(connection_id)
-        return repository_.remove(session_id, connection_id, role) and role == LISTENER
 
     with ThreadPoolExecutor(POST_THREADS) as pool:
-        listeners_left = sum(pool.map(close, connections))  # re-raises the first failure
-    if listeners_left:
-        metric("ListenerLeft", listeners_left)  # here, not in the threads: one writer
+        existed = list(pool.map(lambda connection_id: repository_.forget(session_id, connection_id), ids))
+        listeners_left = 0
+        for connection, was_there in zip(connections, existed):
+            if was_there and connection["role"]["S"] == LISTENER:
+                listeners_left += 1
+            elif was_there:
+                repository_.release_speaker(session_id, connection["connectionId"]["S"])
+        if listeners_left:
+            repository_.release_listeners(session_id, listeners_left)
+            metric("ListenerLeft", listeners_left)  # here, not in the threads: one writer
+        list(pool.map(close, ids))  # re-raises the first failure
     return len(connections)
 
 
