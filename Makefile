@@ -9,6 +9,7 @@ PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
 PYTHON313 ?= $(or $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null),$(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13)))
 VENV := .venv
 TOOLS := .tools
+TOOLS_CHECKOV := .tools-checkov
 PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 
@@ -23,7 +24,7 @@ help:
 	@echo "make token [USER=bob]         print a fresh ID token from the local Cognito"
 	@echo "make invoke FUNCTION=GetSessionFunction EVENT=events/get_session.json"
 	@echo "make bench                    benchmarks (see bench/README.md)"
-	@echo "make check-template           cfn-lint, sam validate --lint, sam build"
+	@echo "make check-template           cfn-lint, checkov, sam validate --lint, sam build"
 
 $(VENV)/.installed: requirements/dev.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found on PATH or under pyenv"; exit 1; }
@@ -38,10 +39,17 @@ $(TOOLS)/.installed: requirements/sam.txt
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	@touch $@
 
+# checkov pins an older boto3 than both, so it gets a third (fully pinned) one.
+$(TOOLS_CHECKOV)/.installed: requirements/checkov.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found on PATH or under pyenv"; exit 1; }
+	$(PYTHON313) -m venv $(TOOLS_CHECKOV)
+	$(TOOLS_CHECKOV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
+	@touch $@
+
 dev: $(VENV)/.installed
 	$(PY) -m local_stack dev $(ARGS)
 
-test: $(VENV)/.installed $(TOOLS)/.installed
+test: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.installed
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 token: $(VENV)/.installed
@@ -54,8 +62,8 @@ invoke: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench $(ARGS)
 
-check-template: $(VENV)/.installed $(TOOLS)/.installed
+check-template: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.installed
 	scripts/check-template.sh
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .local .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(TOOLS_CHECKOV) .aws-sam .local .pytest_cache
