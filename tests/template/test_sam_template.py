@@ -48,7 +48,8 @@ EXPECTED_GRANTS = {
     | {("kinesis:PutRecord", STREAM_ARN)},
     "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
     "WsDefaultFunction": set(),
-    "StatusBroadcastFunction": on_table("Query", "DeleteItem", "UpdateItem") | {connections("POST")},
+    "StatusBroadcastFunction": on_table("Query", "DeleteItem", "UpdateItem") | {connections("POST")}
+    | {("sqs:SendMessage", resource({"Fn::GetAtt": ["StatusBroadcastFailureQueue", "Arn"]}))},
     "TeardownWorkerFunction": on_table("DeleteItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
     "TeardownFinishFunction": on_table("UpdateItem"),
 }
@@ -214,3 +215,14 @@ def test_every_two_way_websocket_route_has_a_route_response(template):
 def test_the_websocket_authorizer_has_no_identity_source_so_it_always_runs(template):
     auth = template["Resources"]["WebSocketApi"]["Properties"]["Auth"]
     assert auth == {"AuthType": "CUSTOM", "AuthArn": {"Fn::GetAtt": ["WsAuthorizerFunction", "Arn"]}}
+
+
+def test_stream_batches_that_fail_every_retry_go_to_an_encrypted_queue(template, functions):
+    event = functions["StatusBroadcastFunction"]["Events"]["SessionChanges"]["Properties"]
+    on_failure = event["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Destination": {"Fn::GetAtt": ["StatusBroadcastFailureQueue", "Arn"]}}
+    # With a Type, SAM would add its own SQSSendMessagePolicy (sqs:SendMessage*) beside the exact grant.
+    assert "Type" not in on_failure
+    queue = template["Resources"]["StatusBroadcastFailureQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"]["KmsMasterKeyId"] == "alias/aws/sqs"
