@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each against a fresh local stack of its own, one report.
 
 Prints a Markdown table and saves it with a JSON copy under bench/results/ (see bench/README.md).
-Usage: python -m bench [--only http,websocket,audio,teardown] [--stack-args "..."] [--keep-state DIR]
+Usage: python -m bench [--only http,websocket,audio,teardown,cold,size] [--stack-args "..."] [--keep-state DIR]
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from pathlib import Path
 
 from local_stack.launcher import running_stack
 
-from . import audio, http_api, teardown, websocket
+from . import audio, cold_start, http_api, size, teardown, websocket
 from .support import raise_open_files
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Each suite is a module with run(info) -> rows and, optionally, STACK_ARGS: the arguments of
-# `python -m local_stack dev` it needs (teardown: a listener cap above 1,000).
-SUITES = {"http": http_api, "websocket": websocket, "audio": audio, "teardown": teardown}
+# `python -m local_stack dev` it needs (teardown: a listener cap above 1,000), or STACK = False:
+# it needs no local stack (cold starts bring their own moto endpoint; size runs `sam build`).
+SUITES = {"http": http_api, "websocket": websocket, "audio": audio, "teardown": teardown,
+          "cold": cold_start, "size": size}
 # Sockets: 1,000 listeners are 1,000 descriptors in this process and 1,000 in the stack, which
 # inherits this limit. 1024 (a common default) is not enough.
 OPEN_FILES = 8192
@@ -52,8 +54,8 @@ def stack_args(*parts: list[str]) -> list[str]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| measure | n | p50 | p95 | baseline p50 | baseline p95 | ratio p95 | goal | met |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| measure | n | p50 | p95 | baseline p50 | baseline p95 | ratio p50 | ratio p95 | goal | met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value, unit=""):
         return "" if value is None else f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
@@ -63,7 +65,8 @@ def markdown(rows: list[dict]) -> str:
         lines.append("| " + " | ".join([
             r["measure"], fmt(r.get("n")), fmt(r.get("p50"), unit), fmt(r.get("p95"), unit),
             fmt(r.get("baseline_p50"), unit), fmt(r.get("baseline_p95"), unit),
-            "" if r.get("ratio_p95") is None else f"{r['ratio_p95']:.2f}x", r.get("goal", ""),
+            *("" if r.get(key) is None else f"{r[key]:.2f}x" for key in ("ratio_p50", "ratio_p95")),
+            r.get("goal", ""),
             {True: "yes", False: "**no**", None: ""}[r.get("met")]]) + " |")
     return "\n".join(lines)
 
@@ -106,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-")))
             try:
-                with running_stack(state_dir, *extra) as (info, _):
-                    rows += suite.run(info)
+                if getattr(suite, "STACK", True):
+                    with running_stack(state_dir, *extra) as (info, _):
+                        rows += suite.run(info)
+                else:
+                    rows += suite.run(None)
             except Exception as exc:  # noqa: BLE001 - one broken suite must not cost the others' figures
                 traceback.print_exc()
                 rows.append({"measure": f"{name}: FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",

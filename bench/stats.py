@@ -26,5 +26,6 @@ def row(measure: str, result: dict, baseline: dict | None = None, goal: str = ""
              "goal": goal, "met": met}
     if baseline is not None:
         entry |= {"baseline_p50": baseline["p50"], "baseline_p95": baseline["p95"],
+                  "ratio_p50": result["p50"] / baseline["p50"] if baseline["p50"] else float("nan"),
                   "ratio_p95": result["p95"] / baseline["p95"] if baseline["p95"] else float("nan")}
     return entry

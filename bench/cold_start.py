@@ -1,0 +1,247 @@
+"""Cold start of every function in template.yaml, beside a bare boto3 process, in the same run.
+
+Each sample is a fresh `python -I bench/cold_probe.py` (this interpreter: the .venv's python3.13) with the
+function's Lambda environment -- the template's variables with Globals merged, AWS_REGION, fake credentials,
+AWS_ENDPOINT_URL, POWERTOOLS_TRACE_DISABLED, exactly as the local stack's workers get it
+(local_stack.lambdas.lambda_environment) -- and sys.path = the function's folder, then layers/session_core
+(what Lambda has at /var/task and /opt/python). Measured from just before the process is spawned to:
+the handler module imported, and the first invocation (its sample event, events/<folder>.json) answered.
+
+The AWS endpoint is a moto server in this process, provisioned from the template as the local stack does it
+(table, user pool and users, Kinesis stream, state machine); the WebSocket Management API is a stub that
+answers 200/204. Before every sample the table is emptied and seeded with the sample events' session
+(golden-eagle-427, active, with the events' speaker connection and one listener), so every first
+invocation does its real work and gets the same answer (shown in the row); the authorizer's sample token is
+replaced by a real token of the local user pool (its owner owns the seeded session), so its first request
+fetches the JWKS and verifies a signature.
+
+Baseline: a fresh process, same environment, that imports boto3, makes a DynamoDB client and does one
+GetItem of the seeded session. Function and baseline samples are interleaved in shuffled rounds (each round:
+every function once and BASELINES_PER_ROUND baselines), so they share the machine's noise. Goal: p50 and
+p95 of "first answer" at most 1.3x the baseline's. One more run per function with `-X importtime` gives the
+import profile: the JSON copy of each row carries its top packages (self time summed per top-level package)
+and its slowest top-level imports (cumulative).
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import http.server
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from moto.server import ThreadedMotoServer
+
+from local_stack import aws
+from local_stack.lambdas import lambda_environment
+from local_stack.template import DEFAULT_REGION, Template
+
+from .stats import row, summary
+
+STACK = False  # needs no local stack: it starts its own moto endpoint
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = Path(__file__).with_name("cold_probe.py")
+REPS = int(os.environ.get("BENCH_COLD_REPS", "20"))  # samples per function
+BASELINES_PER_ROUND = 3
+GOAL_RATIO = 1.3
+TOP = 12  # entries of each import-profile list
+
+# What the sample events in events/ name.
+SESSION_ID = "golden-eagle-427"
+EVENT_USER = "11111111-2222-3333-4444-555555555555"
+SPEAKER_CONNECTION, LISTENER_CONNECTION = "Lx3fYeWnoAMCJfQ=", "Lx3gAbCdoAMCKaB="
+
+
+class ManagementStub:
+    """The API Gateway Management API: 200 to every PostToConnection, 204 to every DeleteConnection."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, status: int) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def do_POST(self):
+                self._answer(200)
+
+            def do_DELETE(self):
+                self._answer(204)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/dev"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _token_sub(token: str) -> str:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+
+
+def seed(ddb, table: str, owner: str) -> None:
+    """Empties the table, then puts the sample events' session (owned by `owner`), its speaker
+    connection and one listener."""
+    items, start = [], {}
+    while True:
+        page = ddb.scan(TableName=table, ProjectionExpression="pk, sk", **start)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            break
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    for i in range(0, len(items), 25):
+        ddb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": k}} for k in items[i:i + 25]]})
+    now = int(time.time())
+    pk = {"S": f"SESSION#{SESSION_ID}"}
+    n = lambda v: {"N": str(v)}
+    ddb.put_item(TableName=table, Item={
+        "pk": pk, "sk": {"S": "META"}, "sessionId": {"S": SESSION_ID}, "speakerId": {"S": owner},
+        "sourceLanguage": {"S": "en"}, "qualityTier": {"S": "standard"}, "status": {"S": "active"},
+        "listenerCount": n(1), "createdAt": n(now - 60), "updatedAt": n(now - 60), "expiresAt": n(now + 86400),
+        "version": n(1), "speakerConnectionId": {"S": SPEAKER_CONNECTION}})
+    for connection, role, user in ((SPEAKER_CONNECTION, "speaker", owner), (LISTENER_CONNECTION, "listener", "")):
+        ddb.put_item(TableName=table, Item={
+            "pk": pk, "sk": {"S": f"CONN#{connection}"}, "connectionId": {"S": connection},
+            "sessionId": {"S": SESSION_ID}, "role": {"S": role}, "userId": {"S": user},
+            "targetLanguage": {"S": ""}, "connectedAt": n(now - 30), "expiresAt": n(now + 7800)})
+
+
+def probe(config: dict, env: dict, *, importtime: bool = False) -> dict:
+    """One fresh process; times in ms from just before the spawn."""
+    args = [sys.executable, "-I", *(["-X", "importtime"] if importtime else []), str(PROBE), json.dumps(config)]
+    started = time.monotonic()
+    proc = subprocess.run(args, env=env, capture_output=True, timeout=120, check=False)
+    lines = proc.stdout.decode(errors="replace").strip().splitlines()
+    if proc.returncode or not lines:
+        raise RuntimeError(f"cold probe {config.get('function_name', 'baseline')} exited {proc.returncode}: "
+                           f"{proc.stderr.decode(errors='replace')[-1500:]}")
+    result = json.loads(lines[-1])
+    return {"imported": (result["imported"] - started) * 1000, "done": (result["done"] - started) * 1000,
+            "outcome": result["outcome"], "stderr": proc.stderr.decode(errors="replace")}
+
+
+def import_profile(stderr: str) -> dict:
+    """`-X importtime` lines -> total, self time per top-level package, slowest top-level imports (ms)."""
+    total, packages, nested = 0.0, collections.Counter(), []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        self_us, cumulative_us, name = line[len("import time:"):].split("|", 2)
+        stripped, depth = name.strip(), (len(name) - len(name.lstrip()) - 1) // 2
+        packages[stripped.split(".")[0]] += int(self_us) / 1000
+        if depth == 0:
+            total += int(cumulative_us) / 1000
+        elif depth <= 3:  # what the handler module (or boto3) pulls in, three levels down
+            nested.append((stripped, int(cumulative_us) / 1000))
+    return {"total_ms": round(total, 1),
+            "top_packages_self_ms": [[p, round(ms, 1)] for p, ms in packages.most_common(TOP)],
+            "top_imports_cumulative_ms": [[m, round(ms, 1)] for m, ms in sorted(nested, key=lambda x: -x[1])[:TOP]]}
+
+
+def _environments(template: Template, endpoint: str, provisioned: aws.Provisioned, management_url: str) -> dict:
+    """Each function's Lambda environment, with the local stack's endpoint substitutions."""
+    pool_ids = [provisioned.user_pool_id] if provisioned.user_pool_id else []
+    envs = {}
+    for lid, spec in template.functions(provisioned.physical).items():
+        env = lambda_environment(spec, aws_endpoint=endpoint, region=template.region, log_stream="cold-start")
+        for key, value in list(env.items()):
+            if ".execute-api." in value and value.startswith("https://"):
+                env[key] = management_url  # WEBSOCKET_MANAGEMENT_URL
+        jwks = aws.local_jwks_url(env.get("JWT_ISSUER", ""), endpoint, template.region, pool_ids)
+        if jwks and not env.get("JWKS_URL"):
+            env["JWKS_URL"] = jwks
+        envs[lid] = (spec, env)
+    return envs
+
+
+def run(info: dict | None = None) -> list[dict]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: one line per request otherwise
+    template = Template.load(ROOT / "template.yaml", region=DEFAULT_REGION)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    stub = ManagementStub()
+    try:
+        endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+        provisioned = aws.provision(template, endpoint)
+        return _measure(template, endpoint, provisioned, stub.url)
+    finally:
+        stub.stop()
+        server.stop()
+
+
+def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, management_url: str) -> list[dict]:
+    table = next(iter(provisioned.tables.values()))
+    ddb = aws.client("dynamodb", endpoint, template.region)
+    user = provisioned.users[0]
+    token = aws.initiate_auth(endpoint, template.region, provisioned.user_pool_client_id, user.username,
+                              user.password)["IdToken"]
+    envs = _environments(template, endpoint, provisioned, management_url)
+
+    configs: dict[str, tuple[dict, dict, str]] = {}  # logical id -> (probe config, env, session owner)
+    for lid, (spec, env) in sorted(envs.items()):
+        folder = spec.code_dir.name
+        config = {"mode": "function", "handler": spec.handler,
+                  "path": [str(spec.code_dir)] + [str(p) for p in spec.layer_dirs],
+                  "event_file": str(ROOT / "events" / f"{folder}.json"), "function_name": spec.function_name,
+                  "function_arn": f"arn:aws:lambda:{template.region}:123456789012:function:{spec.function_name}",
+                  "memory_size": spec.memory_size}
+        owner = EVENT_USER
+        if folder == "ws_authorizer":  # a real token of the local pool, whose user owns the session
+            config["event_patch"] = {"queryStringParameters.token": token}
+            owner = _token_sub(token)
+        configs[lid] = (config, env, owner)
+    any_env = next(iter(envs.values()))[1]
+    baseline_config = {"mode": "baseline", "table": table,
+                       "key": {"pk": {"S": f"SESSION#{SESSION_ID}"}, "sk": {"S": "META"}}}
+
+    def sample(name: str, **kw) -> dict:
+        if name == "baseline":
+            seed(ddb, table, EVENT_USER)
+            return probe(baseline_config, any_env, **kw)
+        config, env, owner = configs[name]
+        seed(ddb, table, owner)
+        return probe(config, env, **kw)
+
+    names = list(configs)
+    for name in ["baseline", *names]:  # warm the page cache (and moto), not counted
+        sample(name)
+    results: dict[str, list[dict]] = {name: [] for name in ["baseline", *names]}
+    for round_ in range(REPS):
+        order = names + ["baseline"] * BASELINES_PER_ROUND
+        random.shuffle(order)
+        for name in order:
+            results[name].append(sample(name))
+        print(f"bench: cold round {round_ + 1}/{REPS}", file=sys.stderr, flush=True)
+    profiles = {name: import_profile(sample(name, importtime=True)["stderr"]) for name in ["baseline", *names]}
+
+    base_done = summary([r["done"] for r in results["baseline"]])
+    base_imported = summary([r["imported"] for r in results["baseline"]])
+    rows = [row("cold baseline: fresh process, import boto3, DynamoDB client, one GetItem", base_done)
+            | {"importtime": profiles["baseline"]},
+            row("  ↳ baseline: boto3 imported and client made", base_imported)]
+    for name in names:
+        done = summary([r["done"] for r in results[name]])
+        imported = summary([r["imported"] for r in results[name]])
+        outcomes = collections.Counter(r["outcome"] for r in results[name])
+        ratio_p50 = done["p50"] / base_done["p50"]
+        entry = row(f"cold {name}: start to first answer ({', '.join(outcomes)})", done, base_done,
+                    goal=f"<= {GOAL_RATIO}x baseline p50 and p95")
+        entry["met"] = ratio_p50 <= GOAL_RATIO and entry["ratio_p95"] <= GOAL_RATIO
+        rows.append(entry | {"outcomes": dict(outcomes), "importtime": profiles[name]})
+        rows.append(row(f"  ↳ {name}: handler imported", imported, base_imported))
+    return rows
