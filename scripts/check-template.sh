@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Check template.yaml: cfn-lint, `sam validate --lint`, then `sam build` (arm64
-# layer wheels come from PyPI; no AWS account or Docker needed).
-# Exits non-zero on any lint finding or build failure.
+# Check template.yaml: cfn-lint, checkov (offline), `sam validate --lint`, then
+# `sam build` (arm64 layer wheels come from PyPI; no AWS account or Docker needed).
+# Exits non-zero on any lint or checkov finding (a checkov finding may be
+# suppressed on its resource, with its reason: Metadata.checkov.skip) or build failure.
 #
 # Usage: scripts/check-template.sh [BUILD_DIR]
 #   BUILD_DIR  where to keep the build (default: a temp dir, removed on exit)
 # Tools: $SAM (default .tools/bin/sam), $CFN_LINT (default .venv/bin/cfn-lint),
-# each falling back to PATH. Install SAM CLI with requirements/sam.txt.
+# $CHECKOV (default .tools-checkov/bin/checkov), each falling back to PATH.
+# Install SAM CLI with requirements/sam.txt, checkov with requirements/checkov.txt.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +44,7 @@ python313_bin() {
 
 sam="$(tool sam "${SAM:-$root/.tools/bin/sam}")"
 cfn_lint="$(tool cfn-lint "${CFN_LINT:-$root/.venv/bin/cfn-lint}")"
+checkov="$(tool checkov "${CHECKOV:-$root/.tools-checkov/bin/checkov}")"
 PATH="$(python313_bin):$PATH"
 export PATH
 
@@ -54,6 +57,10 @@ else
 fi
 
 run "$cfn_lint" -- template.yaml
+# Offline: no platform API key, no policy download, no package scan. The
+# cloudformation framework reads AWS::Serverless::* resources (and Globals).
+run env -u BC_API_KEY -u PRISMA_API_URL BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false \
+  "$checkov" --file template.yaml --framework cloudformation --skip-download --compact --quiet
 run "$sam" validate --lint --template-file template.yaml
 run "$sam" build --template-file template.yaml --no-cached \
   --build-dir "$build_dir/build" --cache-dir "$build_dir/cache"
