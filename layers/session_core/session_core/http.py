@@ -17,7 +17,6 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from . import errors
-from .auth import InvalidToken, configured_verifier
 from .models import Session
 from .observability import logger, metric, observed
 from .validation import parse_json
@@ -90,6 +89,9 @@ def caller_id(app: APIGatewayHttpResolver) -> str:
     """
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
     if not claims and os.environ.get("AWS_SAM_LOCAL") == "true":
+        # Imported here: PyJWT and cryptography cost a cold start ~150 ms, and only SAM CLI needs them.
+        from .auth import InvalidToken, configured_verifier
+
         try:
             claims = configured_verifier().verify(app.current_event.headers.get("authorization"))
         except InvalidToken:

@@ -1,4 +1,4 @@
-"""One Logger, Tracer and Metrics per execution environment.
+"""One Logger and Metrics per execution environment, and a Tracer where tracing is on (on AWS).
 
 Logs: JSON (Powertools), one line per record, with the correlation ID each
 entry point chooses (API Gateway request ID, Step Functions execution name).
@@ -46,8 +46,20 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
         return redact(super().serialize(log))
 
 
+def tracing_enabled() -> bool:
+    """Powertools' own rule (Tracer._is_tracer_disabled): tracing is off when POWERTOOLS_TRACE_DISABLED is
+    true, outside Lambda (no LAMBDA_TASK_ROOT) and under the SAM CLI (AWS_SAM_LOCAL)."""
+    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "y", "yes", "t", "true",
+                                                                                        "on")
+    return not disabled and bool(os.environ.get("LAMBDA_TASK_ROOT")) and os.environ.get("AWS_SAM_LOCAL") != "true"
+
+
 logger = Logger(logger_formatter=RedactingFormatter())
-tracer = Tracer()
+# Powertools' Tracer imports the X-Ray SDK even when tracing is off (~80 ms of a cold start here, and
+# outside Lambda its recorder builds two botocore clients at import), so there is a Tracer only where it
+# traces. It patches botocore alone: the AWS calls are what a trace should show, and patching every
+# library the SDK knows (patch_all) imports each one's patcher during the cold start.
+tracer = Tracer(patch_modules=("botocore",)) if tracing_enabled() else None
 metrics = Metrics()
 metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "dev"))
 
@@ -95,7 +107,8 @@ def observed(correlation_id_path: str | None = None):
                 raise
 
         wrapped = metrics.log_metrics(invoke)
-        wrapped = tracer.capture_lambda_handler(wrapped)
+        if tracer is not None:
+            wrapped = tracer.capture_lambda_handler(wrapped)
         # clear_state: keys a previous invocation appended (connectionId, sessionId) never carry over.
         wrapped = logger.inject_lambda_context(wrapped, correlation_id_path=correlation_id_path, clear_state=True)
         wrapped.observed = True  # tests check that every function's entry point is

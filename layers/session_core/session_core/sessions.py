@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from functools import cache
 
-from . import errors, teardown
+from . import errors
 from .models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
 from .observability import metric
 from .repository import SessionIdTaken, SessionRepository
@@ -86,11 +86,11 @@ def update_session(session_id: str, caller_id: str, request: UpdateSessionReques
     except errors.SessionEnded:
         if request.status == ENDED:
             # The owner retrying an end whose teardown start may have failed.
-            teardown.start(repository().get(session_id, _now()))
+            _start_teardown(repository().get(session_id, _now()))
         raise
     if request.status == ENDED:
         metric("SessionEnded")
-        teardown.start(session)
+        _start_teardown(session)
     return session
 
 
@@ -107,5 +107,12 @@ def end_session(session_id: str, caller_id: str, disconnect_sockets: bool = True
     except errors.SessionEnded:
         session, ended_now = repository().get(session_id, _now()), False
     if disconnect_sockets:
-        teardown.start(session)
+        _start_teardown(session)
     return ended_now
+
+
+def _start_teardown(session: Session) -> None:
+    # Imported on first use: GET, create and a PATCH that does not end the session never need it.
+    from . import teardown
+
+    teardown.start(session)
