@@ -50,6 +50,10 @@ STACK = False  # needs no local stack: it starts its own moto endpoint
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).with_name("cold_probe.py")
 REPS = int(os.environ.get("BENCH_COLD_REPS", "20"))  # samples per function
+# BENCH_COLD_TRACING=1: tracing on, as on AWS (Tracing: Active): the X-Ray SDK is imported and patches
+# botocore; segments go to the (absent) daemon's UDP port, as they would to Lambda's.
+TRACING = os.environ.get("BENCH_COLD_TRACING") == "1"
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 BASELINES_PER_ROUND = 3
 GOAL_RATIO = 1.3
 TOP = 12  # entries of each import-profile list
@@ -165,6 +169,8 @@ def _environments(template: Template, endpoint: str, provisioned: aws.Provisione
         jwks = aws.local_jwks_url(env.get("JWT_ISSUER", ""), endpoint, template.region, pool_ids)
         if jwks and not env.get("JWKS_URL"):
             env["JWKS_URL"] = jwks
+        if TRACING:
+            env |= {"POWERTOOLS_TRACE_DISABLED": "false", "_X_AMZN_TRACE_ID": TRACE_HEADER}
         envs[lid] = (spec, env)
     return envs
 
@@ -239,7 +245,8 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
         imported = summary([r["imported"] for r in results[name]])
         outcomes = collections.Counter(r["outcome"] for r in results[name])
         ratio_p50 = done["p50"] / base_done["p50"]
-        entry = row(f"cold {name}: start to first answer ({', '.join(outcomes)})", done, base_done,
+        traced = ", tracing on" if TRACING else ""
+        entry = row(f"cold {name}{traced}: start to first answer ({', '.join(outcomes)})", done, base_done,
                     goal=f"<= {GOAL_RATIO}x baseline p50 and p95")
         entry["met"] = ratio_p50 <= GOAL_RATIO and entry["ratio_p95"] <= GOAL_RATIO
         rows.append(entry | {"outcomes": dict(outcomes), "importtime": profiles[name]})
