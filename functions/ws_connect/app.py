@@ -8,4 +8,6 @@ def connect(request):
     membership.join(request.connection_id, request.connection)
 
 
-lambda_handler = ws_handler(connect, refuse_on_error=True)
+# Counted like the authorizer's refusals: a cached session lookup lets the
+# authorizer admit what this conditional write then refuses (admission.py).
+lambda_handler = ws_handler(connect, refuse_on_error=True, refusal_metric="ConnectionRefused")

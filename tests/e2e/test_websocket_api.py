@@ -241,12 +241,16 @@ def log_lines(stack: LocalStackHandle, function: str) -> list[dict]:
 
 
 def refusal_reasons(stack: LocalStackHandle) -> list[str]:
-    """The reasons the authorizer logged for its refusals, one per invocation, oldest first."""
-    reasons: dict[str, str] = {}
+    """The reasons logged for refused handshakes, one per refusal, oldest first: the authorizer's,
+    or $connect's where the authorizer admitted from its session cache and $connect's condition refused."""
+    reasons: dict[str, tuple[str, str]] = {}
     for line in log_lines(stack, "WsAuthorizerFunction"):
         if line.get("reason") and line.get("message") in ("connection refused", "request"):
-            reasons.setdefault(line.get("function_request_id", ""), line["reason"])
-    return list(reasons.values())
+            reasons.setdefault(line.get("function_request_id", ""), (line["timestamp"], line["reason"]))
+    for line in log_lines(stack, "WsConnectFunction"):
+        if line.get("message") == "request" and line.get("outcome") not in (None, "ok"):
+            reasons.setdefault(line.get("function_request_id", ""), (line["timestamp"], line["outcome"]))
+    return [reason for _, reason in sorted(reasons.values())]
 
 
 def sub_of(stack: LocalStackHandle, user: str) -> str:

@@ -293,6 +293,17 @@ def test_a_refused_connection_counts_connection_refused_by_reason(invoke, emf):
     assert emf.points("AuthorizationFailure") == []
 
 
+def test_a_connection_refused_at_connect_counts_connection_refused_by_reason(invoke, emf):
+    # The authorizer may admit from its session cache what $connect's condition then refuses.
+    session = create(invoke)
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
+    emf.clear()
+    assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id=new_connection(),
+                                             who=listener(session)))["statusCode"] == 403
+    assert emf.total("ConnectionRefused", reason="SESSION_ENDED") == 1
+    assert emf.points("ListenerJoined") == []
+
+
 def test_an_http_request_without_claims_counts_an_authorization_failure(invoke, emf):
     # GET needs no caller; PATCH does.
     invoke("get_session", http_event("get_session", session_id="lonely-heron-321", sub=None))

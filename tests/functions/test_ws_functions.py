@@ -16,9 +16,10 @@ from tests.support.lambdas import http_event, sample_event, ws_event
 @pytest.fixture(autouse=True)
 def fresh_settings():
     # Tests change environment variables; settings are cached per environment.
-    from session_core import auth
+    from session_core import admission, auth
     settings_module.settings.cache_clear()
     auth.configured_verifier.cache_clear()
+    admission._live.clear()  # the authorizer's recently seen sessions
     yield
     settings_module.settings.cache_clear()
     auth.configured_verifier.cache_clear()
@@ -174,6 +175,58 @@ def test_ended_sessions_refuse_everyone(invoke, session, users):
     for query in ({"role": "listener"}, {"role": "speaker", "token": users["alice"]["IdToken"]}):
         policy = authorize(invoke, sessionId=session["sessionId"], **query)
         assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+@pytest.fixture
+def session_reads(monkeypatch):
+    """Counts the authorizer's session reads."""
+    from session_core import admission
+    reads = []
+    real = admission.get_session
+
+    def counted(session_id):
+        reads.append(session_id)
+        return real(session_id)
+    monkeypatch.setattr(admission, "get_session", counted)
+    return reads
+
+
+def allowed(policy):
+    return policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+
+
+def test_a_crowd_joining_one_session_costs_one_read_within_the_cache_window(invoke, session, users, session_reads,
+                                                                            monkeypatch):
+    from session_core import admission
+    assert all(allowed(authorize(invoke, sessionId=session["sessionId"], role="listener")) for _ in range(5))
+    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="speaker", token=users["alice"]["IdToken"]))
+    assert session_reads == [session["sessionId"]]
+    # Ownership is still checked against the cached session.
+    assert not allowed(authorize(invoke, sessionId=session["sessionId"], role="speaker", token=users["bob"]["IdToken"]))
+    later = admission.time.monotonic() + admission.SESSION_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(admission.time, "monotonic", lambda: later)
+    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))
+    assert len(session_reads) == 2  # past the window: read again
+
+
+def test_a_session_ended_within_the_cache_window_is_still_refused_at_connect(invoke, session, users, session_reads):
+    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                        sub=users["alice"]["sub"]))
+    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))  # served from the cache
+    assert connect(invoke, listener(session), new_connection()) == 403  # $connect's condition decides
+    assert read_session(invoke, session["sessionId"])["listenerCount"] == 0
+
+
+def test_missing_and_ended_sessions_are_not_cached(invoke, session, users, session_reads):
+    missing = "golden-eagle-427" if session["sessionId"] != "golden-eagle-427" else "quiet-river-101"
+    for _ in range(2):
+        assert not allowed(authorize(invoke, sessionId=missing, role="listener"))
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                        sub=users["alice"]["sub"]))
+    for _ in range(2):
+        assert not allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))
+    assert session_reads == [missing, missing, session["sessionId"], session["sessionId"]]
 
 
 def test_legacy_speaker_without_session_is_admitted_only_while_enabled(invoke, users, setenv):

@@ -13,11 +13,24 @@ reason (403). The reason goes to the log, never to the caller.
 
 from __future__ import annotations
 
+import time
+
 from . import errors
 from .auth import InvalidToken, configured_verifier
-from .models import ENDED, LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
+from .models import ENDED, LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext, Session
 from .sessions import get_session
 from .settings import settings
+
+
+# A live session read in the last few seconds is not read again (a crowd joining
+# one session costs one GetItem, not one each). This lookup is only an early
+# refusal: $connect's conditional write re-checks existence, ended, expiry, the
+# listener cap and the speaker's ownership. So an entry at most SESSION_CACHE_SECONDS
+# stale can only let through to $connect a connection that $connect then refuses
+# (still a 403); the owner never changes. Missing and ended sessions are not cached.
+SESSION_CACHE_SECONDS = 5.0
+SESSION_CACHE_SIZE = 1024
+_live: dict[str, tuple[float, Session]] = {}
 
 
 class Refused(errors.ServiceError):
@@ -63,11 +76,19 @@ def admit(query: dict[str, str], authorization_header: str | None = None) -> Con
     raise Refused("INVALID_ROLE")
 
 
-def _live_session(session_id: str):
+def _live_session(session_id: str) -> Session:
+    now = time.monotonic()
+    cached = _live.get(session_id)
+    if cached and cached[0] > now:
+        return cached[1]
     try:
         session = get_session(session_id)
     except (errors.InvalidSessionId, errors.SessionNotFound) as exc:
         raise Refused(exc.code) from None
     if session.status == ENDED:
+        _live.pop(session_id, None)
         raise Refused("SESSION_ENDED")
+    if len(_live) >= SESSION_CACHE_SIZE:
+        _live.clear()  # a crude bound: a warm container rarely sees that many sessions in 5 s
+    _live[session_id] = (now + SESSION_CACHE_SECONDS, session)
     return session
