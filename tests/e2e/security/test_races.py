@@ -10,13 +10,16 @@
    - at most one chunk per speaker connection (the in-flight one; a connection's messages run one at a
      time) is forwarded after the DELETE answered;
    - the speaker is told (sessionEnded, or SESSION_ENDED errors) and closed.
-3. 200 random listener joins/leaves, a third of them abrupt drops (TCP closed without a close frame):
-   listenerCount ends at exactly the number still connected, then 0.
+3. 1,000 random listener joins and leaves, 20 at a time: a third stay, a third leave with a close frame, a third
+   drop abruptly (TCP closed without a close frame). listenerCount and the connection records end at exactly the
+   number still connected, then at 0 once those leave too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import random
 import socket
@@ -27,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import httpx
 import pytest
+import websockets.asyncio.client as ws_async
 import websockets.sync.client as ws_client
 from websockets.exceptions import ConnectionClosed
 
@@ -167,4 +171,85 @@ def _abort(ws) -> None:
     except OSError:
         pass
     ws.socket.close()
+
+
+CHURN_JOINS = 1000
+CHURN_AT_ONCE = 20
+
+
+def _listener_state(api, stack, session_id: str) -> tuple[int, int]:
+    """(listenerCount, listener connection records) of a session."""
+    count = api.get(f"/sessions/{session_id}", headers=stack.auth()).json()["listenerCount"]
+    ddb = boto3.client("dynamodb", endpoint_url=stack["awsEndpointUrl"], region_name=stack["region"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    records = sum(page["Count"] for page in ddb.get_paginator("query").paginate(
+        TableName=stack["tableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
+        FilterExpression="#role = :listener", ExpressionAttributeNames={"#role": "role"},
+        ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":conn": {"S": "CONN#"},
+                                   ":listener": {"S": "listener"}}))
+    return count, records
+
+
+def _settled_state(api, stack, session_id: str, expected: int, timeout: float = 90.0) -> tuple[int, int]:
+    """The state once it reaches `expected` listeners, or whatever it is after `timeout` ($disconnects run
+    in the background, so the count catches up a moment after the sockets close)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _listener_state(api, stack, session_id)
+        if state == (expected, expected) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
+
+
+def test_random_listener_joins_and_leaves_keep_the_count_true(api, stack):
+    session_id = new_session(api, stack)["sessionId"]
+    url = ws_url(stack, sessionId=session_id, role="listener")
+    rng = random.Random(20261126)
+    fates = [rng.choice(("stay", "leave", "drop")) for _ in range(CHURN_JOINS)]
+    refused: list[str] = []
+
+    async def drain(ws) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:  # status broadcasts
+                pass
+
+    async def scenario() -> tuple[int, int, tuple[int, int], tuple[int, int]]:
+        at_once = asyncio.Semaphore(CHURN_AT_ONCE)
+        staying: list = []
+        drains: list[asyncio.Task] = []
+
+        async def join(fate: str) -> None:
+            async with at_once:
+                try:
+                    ws = await ws_async.connect(url, open_timeout=60)
+                except Exception as exc:  # noqa: BLE001 - every refusal is a finding, reported below
+                    refused.append(f"{type(exc).__name__}: {str(exc)[:100]}")
+                    return
+                drains.append(asyncio.create_task(drain(ws)))
+                await asyncio.sleep(rng.uniform(0, 0.05))
+                if fate == "stay":
+                    staying.append(ws)
+                elif fate == "leave":
+                    await ws.close()
+                else:
+                    ws.transport.abort()  # no close frame: the server notices the dead TCP connection
+
+        await asyncio.gather(*(join(fate) for fate in fates))
+        during = await asyncio.to_thread(_settled_state, api, stack, session_id, len(staying))
+        for ws in staying:
+            await ws.close()
+        after = await asyncio.to_thread(_settled_state, api, stack, session_id, 0)
+        for task in drains:
+            task.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
+        return len(staying), fates.count("drop"), during, after
+
+    staying, dropped, during, after = asyncio.run(scenario())
+    with suite(SUITE) as check:
+        for n, failure in enumerate(refused + [None] * (CHURN_JOINS - len(refused))):
+            check(failure is None, f"join {n}: {failure}")  # one case per join
+        check(during == (staying, staying),
+              f"{staying} listeners still connected ({dropped} dropped abruptly), but listenerCount and "
+              f"records are {during}")
+        check(after == (0, 0), f"all listeners gone, but listenerCount and records are {after}")
 
