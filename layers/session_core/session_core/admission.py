@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 
 from . import errors
-from .auth import InvalidToken, configured_verifier
 from .models import ENDED, LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext, Session
 from .sessions import get_session
 from .settings import settings
@@ -38,6 +37,9 @@ class Refused(errors.ServiceError):
 
 
 def user_of(token: str | None) -> str:
+    # PyJWT and cryptography load on the first token, not at cold start: an
+    # anonymous listener's authorizer never needs them.
+    from .auth import InvalidToken, configured_verifier
     try:
         return configured_verifier().verify(token)["sub"]
     except InvalidToken as exc:
