@@ -485,7 +485,11 @@ def test_unchanged_and_ended_sessions_are_not_broadcast(invoke, management_api):
     ended["dynamodb"]["NewImage"]["status"]["S"] = "ended"
     connection = json.loads(json.dumps(record))
     connection["dynamodb"]["NewImage"]["sk"]["S"] = "CONN#x"
-    assert changed_sessions([same, ended, connection]) == {}
+    # Another item with sk META (not a session: no sessionId), which once failed the whole batch.
+    foreign = {"eventName": "MODIFY", "dynamodb": {"Keys": {"pk": {"S": "OTHER#1"}, "sk": {"S": "META"}},
+                                                  "NewImage": {"pk": {"S": "OTHER#1"}, "sk": {"S": "META"},
+                                                               "status": {"S": "paused"}}}}
+    assert changed_sessions([same, ended, connection, foreign]) == {}
     assert list(changed_sessions([record])) == ["golden-eagle-427"]
 
 

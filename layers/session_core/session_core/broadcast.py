@@ -27,7 +27,8 @@ def changed_sessions(records: list[dict]) -> dict[str, dict]:
     for record in records:
         change = record.get("dynamodb") or {}
         new, old = change.get("NewImage"), change.get("OldImage") or {}
-        if not new or new.get("sk", {}).get("S") != "META":
+        # Session items only: the stream carries every write to the table.
+        if not new or new.get("sk", {}).get("S") != "META" or "S" not in new.get("sessionId", {}):
             continue
         status, count = new["status"]["S"], int(new.get("listenerCount", {"N": "0"})["N"])
         if status == ENDED:
