@@ -136,7 +136,7 @@ class ConnectionRepository:
                     }},
                 ])
             else:
-                return self._remove_speaker(delete, session_id, connection_id)
+                return self._remove_speaker(session_id, connection_id)
         except ClientError as exc:
             code = error_code(exc)
             reasons = exc.response.get("CancellationReasons") or []
@@ -152,30 +152,16 @@ class ConnectionRepository:
             raise unavailable(exc) from None
         return True
 
-    def _remove_speaker(self, delete: dict, session_id: str, connection_id: str) -> bool:
-        existed = True
-        try:
-            client("dynamodb").delete_item(**delete)
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            existed = False
+    def _remove_speaker(self, session_id: str, connection_id: str) -> bool:
+        existed = self.forget(session_id, connection_id)
         self.release_speaker(session_id, connection_id)
         return existed
 
     def release_speaker(self, session_id: str, connection_id: str) -> None:
         """Clears the session's speaker, unless a newer speaker connection took over already."""
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=session_key(session_id),
-                UpdateExpression="REMOVE speakerConnectionId",
-                ConditionExpression="speakerConnectionId = :conn",
-                ExpressionAttributeValues={":conn": {"S": connection_id}},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self._update_session_if(session_id, UpdateExpression="REMOVE speakerConnectionId",
+                                ConditionExpression="speakerConnectionId = :conn",
+                                ExpressionAttributeValues={":conn": {"S": connection_id}})
 
     # Teardown drops records one by one and then counts them off the session in
     # one write: a transaction per listener would conflict on the session item.
@@ -186,19 +172,18 @@ class ConnectionRepository:
         return "Attributes" in result
 
     def release_listeners(self, session_id: str, count: int) -> None:
-        """Takes `count` forgotten listeners off the session's listenerCount."""
+        """Takes `count` forgotten listeners off the session's listenerCount (unless the session is gone: TTL)."""
+        self._update_session_if(session_id, UpdateExpression="ADD listenerCount :minus",
+                                ConditionExpression="attribute_exists(pk)",
+                                ExpressionAttributeValues={":minus": {"N": str(-count)}})
+
+    def _update_session_if(self, session_id: str, **update) -> None:
+        """One conditional write to the session item; a failed condition means there is nothing to do."""
         try:
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=session_key(session_id),
-                UpdateExpression="ADD listenerCount :minus",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":minus": {"N": str(-count)}},
-            )
+            client("dynamodb").update_item(TableName=self.table_name, Key=session_key(session_id), **update)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            # The session record is gone (TTL): nothing left to count.
 
     def page(self, session_id: str, start_key: dict | None = None, limit: int = 100) -> tuple[list[dict], dict | None]:
         """One page of the session's connections: ({connectionId, role}, ...), next start key."""
