@@ -25,24 +25,23 @@ and its slowest top-level imports (cumulative).
 
 from __future__ import annotations
 
-import base64
 import collections
-import http.server
 import json
 import logging
 import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
+import jwt
 from moto.server import ThreadedMotoServer
 
 from local_stack import aws
 from local_stack.lambdas import lambda_environment
 from local_stack.template import DEFAULT_REGION, Template
+from tests.support.management_api import FakeManagementApi
 
 from .stats import row, summary
 
@@ -62,40 +61,6 @@ TOP = 12  # entries of each import-profile list
 SESSION_ID = "golden-eagle-427"
 EVENT_USER = "11111111-2222-3333-4444-555555555555"
 SPEAKER_CONNECTION, LISTENER_CONNECTION = "Lx3fYeWnoAMCJfQ=", "Lx3gAbCdoAMCKaB="
-
-
-class ManagementStub:
-    """The API Gateway Management API: 200 to every PostToConnection, 204 to every DeleteConnection."""
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self, status: int) -> None:
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def do_POST(self):
-                self._answer(200)
-
-            def do_DELETE(self):
-                self._answer(204)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_port}/dev"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _token_sub(token: str) -> str:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
 
 
 def seed(ddb, table: str, owner: str) -> None:
@@ -180,7 +145,7 @@ def run(info: dict | None = None) -> list[dict]:
     template = Template.load(ROOT / "template.yaml", region=DEFAULT_REGION)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    stub = ManagementStub()
+    stub = FakeManagementApi()  # 200 to every post, 204 to every close
     try:
         endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
         provisioned = aws.provision(template, endpoint)
@@ -209,7 +174,7 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
         owner = EVENT_USER
         if folder == "ws_authorizer":  # a real token of the local pool, whose user owns the session
             config["event_patch"] = {"queryStringParameters.token": token}
-            owner = _token_sub(token)
+            owner = jwt.decode(token, options={"verify_signature": False})["sub"]
         configs[lid] = (config, env, owner)
     any_env = next(iter(envs.values()))[1]
     baseline_config = {"mode": "baseline", "table": table,

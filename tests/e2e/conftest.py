@@ -11,12 +11,16 @@ Tests use the ``stack`` fixture::
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from local_stack.aws import client as aws_client
 from local_stack.aws import initiate_auth
 from local_stack.launcher import LaunchError, running_stack
 
@@ -34,6 +38,7 @@ class LocalStackHandle:
     state_dir: Path
     process: subprocess.Popen
     _tokens: dict = field(default_factory=dict)
+    _clients: dict = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -66,6 +71,51 @@ class LocalStackHandle:
 
     def output(self) -> str:
         return (self.state_dir / "output.log").read_text(errors="replace")
+
+    def log_lines(self, function: str) -> list[dict]:
+        """The function's JSON log records (Powertools lines; the runtime's plain lines are skipped)."""
+        lines = []
+        for line in self.log(function).splitlines():
+            if line.startswith("{"):
+                try:
+                    lines.append(json.loads(line))
+                except ValueError:
+                    pass
+        return lines
+
+    def aws(self, service: str):
+        """A boto3 client of the stack's embedded AWS endpoint, one per service."""
+        if service not in self._clients:
+            self._clients[service] = aws_client(service, self.info["awsEndpointUrl"], self.info["region"])
+        return self._clients[service]
+
+    def audio_records(self, session_id: str) -> list[dict]:
+        """The session's Kinesis records, shard by shard in sequence order, with their shard and partition key."""
+        kinesis, stream = self.aws("kinesis"), self.info["audioStreamName"]
+        records = []
+        for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+            iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            while iterator:
+                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                for record in page["Records"]:
+                    data = json.loads(record["Data"])
+                    if data.get("sessionId") == session_id:
+                        records.append({**data, "shard": shard["ShardId"], "partitionKey": record["PartitionKey"]})
+                iterator = page.get("NextShardIterator") if page["Records"] else None
+        return records
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "", interval: float = 0.2):
+    """Polls `check` until it returns a truthy value (returned) or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or check}")
+        time.sleep(interval)
 
 
 def _tail(path: Path, lines: int = 80) -> str:

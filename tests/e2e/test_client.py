@@ -110,32 +110,15 @@ def write_wav(path: Path, seconds: float, rate: int = 16_000) -> bytes:
     return frames
 
 
-def kinesis_records(stack, session_id: str) -> list[dict]:
-    """The session's audio records in stream order (one partition key, so one shard)."""
-    kinesis = aws_client("kinesis", stack["awsEndpointUrl"], stack["region"])
-    name = stack["audioStreamName"]
-    records = []
-    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=name, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            records += [json.loads(r["Data"]) for r in page["Records"]]
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-    return [r for r in records if r["sessionId"] == session_id]
-
-
 async def wait_for_seq(stack, session_id: str, seq: int) -> None:
     deadline = time.monotonic() + TIMEOUT
-    while not any(r["seq"] == seq for r in await asyncio.to_thread(kinesis_records, stack, session_id)):
+    while not any(r["seq"] == seq for r in await asyncio.to_thread(stack.audio_records, session_id)):
         assert time.monotonic() < deadline, f"seq {seq} never reached Kinesis"
         await asyncio.sleep(0.05)
 
 
 def speaker_connections(stack, session_id: str) -> list[str]:
-    ddb = aws_client("dynamodb", stack["awsEndpointUrl"], stack["region"])
+    ddb = stack.aws("dynamodb")
     items = ddb.query(TableName=stack["tableName"], ConsistentRead=True,
                       KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
                       ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":conn": {"S": "CONN#"}})
@@ -307,7 +290,7 @@ def test_cli_speaker_streams_the_whole_wav_in_order_and_ends_the_session(stack, 
     assert f"Session {sid} ended." in result.stdout
     assert "Sent 15 chunk(s)." in result.stderr
 
-    records = kinesis_records(stack, sid)
+    records = stack.audio_records(sid)
     assert [r["seq"] for r in records] == list(range(15))
     assert b"".join(base64.b64decode(r["audio"]) for r in records) == frames
     assert {(r["sourceLanguage"], r["qualityTier"]) for r in records} == {("en", "standard")}
@@ -329,7 +312,7 @@ def test_cli_speaker_keep_leaves_the_session_open(stack, stack_json, config, tmp
     assert hint in result.stdout
     assert f"Session {sid} ended." not in result.stdout
 
-    records = kinesis_records(stack, sid)
+    records = stack.audio_records(sid)
     assert [r["seq"] for r in records] == list(range(5))
     assert b"".join(base64.b64decode(r["audio"]) for r in records) == frames
 
@@ -391,10 +374,10 @@ def test_speaker_reconnects_after_the_server_drops_it_and_no_audio_is_lost(stack
     sid, connections, first, second = asyncio.run(scenario())
     assert connections == 2
     assert len(second) == 1 and second != first  # a new connection replaced the dropped one
-    order, payloads = seqs_and_payloads(kinesis_records(stack, sid))
+    order, payloads = seqs_and_payloads(stack.audio_records(sid))
     assert order == list(range(total))
     assert all(payloads[seq] == chunk(seq) for seq in order)
-    assert len(kinesis_records(stack, sid)) == total  # no duplicate either: no send failed
+    assert len(stack.audio_records(sid)) == total  # no duplicate either: no send failed
 
 
 def test_a_drop_racing_the_audio_keeps_order_and_resumes_without_a_gap(stack, config):
@@ -434,7 +417,7 @@ def test_a_drop_racing_the_audio_keeps_order_and_resumes_without_a_gap(stack, co
 
     sid, dropped_at, connections, total = asyncio.run(scenario())
     assert connections == 2
-    order, payloads = seqs_and_payloads(kinesis_records(stack, sid))
+    order, payloads = seqs_and_payloads(stack.audio_records(sid))
     assert all(payloads[seq] == chunk(seq) for seq in order)
     assert order == sorted(order), f"reordered: {order}"
     missing = sorted(set(range(total)) - set(order))
@@ -684,7 +667,7 @@ def test_offline_writes_are_queued_and_replayed_once_the_network_is_back(stack, 
 
     speaker_id, since = asyncio.run(scenario())
     # Exactly one pt/premium session exists for alice since going offline.
-    ddb = aws_client("dynamodb", stack["awsEndpointUrl"], stack["region"])
+    ddb = stack.aws("dynamodb")
     items = ddb.scan(TableName=stack["tableName"], ConsistentRead=True,
                      FilterExpression="sk = :meta AND speakerId = :me AND sourceLanguage = :pt AND createdAt >= :t",
                      ExpressionAttributeValues={":meta": {"S": "META"}, ":me": {"S": speaker_id},

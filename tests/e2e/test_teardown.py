@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
-import boto3
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.conftest import LocalStackHandle
+from tests.e2e.conftest import LocalStackHandle, eventually
 
 LISTENERS = 200
 BATCH = 20  # sockets opened at once: gentle on two cores
@@ -107,13 +105,8 @@ def assert_told_then_closed(results: list[tuple[int | None, list[dict]]], sessio
     assert not problems, f"{len(problems)} of {len(results)} sockets not told once then closed: {problems[:5]}"
 
 
-def aws(stack: LocalStackHandle, service: str):
-    return boto3.client(service, endpoint_url=stack["awsEndpointUrl"], region_name=stack["region"],
-                        aws_access_key_id="local", aws_secret_access_key="local")
-
-
 def connection_items(stack: LocalStackHandle, session_id: str) -> list[dict]:
-    pages = aws(stack, "dynamodb").get_paginator("query").paginate(
+    pages = stack.aws("dynamodb").get_paginator("query").paginate(
         TableName=stack["tableName"], ConsistentRead=True,
         KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
         ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":conn": {"S": "CONN#"}})
@@ -121,13 +114,13 @@ def connection_items(stack: LocalStackHandle, session_id: str) -> list[dict]:
 
 
 def session_item(stack: LocalStackHandle, session_id: str) -> dict:
-    return aws(stack, "dynamodb").get_item(TableName=stack["tableName"], ConsistentRead=True, Key={
+    return stack.aws("dynamodb").get_item(TableName=stack["tableName"], ConsistentRead=True, Key={
         "pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "META"}})["Item"]
 
 
 def executions(stack: LocalStackHandle, session_id: str) -> list[dict]:
     """Teardown executions of this session (names are `<sessionId>-<createdAt>`)."""
-    sfn = aws(stack, "stepfunctions")
+    sfn = stack.aws("stepfunctions")
     found = []
     for arn in stack["stateMachines"].values():
         for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
@@ -136,19 +129,8 @@ def executions(stack: LocalStackHandle, session_id: str) -> list[dict]:
 
 
 def history(stack: LocalStackHandle, execution_arn: str) -> list[dict]:
-    pages = aws(stack, "stepfunctions").get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    pages = stack.aws("stepfunctions").get_paginator("get_execution_history").paginate(executionArn=execution_arn)
     return [event for page in pages for event in page["events"]]
-
-
-def eventually(check: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(interval)
 
 
 def finished_execution(stack: LocalStackHandle, session_id: str) -> dict:
@@ -259,7 +241,7 @@ def test_connections_already_gone_do_not_fail_the_teardown(stack, http):
         readers = [asyncio.create_task(until_closed(ws)) for ws in sockets]
         now = int(time.time())
         table = stack["tableName"]
-        await asyncio.to_thread(aws(stack, "dynamodb").transact_write_items, TransactItems=[
+        await asyncio.to_thread(stack.aws("dynamodb").transact_write_items, TransactItems=[
             *({"Put": {"TableName": table, "Item": {
                 "pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": f"CONN#{fake}"},
                 "connectionId": {"S": fake}, "sessionId": {"S": session_id}, "role": {"S": "listener"},

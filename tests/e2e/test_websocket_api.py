@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from typing import Self
 from urllib.parse import quote, urlencode
 
-import boto3
 import httpx
 import jwt
 import pytest
@@ -29,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from local_stack.launcher import STARTUP_TIMEOUT, running_stack
-from tests.e2e.conftest import LocalStackHandle
+from tests.e2e.conftest import LocalStackHandle, eventually
 
 BROADCAST_WAIT = 10.0  # the stream poller batches up to 1 s; a loaded 2-core machine needs slack
 REPLY_WAIT = 10.0
@@ -166,18 +165,6 @@ def audio(seq: int, payload: bytes | None = None) -> dict:
     return {"action": "sendAudio", "seq": seq, "data": base64.b64encode(payload or f"chunk-{seq}".encode()).decode()}
 
 
-def eventually(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.2, what: str = ""):
-    """Polls `check` until it returns a truthy value (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what or check}")
-        time.sleep(interval)
-
-
 async def eventually_async(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.2,
                            what: str = ""):
     deadline = time.monotonic() + timeout
@@ -190,13 +177,8 @@ async def eventually_async(check: Callable[[], object], timeout: float = 10.0, i
         await asyncio.sleep(interval)
 
 
-def aws(stack: LocalStackHandle, service: str):
-    return boto3.client(service, endpoint_url=stack["awsEndpointUrl"], region_name=stack["region"],
-                        aws_access_key_id="local", aws_secret_access_key="local")
-
-
 def items(stack: LocalStackHandle, session_id: str, prefix: str) -> list[dict]:
-    pages = aws(stack, "dynamodb").get_paginator("query").paginate(
+    pages = stack.aws("dynamodb").get_paginator("query").paginate(
         TableName=stack["tableName"], ConsistentRead=True,
         KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
         ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":prefix": {"S": prefix}})
@@ -204,50 +186,22 @@ def items(stack: LocalStackHandle, session_id: str, prefix: str) -> list[dict]:
 
 
 def session_item(stack: LocalStackHandle, session_id: str) -> dict:
-    return aws(stack, "dynamodb").get_item(TableName=stack["tableName"], ConsistentRead=True, Key={
+    return stack.aws("dynamodb").get_item(TableName=stack["tableName"], ConsistentRead=True, Key={
         "pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "META"}})["Item"]
 
 
-def audio_records(stack: LocalStackHandle, session_id: str) -> list[dict]:
-    """The session's Kinesis records, shard by shard in sequence order, with their shard and partition key."""
-    kinesis, stream = aws(stack, "kinesis"), stack["audioStreamName"]
-    records = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            for record in page["Records"]:
-                data = json.loads(record["Data"])
-                if data.get("sessionId") == session_id:
-                    records.append({**data, "shard": shard["ShardId"], "partitionKey": record["PartitionKey"]})
-            iterator = page.get("NextShardIterator") if page["Records"] else None
-    return records
-
-
 def seqs(stack: LocalStackHandle, session_id: str) -> list[int]:
-    return [record["seq"] for record in audio_records(stack, session_id)]
-
-
-def log_lines(stack: LocalStackHandle, function: str) -> list[dict]:
-    lines = []
-    for line in stack.log(function).splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                pass
-    return lines
+    return [record["seq"] for record in stack.audio_records(session_id)]
 
 
 def refusal_reasons(stack: LocalStackHandle) -> list[str]:
     """The reasons logged for refused handshakes, one per refusal, oldest first: the authorizer's,
     or $connect's where the authorizer admitted from its session cache and $connect's condition refused."""
     reasons: dict[str, tuple[str, str]] = {}
-    for line in log_lines(stack, "WsAuthorizerFunction"):
+    for line in stack.log_lines("WsAuthorizerFunction"):
         if line.get("reason") and line.get("message") in ("connection refused", "request"):
             reasons.setdefault(line.get("function_request_id", ""), (line["timestamp"], line["reason"]))
-    for line in log_lines(stack, "WsConnectFunction"):
+    for line in stack.log_lines("WsConnectFunction"):
         if line.get("message") == "request" and line.get("outcome") not in (None, "ok"):
             reasons.setdefault(line.get("function_request_id", ""), (line["timestamp"], line["outcome"]))
     return [reason for _, reason in sorted(reasons.values())]
@@ -440,7 +394,7 @@ def test_audio_reaches_kinesis_complete_and_in_order(stack, http):
 
     before = int(time.time() * 1000)
     run(scenario())
-    records = eventually(lambda: (r := audio_records(stack, session_id)) and len(r) >= len(chunks) and r,
+    records = eventually(lambda: (r := stack.audio_records(session_id)) and len(r) >= len(chunks) and r,
                          what="25 records in Kinesis")
     assert [r["seq"] for r in records] == list(chunks)
     assert [base64.b64decode(r["audio"]) for r in records] == list(chunks.values())
@@ -492,7 +446,7 @@ def test_paused_audio_is_held_then_forwarded_before_new_audio(stack, http, resum
 
 def test_paused_audio_older_than_30_seconds_is_dropped_on_resume(stack, http):
     session_id = new_session(http, stack)["sessionId"]
-    ddb = aws(stack, "dynamodb")
+    ddb = stack.aws("dynamodb")
 
     async def scenario():
         async with Sockets(stack) as sockets:
@@ -516,15 +470,15 @@ def test_paused_audio_older_than_30_seconds_is_dropped_on_resume(stack, http):
             await speaker.send(json.dumps(audio(7)))
             await heartbeat(speaker)
 
-    flushed_before = len([line for line in log_lines(stack, "WsSessionControlFunction")
+    flushed_before = len([line for line in stack.log_lines("WsSessionControlFunction")
                           if line.get("message") == "paused audio flushed"])
     run(scenario())
     assert seqs(stack, session_id) == [0, 4, 5, 6, 7]
     assert items(stack, session_id, "AUDIO#") == []  # the dropped ones are deleted too
-    flushes = [line for line in log_lines(stack, "WsSessionControlFunction")
+    flushes = [line for line in stack.log_lines("WsSessionControlFunction")
                if line.get("message") == "paused audio flushed"][flushed_before:]
     assert [(f["forwarded"], f["dropped"]) for f in flushes] == [(3, 3)]
-    assert any("AudioDroppedWhilePaused" in line for line in log_lines(stack, "WsSessionControlFunction")
+    assert any("AudioDroppedWhilePaused" in line for line in stack.log_lines("WsSessionControlFunction")
                if "_aws" in line)
 
 
@@ -548,7 +502,7 @@ def test_a_message_over_128_kb_closes_the_socket_with_1009(stack, http):
             await heartbeat(again)
 
     run(scenario())
-    records = audio_records(stack, session_id)
+    records = stack.audio_records(session_id)
     assert [r["seq"] for r in records] == [0, 2]
     assert len(base64.b64decode(records[0]["audio"])) == 92 * 1024
     assert get_session(http, stack, session_id)["status"] == "active"
@@ -667,7 +621,7 @@ def inject_post_faults(stack: LocalStackHandle, connection_id: str, count: int) 
 
 
 def test_legacy_session_creation_over_the_websocket(stack, http):
-    metric_lines_before = sum("LegacySessionCreation" in line for line in log_lines(stack, "WsCreateSessionFunction")
+    metric_lines_before = sum("LegacySessionCreation" in line for line in stack.log_lines("WsCreateSessionFunction")
                               if "_aws" in line)
 
     async def scenario():
@@ -698,12 +652,12 @@ def test_legacy_session_creation_over_the_websocket(stack, http):
             return session_id
 
     session_id = run(scenario())
-    records = audio_records(stack, session_id)
+    records = stack.audio_records(session_id)
     assert [r["seq"] for r in records] == [0, 1, 2]
     assert {(r["sourceLanguage"], r["qualityTier"]) for r in records} == {("fr", "premium")}
     ended = get_session(http, stack, session_id)
     assert ended["status"] == "ended" and ended["endedAt"] >= ended["createdAt"]
-    assert sum("LegacySessionCreation" in line for line in log_lines(stack, "WsCreateSessionFunction")
+    assert sum("LegacySessionCreation" in line for line in stack.log_lines("WsCreateSessionFunction")
                if "_aws" in line) == metric_lines_before + 1
 
 
@@ -975,6 +929,6 @@ def test_audio_over_max_audio_bytes_is_refused_and_the_connection_stays_open(str
             await heartbeat(speaker)
 
     run(scenario())
-    records = audio_records(stack, session_id)
+    records = stack.audio_records(session_id)
     assert [r["seq"] for r in records] == [2]
     assert len(base64.b64decode(records[0]["audio"])) == 2048

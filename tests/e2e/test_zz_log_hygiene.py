@@ -22,7 +22,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.e2e.conftest import LocalStackHandle
+from tests.e2e.conftest import LocalStackHandle, eventually
 
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.")
 LONG_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{201,}")
@@ -41,25 +41,6 @@ def receive(ws, kind: str) -> dict:
             return message
     raise AssertionError(f"no {kind} message")
 
-
-def json_lines(stack: LocalStackHandle, function: str) -> list[dict]:
-    lines = []
-    for line in stack.log(function).splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                pass
-    return lines
-
-
-def eventually(check, what: str):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +72,7 @@ def sent_audio(stack) -> list[str]:
                 receive(listener, "sessionEnded")
     execution = f"{session_id}-{session['createdAt']}"
     eventually(lambda: any(line.get("correlation_id") == execution and line.get("message") == "request"
-                           for line in json_lines(stack, "TeardownFinishFunction")), "the teardown to finish")
+                           for line in stack.log_lines("TeardownFinishFunction")), WAIT, "the teardown to finish")
     return payloads
 
 
@@ -111,10 +92,10 @@ def secrets_of(stack: LocalStackHandle, audio: list[str]) -> dict[str, str]:
 
 
 def test_the_scenario_was_logged(stack, sent_audio):
-    outcomes = {line.get("outcome") for line in json_lines(stack, "WsSendAudioFunction")
+    outcomes = {line.get("outcome") for line in stack.log_lines("WsSendAudioFunction")
                 if line.get("message") == "request"}
     assert {"ok", "INVALID_AUDIO"} <= outcomes
-    authorizer = [line for line in json_lines(stack, "WsAuthorizerFunction") if line.get("message") == "request"]
+    authorizer = [line for line in stack.log_lines("WsAuthorizerFunction") if line.get("message") == "request"]
     assert {"allowed", "unauthorized"} <= {line["outcome"] for line in authorizer}
     assert all(line.get("connectionId") for line in authorizer)
 

@@ -27,7 +27,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import httpx
 import pytest
 import websockets.asyncio.client as ws_async
@@ -85,26 +84,6 @@ def test_concurrent_patches_and_deletes_end_consistently(api, stack, round_):
         TALLY.check(SUITE + " anomalies (moto atomicity)", not late, f"PATCH answered at/after the end: {late[:2]}")
 
 
-def _records(stack, session_id: str) -> list[dict]:
-    kinesis = boto3.client("kinesis", endpoint_url=stack["awsEndpointUrl"], region_name=stack["region"],
-                           aws_access_key_id="test", aws_secret_access_key="test")
-    stream = stack["audioStreamName"]
-    records = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            for record in page["Records"]:
-                data = json.loads(record["Data"])
-                if data.get("sessionId") == session_id:
-                    records.append(data)
-            iterator = page.get("NextShardIterator")
-            if not page["Records"]:
-                break
-    return records
-
-
 def test_a_delete_racing_audio_forwards_nothing_received_after_the_end(api, stack):
     session = new_session(api, stack)
     path = f"/sessions/{session['sessionId']}"
@@ -143,7 +122,7 @@ def test_a_delete_racing_audio_forwards_nothing_received_after_the_end(api, stac
         threads[1].join(20)
     time.sleep(1.0)  # let the last in-flight invocation finish before reading the stream
 
-    records = _records(stack, session["sessionId"])
+    records = stack.audio_records(session["sessionId"])
     final = api.get(path, headers=stack.auth()).json()
     with suite(SUITE) as check:
         check(deleted.status_code == 204, f"DELETE -> {deleted.status_code}")
@@ -180,9 +159,7 @@ CHURN_AT_ONCE = 20
 def _listener_state(api, stack, session_id: str) -> tuple[int, int]:
     """(listenerCount, listener connection records) of a session."""
     count = api.get(f"/sessions/{session_id}", headers=stack.auth()).json()["listenerCount"]
-    ddb = boto3.client("dynamodb", endpoint_url=stack["awsEndpointUrl"], region_name=stack["region"],
-                       aws_access_key_id="local", aws_secret_access_key="local")
-    records = sum(page["Count"] for page in ddb.get_paginator("query").paginate(
+    records = sum(page["Count"] for page in stack.aws("dynamodb").get_paginator("query").paginate(
         TableName=stack["tableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
         FilterExpression="#role = :listener", ExpressionAttributeNames={"#role": "role"},
         ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":conn": {"S": "CONN#"},
