@@ -24,6 +24,7 @@ import warnings
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
 # Requests that emit no business metric are normal (GET, errors); the warning is noise.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -49,8 +50,7 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 def tracing_enabled() -> bool:
     """Powertools' own rule (Tracer._is_tracer_disabled): tracing is off when POWERTOOLS_TRACE_DISABLED is
     true, outside Lambda (no LAMBDA_TASK_ROOT) and under the SAM CLI (AWS_SAM_LOCAL)."""
-    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "y", "yes", "t", "true",
-                                                                                        "on")
+    disabled = resolve_truthy_env_var_choice(env=os.environ.get("POWERTOOLS_TRACE_DISABLED", "false"))
     return not disabled and bool(os.environ.get("LAMBDA_TASK_ROOT")) and os.environ.get("AWS_SAM_LOCAL") != "true"
 
 
