@@ -5,6 +5,14 @@ template's real handlers in the local Lambda runtime.
 moto executes state machines but runs no Lambda code without Docker; its
 internal clients call http://localhost:$MOTO_PORT, so moto is started with
 MOTO_PORT pointing here and its `lambda:invoke` tasks reach the real handlers.
+
+Where AWS says no and moto would not, this endpoint says it first:
+- IAM: a call signed by a function is checked against that function's role
+  (iam.py) and refused with AccessDenied when the role does not allow it;
+- DynamoDB transaction conflicts (conflicts.py);
+- Test facility (local only): `POST /@faults {"operation": "StartExecution", "count": N}` makes
+  the next N requests of that operation answer 500, as a failing AWS service would (botocore
+  retries a 500: the functions' standard mode makes 3 attempts); `count: 0` clears it.
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+
+from .conflicts import TransactionConflicts
+from .iam import Iam, operation_of, requests_of
 
 log = logging.getLogger("local_stack")
 
@@ -28,10 +39,14 @@ class Invoker(Protocol):
 
 class AwsProxy:
     def __init__(self, moto_endpoint: str, invoker: Invoker, functions_by_name: dict[str, str], *,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, region: str = "eu-west-1") -> None:
         self.moto_endpoint = moto_endpoint  # set once moto runs
         self._invoker = invoker
         self.functions = functions_by_name  # function name -> logical id
+        self.region = region
+        self.iam: Iam | None = None  # set once the roles are known
+        self.conflicts: TransactionConflicts | None = None
+        self._faults: dict[str, int] = {}  # operation -> requests that still answer 500
         self.host, self.requested_port = host, port
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -60,18 +75,63 @@ class AwsProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
-        if request.method == "POST" and path.startswith(INVOKE_PREFIX) and path.endswith("/invocations"):
-            return await self._invoke(request, path[len(INVOKE_PREFIX):-len("/invocations")])
-        return await self._forward(request)
+        if request.method == "POST" and path == "/@faults":
+            return await self._inject_fault(request)
+        body = await request.read()
+        operation = operation_of(request.headers, path, body)
+        held: list = []
+        if operation:
+            service, name = operation
+            refusal = self._refusal(request, service, name, path, body)
+            if refusal is not None:
+                return refusal
+            if service == "dynamodb" and self.conflicts is not None:
+                error, held = self.conflicts.admit(name, _json(body))
+                if error is not None:
+                    return _json_error(400, error, request)
+        try:
+            if request.method == "POST" and path.startswith(INVOKE_PREFIX) and path.endswith("/invocations"):
+                return await self._invoke(body, path[len(INVOKE_PREFIX):-len("/invocations")])
+            return await self._forward(request, body)
+        finally:
+            if held:
+                self.conflicts.release(held)
 
-    async def _invoke(self, request: web.Request, name: str) -> web.Response:
+    def _refusal(self, request: web.Request, service: str, name: str, path: str,
+                 body: bytes) -> web.Response | None:
+        if self.iam is not None:
+            denial = self.iam.denial(request.headers, requests_of(service, name, path, body, self.region))
+            if denial:
+                if service == "lambda":  # a REST API: its own status and shape
+                    return web.json_response({"Message": denial, "Type": "User"}, status=403,
+                                             headers={"x-amzn-ErrorType": "AccessDeniedException"})
+                return _json_error(400, {"__type": "com.amazon.coral.service#AccessDeniedException",
+                                         "Message": denial}, request)
+        if self._faults.get(name, 0) > 0:
+            self._faults[name] -= 1
+            return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
+                                     "message": "Injected failure (local stack @faults)"}, request)
+        return None
+
+    async def _inject_fault(self, request: web.Request) -> web.Response:
+        """The @faults test facility (module docstring)."""
+        fault = _json(await request.read())
+        operation, count = fault.get("operation"), fault.get("count", 1)
+        if not isinstance(operation, str) or not operation or type(count) is not int or count < 0:
+            return web.json_response({"message": "expected {\"operation\": name, \"count\": n >= 0}"}, status=400)
+        if count:
+            self._faults[operation] = count
+        else:
+            self._faults.pop(operation, None)
+        return web.Response(status=204)
+
+    async def _invoke(self, body: bytes, name: str) -> web.Response:
         from urllib.parse import unquote
         name = unquote(name)
         function = self.functions.get(name.rsplit(":function:", 1)[-1].split(":")[0])
         if function is None:
             return web.json_response({"Type": "User", "message": f"Function not found: {name}"}, status=404,
                                      headers={"x-amzn-ErrorType": "ResourceNotFoundException"})
-        body = await request.read()
         try:
             event = json.loads(body) if body else {}
         except ValueError:
@@ -86,10 +146,25 @@ class AwsProxy:
         return web.Response(body=json.dumps(result).encode(), content_type="application/json",
                             headers={"X-Amz-Executed-Version": "$LATEST"})
 
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         async with self._session.request(request.method, self.moto_endpoint.rstrip("/") + str(request.rel_url),
-                                         headers=headers, data=await request.read()) as upstream:
+                                         headers=headers, data=body) as upstream:
             body = await upstream.read()
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
             return web.Response(status=upstream.status, headers=out_headers, body=body)
+
+
+def _json(body: bytes) -> dict:
+    try:
+        value = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _json_error(status: int, error: dict, request: web.Request) -> web.Response:
+    """An error in the JSON protocols' shape (DynamoDB, Kinesis, Step Functions, ...)."""
+    content_type = request.headers.get("Content-Type", "application/x-amz-json-1.0").split(";")[0]
+    return web.Response(status=status, body=json.dumps(error).encode(), content_type=content_type,
+                        headers={"x-amzn-ErrorType": error["__type"].rsplit("#", 1)[-1]})

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .iam import access_key_for
 from .template import ACCOUNT_ID, FunctionSpec
 
 log = logging.getLogger("local_stack")
@@ -87,6 +88,8 @@ def lambda_environment(spec: FunctionSpec, *, aws_endpoint: str | None, region: 
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "en_US.UTF-8", "TZ": ":UTC"}
     env.update(spec.environment)
     env.update(FAKE_CREDENTIALS)
+    # The key names the function, so the local AWS endpoint can apply its role (iam.py).
+    env["AWS_ACCESS_KEY_ID"] = access_key_for(spec.logical_id)
     env.update({
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,

@@ -23,7 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws
 from .aws_proxy import AwsProxy
+from .conflicts import TransactionConflicts
 from .http_api import HttpGateway
+from .iam import Iam, function_roles
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError, fake_api_id
@@ -50,6 +52,10 @@ class StackConfig:
     region: str = DEFAULT_REGION
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # Where AWS says no (README, "How close to AWS"): each function's IAM role, and DynamoDB
+    # transaction conflicts. Both on unless switched off (--no-iam, --no-transaction-conflicts).
+    iam: bool = True
+    transaction_conflicts: bool = True
 
 
 # ------------------------------------------------------------------ stack.json
@@ -130,7 +136,7 @@ class LocalStack:
         # Each stop is registered before its start, so a Ctrl-C in the middle of starting cleans up too.
         # The proxy is moto's own AWS endpoint (Step Functions tasks): it serves Lambda Invoke from the
         # runtime below and forwards the rest to moto; its port must be known before moto starts.
-        self.proxy = AwsProxy("", _LateInvoker(self), {})
+        self.proxy = AwsProxy("", _LateInvoker(self), {}, region=cfg.region)
         self._exit.push_async_callback(self.proxy.stop)
         await self.proxy.start()
         self.moto = aws.MotoProcess(cfg.aws_port, internal_endpoint_port=self.proxy.port)
@@ -144,12 +150,15 @@ class LocalStack:
 
         physical = self.provisioned.physical
         self.apis = self.template.http_apis(physical)
+        self.proxy.iam = Iam(function_roles(self.template, physical), cfg.region, enforce=cfg.iam)
+        if cfg.transaction_conflicts:
+            self.proxy.conflicts = TransactionConflicts(self._key_schemas())
         # WebSocket APIs listen before the functions start: their environment names the
         # Management API endpoint, which is this gateway's own.
         for index, spec in enumerate(websocket_apis(self.template)):
             gateway = WebSocketGateway(spec, _LateInvoker(self), port=cfg.ws_port + index if cfg.ws_port else 0,
                                        region=cfg.region, idle_timeout=cfg.ws_idle_timeout,
-                                       max_lifetime=cfg.ws_max_lifetime)
+                                       max_lifetime=cfg.ws_max_lifetime, iam=self.proxy.iam)
             self._exit.push_async_callback(gateway.stop)
             try:
                 await gateway.start()
@@ -162,7 +171,8 @@ class LocalStack:
             if not spec.code_dir.is_dir():
                 log.warning("%s: CodeUri %s does not exist; its invocations will fail", spec.logical_id, spec.code_dir)
 
-        self.runtime = LambdaRuntime(functions, aws_endpoint=self.moto.endpoint, region=cfg.region,
+        # Functions reach AWS through the proxy, which applies their roles and DynamoDB's conflicts.
+        self.runtime = LambdaRuntime(functions, aws_endpoint=self.proxy.endpoint, region=cfg.region,
                                      log_dir=self.state_dir / "logs", max_concurrency=cfg.max_concurrency)
         self._exit.push_async_callback(self.runtime.close)
         self.proxy.functions = {spec.function_name: lid for lid, spec in functions.items()}
@@ -235,6 +245,15 @@ class LocalStack:
             local[lid] = dataclasses.replace(spec, environment=env)
         return local
 
+    def _key_schemas(self) -> dict[str, tuple[str, ...]]:
+        """table name -> its key attribute names (hash first), from the template."""
+        schemas = {}
+        for logical_id, name in self.provisioned.tables.items():
+            key_schema = self.template.resources[logical_id]["Properties"].get("KeySchema") or []
+            ordered = sorted(key_schema, key=lambda k: k.get("KeyType") != "HASH")
+            schemas[name] = tuple(str(k["AttributeName"]) for k in ordered)
+        return schemas
+
     def _check_sign_in(self) -> None:
         """Signs alice in and verifies her token: proves the users work and warms each JWKS cache."""
         users, p = self.provisioned.users, self.provisioned
@@ -266,6 +285,9 @@ class LocalStack:
             "httpApis": {api.logical_id: self.gateway.url(api) for api in self.apis},
             "stage": main_api.stage if main_api else None,
             "awsEndpointUrl": endpoint,
+            # What the functions call: the same AWS, with their IAM roles and DynamoDB's conflicts applied.
+            "functionsEndpointUrl": self.proxy.endpoint,
+            "strict": {"iam": self.config.iam, "transactionConflicts": self.config.transaction_conflicts},
             "region": region,
             "userPoolId": p.user_pool_id,
             "userPoolClientId": p.user_pool_client_id,

@@ -16,7 +16,12 @@
   makes the next N `POST /{stage}/@connections/{id}` answer 500 (InternalServerErrorException),
   as a failing Management API would; `count=0` clears it. Answers 204. The end-to-end tests use it
   to make a teardown batch fail and be retried. Note that botocore retries a 500 itself (the
-  functions' standard mode: 1 try + 3 retries), so a function's post fails only once N >= 4.
+  functions' standard mode: 3 attempts), so a function's post fails only once N >= 3.
+  `POST /{stage}/@faults/$connect?delayMs=D&count=N` holds the next N handshakes for D ms after
+  `$connect` returned, before the connection counts as connected: the window in which AWS answers
+  a post to the new connection with 410, made wide enough for a test to hit it.
+- The Management API applies the caller's IAM role (iam.py): a function whose role does not
+  allow `execute-api:ManageConnections` on the connection gets 403, as on AWS.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from .http_api import HEADER_LIMITS
+from .iam import Iam
 from .template import ACCOUNT_ID, fake_api_id
 
 log = logging.getLogger("local_stack")
@@ -144,8 +150,9 @@ class Connection:
 class WebSocketGateway:
     def __init__(self, api: WebSocketApiSpec, invoker: Invoker, *, host: str = "127.0.0.1", port: int = 3001,
                  region: str = "eu-west-1", idle_timeout: float = IDLE_TIMEOUT,
-                 max_lifetime: float = MAX_LIFETIME) -> None:
+                 max_lifetime: float = MAX_LIFETIME, iam: Iam | None = None) -> None:
         self.api = api
+        self.iam = iam
         self.host, self.requested_port = host, port
         self.port: int | None = None
         self.region = region
@@ -155,6 +162,7 @@ class WebSocketGateway:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task] = set()
         self._faults: dict[str, int] = {}  # connection id -> posts that still answer 500 (@faults)
+        self._connect_delays: list[float] = []  # seconds each of the next handshakes is held (@faults/$connect)
 
     @property
     def url(self) -> str:
@@ -173,6 +181,7 @@ class WebSocketGateway:
         stage = self.api.stage
         app.router.add_get(f"/{stage}", self._handshake)
         app.router.add_route("*", f"/{stage}/@connections/{{connection_id}}", self._manage)
+        app.router.add_post(f"/{stage}/@faults/$connect", self._delay_connects)
         app.router.add_post(f"/{stage}/@faults/{{connection_id}}", self._inject_fault)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -196,6 +205,8 @@ class WebSocketGateway:
         try:
             authorizer = await self._authorize(request, connection_id, connected_at)
             await self._connect(request, connection_id, connected_at, authorizer)
+            if self._connect_delays:
+                await asyncio.sleep(self._connect_delays.pop(0))
         except Refused as refusal:
             log.info("WS $connect %s refused: %d (%s)", connection_id, refusal.status, refusal)
             return web.json_response({"message": "Forbidden" if refusal.status == 403 else
@@ -357,6 +368,13 @@ class WebSocketGateway:
     # ---------------------------------------------------------------- @connections
 
     async def _manage(self, request: web.Request) -> web.Response:
+        if self.iam is not None:
+            resource = (f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{self.api.api_id}/{self.api.stage}/"
+                        f"{request.method}/@connections/{request.match_info['connection_id']}")
+            denial = self.iam.denial(request.headers, [("execute-api:ManageConnections", resource)])
+            if denial:
+                return web.json_response({"message": denial}, status=403,
+                                         headers={"x-amzn-ErrorType": "ForbiddenException"})
         connection = self._connections.get(request.match_info["connection_id"])
         if connection is None or connection.ws.closed:
             return web.json_response({"message": "Gone"}, status=410, headers={"x-amzn-ErrorType": "GoneException"})
@@ -384,6 +402,17 @@ class WebSocketGateway:
             self._background(self._close(connection, CLOSE_GOING_AWAY, "Going away"))
             return web.Response(status=204)
         return web.json_response({"message": "Method not allowed"}, status=405)
+
+    async def _delay_connects(self, request: web.Request) -> web.Response:
+        """The @faults/$connect test facility (module docstring)."""
+        try:
+            delay_ms, count = int(request.rel_url.query.get("delayMs", "")), int(request.rel_url.query.get("count", "1"))
+        except ValueError:
+            delay_ms = count = -1
+        if delay_ms < 0 or count < 0:
+            return web.json_response({"message": "delayMs and count must be non-negative integers"}, status=400)
+        self._connect_delays = [delay_ms / 1000] * count
+        return web.Response(status=204)
 
     async def _inject_fault(self, request: web.Request) -> web.Response:
         """The @faults test facility (module docstring)."""

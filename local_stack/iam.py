@@ -1,0 +1,300 @@
+"""IAM as AWS applies it to the functions: each function's role as SAM expands it
+(inline statements, SAM policy templates, the managed policies SAM attaches),
+and the allow/deny decision AWS makes on every call the function signs.
+
+A function signs its calls with an access key naming it (``access_key_for``);
+the local AWS endpoint and the Management API look the key up and refuse what
+the role does not allow with AccessDenied, as AWS does. Keys that name no
+function are the developer's own (tests, the CLI, moto's Step Functions
+interpreter) and are not checked, like an administrator's in the account.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .template import ACCOUNT_ID, SERVERLESS_FUNCTION, Physical, Template, TemplateError
+
+log = logging.getLogger("local_stack")
+
+# The AWS managed policies SAM attaches to function roles, as AWS publishes them.
+# A role naming any other managed policy is refused at start: its grants are unknown here.
+MANAGED_POLICIES: dict[str, list[dict]] = {
+    "service-role/AWSLambdaBasicExecutionRole": [
+        {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": "*"}],
+    "AWSXrayWriteOnlyAccess": [
+        {"Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                                       "xray:GetSamplingRules", "xray:GetSamplingTargets",
+                                       "xray:GetSamplingStatisticSummaries"], "Resource": "*"}],
+    "service-role/AWSLambdaDynamoDBExecutionRole": [
+        {"Effect": "Allow", "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                                       "dynamodb:ListStreams", "logs:CreateLogGroup", "logs:CreateLogStream",
+                                       "logs:PutLogEvents"], "Resource": "*"}],
+}
+_MANAGED_ARN = re.compile(r"^arn:aws[\w-]*:iam::aws:policy/(.+)$")
+
+
+def access_key_for(logical_id: str) -> str:
+    """The access key a function signs with locally (stable, shaped like a temporary key)."""
+    return "ASIA" + hashlib.sha1(logical_id.encode()).hexdigest()[:16].upper()
+
+
+def _pattern(text: str, *, ignore_case: bool) -> re.Pattern:
+    # IAM wildcards: * any run of characters, ? one character; nothing else is special.
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
+    return re.compile(f"^{body}$", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(str(v) for v in (value if isinstance(value, list) else [value]))
+
+
+@dataclass(frozen=True)
+class Statement:
+    effect: str
+    actions: tuple[re.Pattern, ...]
+    not_actions: tuple[re.Pattern, ...]
+    resources: tuple[re.Pattern, ...]
+    not_resources: tuple[re.Pattern, ...]
+    conditional: bool
+
+    @classmethod
+    def parse(cls, raw: dict, where: str) -> Statement:
+        if not isinstance(raw, dict) or raw.get("Effect") not in ("Allow", "Deny"):
+            raise TemplateError(f"{where}: a statement needs Effect Allow or Deny")
+        return cls(
+            effect=raw["Effect"],
+            actions=tuple(_pattern(a, ignore_case=True) for a in _strings(raw.get("Action"))),
+            not_actions=tuple(_pattern(a, ignore_case=True) for a in _strings(raw.get("NotAction"))),
+            resources=tuple(_pattern(r, ignore_case=False) for r in _strings(raw.get("Resource"))),
+            not_resources=tuple(_pattern(r, ignore_case=False) for r in _strings(raw.get("NotResource"))),
+            conditional=bool(raw.get("Condition")),
+        )
+
+    def covers(self, action: str, resource: str) -> bool:
+        if self.actions:
+            if not any(p.match(action) for p in self.actions):
+                return False
+        elif not self.not_actions or any(p.match(action) for p in self.not_actions):
+            return False
+        if self.resources:
+            return any(p.match(resource) for p in self.resources)
+        return bool(self.not_resources) and not any(p.match(resource) for p in self.not_resources)
+
+
+@dataclass(frozen=True)
+class Role:
+    """One function's execution role."""
+
+    function: str  # logical id
+    function_name: str
+    role_name: str
+    statements: tuple[Statement, ...]
+
+    def allows(self, action: str, resource: str) -> bool:
+        # An explicit Deny wins; otherwise some Allow must cover the request. A condition can't be
+        # evaluated here, so a conditional Allow never grants and a conditional Deny always applies.
+        allowed = False
+        for statement in self.statements:
+            if not statement.covers(action, resource):
+                continue
+            if statement.effect == "Deny":
+                return False
+            allowed = allowed or not statement.conditional
+        return allowed
+
+    def denial(self, action: str, resource: str, region: str) -> str:
+        return (f"User: arn:aws:sts::{ACCOUNT_ID}:assumed-role/{self.role_name}/{self.function_name} is not "
+                f"authorized to perform: {action} on resource: {resource} because no identity-based policy "
+                f"allows the {action} action")
+
+
+def _translated(template: Template) -> dict:
+    """The template as the SAM transform turns it into CloudFormation (local code paths become S3 URIs,
+    as `sam package` makes them; the translator accepts nothing else)."""
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    data = copy.deepcopy(template._data)  # noqa: SLF001 - the raw template, Globals included
+    for logical_id, resource in (data.get("Resources") or {}).items():
+        props = resource.get("Properties") or {}
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if isinstance(props.get(key), str):
+                props[key] = f"s3://local-stack/{logical_id}"
+    for section in (data.get("Globals") or {}).values():
+        if isinstance(section, dict) and isinstance(section.get("CodeUri"), str):
+            section["CodeUri"] = "s3://local-stack/globals"
+    parameters = {name: value for name, value in template.parameters.items()}
+    parameters |= {"AWS::Region": template.region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
+                   "AWS::StackName": template.stack_name}
+    os.environ.setdefault("AWS_DEFAULT_REGION", template.region)  # the translator asks boto3 for the partition
+    try:
+        return Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+            data, parameter_values=parameters, get_managed_policy_map=lambda: {})
+    except Exception as exc:  # noqa: BLE001 - the translator reports template errors as exceptions
+        raise TemplateError(f"the SAM transform refused the template: {exc}") from None
+
+
+def function_roles(template: Template, physical: dict[str, Physical]) -> dict[str, Role]:
+    """function logical id -> its role, with every intrinsic resolved against the local resources."""
+    translated = _translated(template)
+    resources = translated.get("Resources") or {}
+    resolver = template.resolver(physical)
+    roles = {}
+    for logical_id in template.resources_of_type(SERVERLESS_FUNCTION):
+        role_ref = (resources.get(logical_id, {}).get("Properties") or {}).get("Role")
+        role_id = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+        role = resources.get(role_id or "", {})
+        if role.get("Type") != "AWS::IAM::Role":
+            raise TemplateError(f"{logical_id}: the local stack needs its role in the template (got {role_ref!r})")
+        props = role.get("Properties") or {}
+        statements: list[Statement] = []
+        for index, policy in enumerate(props.get("Policies") or []):
+            document = resolver.resolve(policy.get("PolicyDocument") or {}, f"{role_id}.Policies[{index}]")
+            statements += [Statement.parse(s, f"{role_id}.Policies[{index}]")
+                           for s in _as_list(document.get("Statement"))]
+        for arn in resolver.resolve(props.get("ManagedPolicyArns") or [], f"{role_id}.ManagedPolicyArns"):
+            match = _MANAGED_ARN.match(str(arn))
+            if not match or match.group(1) not in MANAGED_POLICIES:
+                raise TemplateError(f"{logical_id}: managed policy {arn} is unknown to the local stack; "
+                                    f"add its document to MANAGED_POLICIES in local_stack/iam.py")
+            statements += [Statement.parse(s, str(arn)) for s in MANAGED_POLICIES[match.group(1)]]
+        function_name = resolver.ref(logical_id, logical_id)
+        roles[logical_id] = Role(logical_id, str(function_name), f"{template.stack_name}-{role_id}",
+                                 tuple(statements))
+    return roles
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+class Iam:
+    """The decision for one signed request. ``enforce=False`` keeps the roles but allows everything."""
+
+    def __init__(self, roles: dict[str, Role], region: str, *, enforce: bool = True) -> None:
+        self.region = region
+        self.enforce = enforce
+        self._by_key = {access_key_for(lid): role for lid, role in roles.items()}
+
+    def role_of(self, headers: Any) -> Role | None:
+        """The function whose key signed the request (SigV4 Authorization header), or None."""
+        match = _CREDENTIAL.search(headers.get("Authorization", ""))
+        return self._by_key.get(match.group(1)) if match else None
+
+    def denial(self, headers: Any, requests: list[tuple[str, str]]) -> str | None:
+        """The AccessDenied message for the first (action, resource) the signer may not do, or None."""
+        if not self.enforce:
+            return None
+        role = self.role_of(headers)
+        if role is None:
+            return None
+        for action, resource in requests:
+            if not role.allows(action, resource):
+                log.info("AccessDenied: %s may not %s on %s", role.function, action, resource)
+                return role.denial(action, resource, self.region)
+        return None
+
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+
+
+# ------------------------------------------------------------ what a request asks for
+
+# JSON-protocol target prefixes -> IAM service prefix.
+_TARGETS = {
+    "DynamoDB_20120810": "dynamodb", "DynamoDBStreams_20120810": "dynamodb", "Kinesis_20131202": "kinesis",
+    "AWSStepFunctions": "states", "AmazonSQS": "sqs", "AWSCognitoIdentityProviderService": "cognito-idp",
+    "GraniteServiceVersion20100801": "cloudwatch", "Logs_20140328": "logs",
+}
+# Transactions have no IAM action of their own: each item needs its own write action.
+_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                     "ConditionCheck": "ConditionCheckItem"}
+
+
+def operation_of(headers: Any, path: str, body: bytes) -> tuple[str, str] | None:
+    """(IAM service prefix, operation name) of an AWS API request, or None if it is not one we can read."""
+    target = headers.get("X-Amz-Target", "")
+    if "." in target:
+        prefix, operation = target.rsplit(".", 1)
+        service = _TARGETS.get(prefix)
+        return (service, operation) if service else None
+    if path.startswith("/2015-03-31/functions/") and path.endswith("/invocations"):
+        return "lambda", "InvokeFunction"
+    rpc = re.match(r"^/service/(\w+)/operation/(\w+)$", path)  # the Smithy RPC v2 protocol (CloudWatch)
+    if rpc and rpc.group(1) in _TARGETS:
+        return _TARGETS[rpc.group(1)], rpc.group(2)
+    if headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+        scope = _SCOPE.search(headers.get("Authorization", ""))
+        if action and scope:
+            return {"monitoring": "cloudwatch"}.get(scope.group(1), scope.group(1)), action
+    return None
+
+
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/")
+
+
+@lru_cache(maxsize=1024)
+def _table_arn(region: str, name: str) -> str:
+    return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{name}"
+
+
+def requests_of(service: str, operation: str, path: str, body: bytes, region: str) -> list[tuple[str, str]]:
+    """The (action, resource ARN) pairs IAM authorizes for one request."""
+    try:
+        payload = json.loads(body) if body and body.lstrip()[:1] == b"{" else {}
+    except ValueError:
+        payload = {}
+    if service == "dynamodb":
+        return _dynamodb(operation, payload, region)
+    if service == "kinesis":
+        stream = payload.get("StreamARN") or (
+            f"arn:aws:kinesis:{region}:{ACCOUNT_ID}:stream/{payload['StreamName']}" if "StreamName" in payload else "*")
+        return [(f"kinesis:{operation}", stream)]
+    if service == "states":
+        resource = payload.get("stateMachineArn") or payload.get("executionArn") or "*"
+        return [(f"states:{operation}", resource)]
+    if service == "sqs":
+        url = payload.get("QueueUrl") or parse_qs(body.decode(errors="replace")).get("QueueUrl", [""])[0]
+        name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] if url else ""
+        return [(f"sqs:{operation}", f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}" if name else "*")]
+    if service == "lambda":
+        name = unquote(path[len("/2015-03-31/functions/"):-len("/invocations")])
+        arn = name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
+        return [("lambda:InvokeFunction", arn)]
+    if service == "cognito-idp" and "UserPoolId" in payload:
+        return [(f"cognito-idp:{operation}",
+                 f"arn:aws:cognito-idp:{region}:{ACCOUNT_ID}:userpool/{payload['UserPoolId']}")]
+    return [(f"{service}:{operation}", "*")]
+
+
+def _dynamodb(operation: str, payload: dict, region: str) -> list[tuple[str, str]]:
+    if operation == "TransactWriteItems":
+        return [(f"dynamodb:{_TRANSACT_ACTIONS.get(kind, kind)}", _table_arn(region, op.get("TableName", "")))
+                for entry in payload.get("TransactItems") or [] for kind, op in entry.items()]
+    if operation == "TransactGetItems":
+        return [("dynamodb:GetItem", _table_arn(region, entry.get("Get", {}).get("TableName", "")))
+                for entry in payload.get("TransactItems") or []]
+    if operation in ("BatchWriteItem", "BatchGetItem"):
+        return [(f"dynamodb:{operation}", _table_arn(region, table)) for table in payload.get("RequestItems") or {}]
+    if "StreamArn" in payload:
+        return [(f"dynamodb:{operation}", payload["StreamArn"])]
+    if "TableName" in payload:
+        arn = _table_arn(region, payload["TableName"])
+        if payload.get("IndexName"):
+            arn += f"/index/{payload['IndexName']}"
+        return [(f"dynamodb:{operation}", arn)]
+    return [(f"dynamodb:{operation}", "*")]
