@@ -10,7 +10,7 @@ def lambda_handler(event: dict, context) -> None:
     changed = changed_sessions(records)
     sent = gone = 0
     for session_id, message in changed.items():
-        session_sent, session_gone = broadcast(session_id, message)
-        sent, gone = sent + session_sent, gone + session_gone
-        logger.info("status broadcast", extra={"sessionId": session_id, "sent": session_sent, "gone": session_gone})
+        delivery = broadcast(session_id, message)
+        sent, gone = sent + delivery.sent, gone + delivery.gone
+        logger.info("status broadcast", extra={"sessionId": session_id, **delivery._asdict()})
     logger.info("request", extra={"records": len(records), "sessions": len(changed), "sent": sent, "gone": gone})

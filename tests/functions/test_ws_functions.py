@@ -459,21 +459,41 @@ def test_audio_on_a_legacy_connection_without_session_is_refused(invoke, users):
 
 # --- status broadcast -------------------------------------------------------------
 
-def test_status_changes_reach_every_socket_and_gone_ones_are_dropped(invoke, session, users, management_api):
-    management_api.reset()
-    ids = [new_connection() for _ in range(3)]
-    for c in ids:
-        assert connect(invoke, listener(session), c) == 200
-    management_api.gone.add(ids[0])
+def _status_event(session: dict) -> dict:
     event = sample_event("status_broadcast")
     record = event["Records"][0]["dynamodb"]
     for image in (record["NewImage"], record["OldImage"]):
         image["sessionId"]["S"] = session["sessionId"]
         image["pk"]["S"] = f"SESSION#{session['sessionId']}"
-    invoke.raw("status_broadcast", event)
+    return event
+
+
+def test_status_changes_reach_every_socket_and_gone_ones_are_dropped(invoke, session, users, management_api,
+                                                                     monkeypatch):
+    from session_core import broadcast
+    monkeypatch.setattr(broadcast, "CONNECTING_SECONDS", -1)  # every connection is older than that
+    management_api.reset()
+    ids = [new_connection() for _ in range(3)]
+    for c in ids:
+        assert connect(invoke, listener(session), c) == 200
+    management_api.gone.add(ids[0])
+    invoke.raw("status_broadcast", _status_event(session))
     expected = {"type": "status", "sessionId": session["sessionId"], "status": "paused", "listenerCount": 2}
     assert management_api.posts[ids[1]] == [expected] and management_api.posts[ids[2]] == [expected]
     assert read_session(invoke, session["sessionId"])["listenerCount"] == 2  # the gone socket left
+
+
+def test_a_connection_still_connecting_is_kept_though_it_answers_410(invoke, session, management_api):
+    # AWS answers 410 until $connect has returned; the join's own write can reach the broadcast before.
+    management_api.reset()
+    connection_id = new_connection()
+    assert connect(invoke, listener(session), connection_id) == 200
+    management_api.gone.add(connection_id)
+    before = read_session(invoke, session["sessionId"])["listenerCount"]
+    invoke.raw("status_broadcast", _status_event(session))
+    assert read_session(invoke, session["sessionId"])["listenerCount"] == before
+    from session_core.broadcast import broadcast
+    assert broadcast(session["sessionId"], {"type": "status"}).connecting >= 1
 
 
 def test_unchanged_and_ended_sessions_are_not_broadcast(invoke, management_api):
@@ -500,7 +520,7 @@ def test_a_failing_socket_does_not_hold_back_the_others(invoke, session, managem
         assert connect(invoke, listener(session), c) == 200
     management_api.failing[ids[0]] = 10  # outlasts botocore's retries
     from session_core.broadcast import broadcast
-    sent, gone = broadcast(session["sessionId"], {"type": "status", "status": "paused"})
-    assert (sent, gone) == (1, 0)
+    delivery = broadcast(session["sessionId"], {"type": "status", "status": "paused"})
+    assert (delivery.sent, delivery.gone) == (1, 0)
     assert management_api.posts[ids[1]] == [{"type": "status", "status": "paused"}]
     assert read_session(invoke, session["sessionId"])["listenerCount"] == 2  # a failure is not a leave

@@ -39,9 +39,9 @@ EXPECTED_GRANTS = {
     "UpdateSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
     "DeleteSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
     "WsAuthorizerFunction": on_table("GetItem"),
-    "WsConnectFunction": on_table("PutItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
+    "WsConnectFunction": on_table("PutItem", "UpdateItem", "DeleteItem") | {connections("POST"), connections("DELETE")},
     "WsDisconnectFunction": on_table("GetItem", "DeleteItem", "UpdateItem") | {START_TEARDOWN},
-    "WsSendAudioFunction": on_table("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem")
+    "WsSendAudioFunction": on_table("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem")
     | {("kinesis:PutRecord", STREAM_ARN)},
     "WsHeartbeatFunction": set(),
     "WsSessionControlFunction": on_table("GetItem", "UpdateItem", "Query", "BatchWriteItem")

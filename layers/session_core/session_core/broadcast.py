@@ -7,7 +7,9 @@ session, so a burst of joins costs one message per socket, not one per join.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -19,6 +21,17 @@ from .settings import settings
 
 # Posting is network-bound; a few threads keep a 500-listener fan-out short.
 POST_THREADS = 16
+# API Gateway answers 410 to a post to a connection whose $connect has not returned yet, and the
+# join's own write can reach this broadcast in that window: a record younger than the longest
+# $connect (the 29 s integration timeout) that answers 410 is kept. If that socket never opens, its
+# record is dropped by a later broadcast or by the teardown.
+CONNECTING_SECONDS = 30
+
+
+class Delivery(NamedTuple):
+    sent: int
+    gone: int  # answered 410: record dropped
+    connecting: int  # answered 410 while possibly still connecting: record kept
 
 
 def changed_sessions(records: list[dict]) -> dict[str, dict]:
@@ -41,13 +54,14 @@ def changed_sessions(records: list[dict]) -> dict[str, dict]:
     return latest
 
 
-def broadcast(session_id: str, message: dict) -> tuple[int, int]:
-    """Posts `message` to each connection of the session; drops the gone ones. Returns (sent, gone).
+def broadcast(session_id: str, message: dict) -> Delivery:
+    """Posts `message` to each connection of the session; drops the gone ones.
     A gone listener whose record this removed counts as ListenerLeft (its own
     $disconnect then finds nothing, so each leave counts once)."""
     connections = ConnectionRepository(settings().table_name)
-    sent = gone = listeners_left = 0
+    sent = gone = connecting = listeners_left = 0
     start = None
+    connecting_since = int(time.time()) - CONNECTING_SECONDS
     with ThreadPoolExecutor(POST_THREADS) as pool:
         while True:
             page, start = connections.page(session_id, start)
@@ -57,6 +71,8 @@ def broadcast(session_id: str, message: dict) -> tuple[int, int]:
                     sent += 1
                 elif delivered is None:
                     continue  # a transient failure on one socket must not hold back the others
+                elif connection["connectedAt"] > connecting_since:
+                    connecting += 1
                 else:
                     gone += 1
                     removed = connections.remove(session_id, connection["connectionId"], connection["role"])
@@ -64,7 +80,7 @@ def broadcast(session_id: str, message: dict) -> tuple[int, int]:
             if not start:
                 if listeners_left:
                     metric("ListenerLeft", listeners_left)
-                return sent, gone
+                return Delivery(sent, gone, connecting)
 
 
 def _post(connection_id: str, message: dict) -> bool | None:

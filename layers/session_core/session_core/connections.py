@@ -2,11 +2,15 @@
 
   pk = "SESSION#<sessionId>", sk = "CONN#<connectionId>"
 
-so a session's connections are one Query (paged by LastEvaluatedKey). The
-listener count on the session item moves in the same transaction as the
-connection item, so it always equals the number of listener items: a join
-cannot pass the cap, a leave cannot go below zero, and a connection removed
-twice (disconnect racing a teardown or a 410) is counted once.
+so a session's connections are one Query (paged by LastEvaluatedKey).
+
+Joining and leaving are single-item writes, never transactions: DynamoDB
+cancels concurrent transactions on one item, and a crowd joining one session
+is exactly that (docs/architecture.md, "Listener count"). A join records the
+connection first, then counts it on the session under the cap (undoing the
+record if refused); a leave deletes the record and, only if it was there,
+counts it off. The record is the guard: a connection removed twice
+(disconnect racing a teardown or a 410) is counted off once.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import errors
 from .aws import client
 from .models import ENDED, LISTENER, SPEAKER
+from .observability import logger
 from .repository import error_code, session_key, unavailable
 
 CONNECTION_PREFIX = "CONN#"
@@ -50,40 +55,46 @@ class ConnectionRepository:
     def add_listener(self, session_id: str, connection_id: str, user_id: str, target_language: str,
                      max_listeners: int) -> None:
         now = int(time.time())
+        ddb = client("dynamodb")
         try:
-            client("dynamodb").transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self.table_name,
-                    "Key": session_key(session_id),
-                    "UpdateExpression": "ADD listenerCount :one",
-                    "ConditionExpression": "attribute_exists(pk) AND #status <> :ended AND expiresAt > :now "
-                                           "AND listenerCount < :cap",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":ended": {"S": ENDED},
-                                                  ":now": {"N": str(now)}, ":cap": {"N": str(max_listeners)}},
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }},
-                {"Put": {
-                    "TableName": self.table_name,
-                    "Item": _connection_item(session_id, connection_id, LISTENER, user_id, target_language, now),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }},
-            ])
+            ddb.put_item(TableName=self.table_name, ConditionExpression="attribute_not_exists(pk)",
+                         Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now))
         except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if error_code(exc) == "TransactionCanceledException" and reasons:
-                session = reasons[0].get("Item")
-                if reasons[0].get("Code") == "ConditionalCheckFailed":
-                    if session is None or int(session["expiresAt"]["N"]) <= now:
-                        raise errors.SessionNotFound() from None
-                    if session["status"]["S"] == ENDED:
-                        raise errors.SessionEnded() from None
-                    raise errors.SessionFull() from None
-                if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
-                    return  # the same connection joined already (a retried $connect)
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return  # the same connection joined already (a retried $connect)
             raise unavailable(exc) from None
         except BotoCoreError as exc:
             raise unavailable(exc) from None
+        try:
+            ddb.update_item(
+                TableName=self.table_name,
+                Key=session_key(session_id),
+                UpdateExpression="ADD listenerCount :one",
+                ConditionExpression="attribute_exists(pk) AND #status <> :ended AND expiresAt > :now "
+                                    "AND listenerCount < :cap",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":ended": {"S": ENDED}, ":now": {"N": str(now)},
+                                           ":cap": {"N": str(max_listeners)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            self._undo_join(session_id, connection_id)
+            if isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException":
+                session = exc.response.get("Item")
+                if session is None or int(session["expiresAt"]["N"]) <= now:
+                    raise errors.SessionNotFound() from None
+                if session["status"]["S"] == ENDED:
+                    raise errors.SessionEnded() from None
+                raise errors.SessionFull() from None
+            raise unavailable(exc) from None
+
+    def _undo_join(self, session_id: str, connection_id: str) -> None:
+        """Drops the record of a join that was not counted (refused or failed)."""
+        try:
+            self.forget(session_id, connection_id)
+        except (ClientError, BotoCoreError) as exc:
+            # Left behind uncounted: a later removal would count it off once too often (floored at 0).
+            logger.warning("uncounted connection record left behind", extra={"awsErrorCode": type(exc).__name__})
 
     def add_speaker(self, session_id: str, connection_id: str, user_id: str) -> str | None:
         """Makes this connection the session's speaker; returns the one it replaces."""
@@ -119,37 +130,17 @@ class ConnectionRepository:
         return previous if previous != connection_id else None
 
     def remove(self, session_id: str, connection_id: str, role: str) -> bool:
-        """Deletes the connection record; False if it was already gone."""
-        ddb = client("dynamodb")
-        delete = {"TableName": self.table_name, "Key": connection_key(session_id, connection_id),
-                  "ConditionExpression": "attribute_exists(pk)"}
+        """Deletes the connection record and counts a listener off; False if it was already gone."""
+        if role != LISTENER:
+            return self._remove_speaker(session_id, connection_id)
         try:
-            if role == LISTENER:
-                ddb.transact_write_items(TransactItems=[
-                    {"Delete": delete},
-                    {"Update": {
-                        "TableName": self.table_name,
-                        "Key": session_key(session_id),
-                        "UpdateExpression": "ADD listenerCount :minus",
-                        "ConditionExpression": "listenerCount > :zero",
-                        "ExpressionAttributeValues": {":minus": {"N": "-1"}, ":zero": {"N": "0"}},
-                    }},
-                ])
-            else:
-                return self._remove_speaker(session_id, connection_id)
-        except ClientError as exc:
-            code = error_code(exc)
-            reasons = exc.response.get("CancellationReasons") or []
-            if code == "TransactionCanceledException" and reasons:
-                if reasons[0].get("Code") == "ConditionalCheckFailed":
-                    return False
-                if reasons[1].get("Code") == "ConditionalCheckFailed":
-                    # The session record is gone (TTL): drop the connection alone.
-                    ddb.delete_item(TableName=self.table_name, Key=connection_key(session_id, connection_id))
-                    return True
+            if not self.forget(session_id, connection_id):
+                return False
+        except (ClientError, BotoCoreError) as exc:
             raise unavailable(exc) from None
-        except BotoCoreError as exc:
-            raise unavailable(exc) from None
+        self._update_session_if(session_id, UpdateExpression="ADD listenerCount :minus",
+                                ConditionExpression="attribute_exists(pk) AND listenerCount > :zero",
+                                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}})
         return True
 
     def _remove_speaker(self, session_id: str, connection_id: str) -> bool:
@@ -163,8 +154,7 @@ class ConnectionRepository:
                                 ConditionExpression="speakerConnectionId = :conn",
                                 ExpressionAttributeValues={":conn": {"S": connection_id}})
 
-    # Teardown drops records one by one and then counts them off the session in
-    # one write: a transaction per listener would conflict on the session item.
+    # Teardown drops records one by one and then counts them off the session in one write.
     def forget(self, session_id: str, connection_id: str) -> bool:
         """Deletes a connection record without touching the session; True if it existed."""
         result = client("dynamodb").delete_item(TableName=self.table_name, Key=connection_key(session_id, connection_id),
@@ -172,26 +162,34 @@ class ConnectionRepository:
         return "Attributes" in result
 
     def release_listeners(self, session_id: str, count: int) -> None:
-        """Takes `count` forgotten listeners off the session's listenerCount (unless the session is gone: TTL)."""
-        self._update_session_if(session_id, UpdateExpression="ADD listenerCount :minus",
-                                ConditionExpression="attribute_exists(pk)",
-                                ExpressionAttributeValues={":minus": {"N": str(-count)}})
+        """Takes `count` forgotten listeners off the ended session's listenerCount (unless the session is
+        gone: TTL). A join that recorded its connection and was then refused because the session ended
+        was never counted; if the teardown forgot its record, the count would go below zero: stop at 0."""
+        if not self._update_session_if(session_id, UpdateExpression="ADD listenerCount :minus",
+                                       ConditionExpression="attribute_exists(pk) AND listenerCount >= :count",
+                                       ExpressionAttributeValues={":minus": {"N": str(-count)},
+                                                                  ":count": {"N": str(count)}}):
+            self._update_session_if(session_id, UpdateExpression="SET listenerCount = :zero",
+                                    ConditionExpression="attribute_exists(pk) AND listenerCount < :count",
+                                    ExpressionAttributeValues={":zero": {"N": "0"}, ":count": {"N": str(count)}})
 
-    def _update_session_if(self, session_id: str, **update) -> None:
-        """One conditional write to the session item; a failed condition means there is nothing to do."""
+    def _update_session_if(self, session_id: str, **update) -> bool:
+        """One conditional write to the session item; a failed condition (False) means there is nothing to do."""
         try:
             client("dynamodb").update_item(TableName=self.table_name, Key=session_key(session_id), **update)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
 
     def page(self, session_id: str, start_key: dict | None = None, limit: int = 100) -> tuple[list[dict], dict | None]:
-        """One page of the session's connections: ({connectionId, role}, ...), next start key."""
+        """One page of the session's connections: ({connectionId, role, connectedAt}, ...), next start key."""
         query = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": {":pk": {"S": f"SESSION#{session_id}"}, ":prefix": {"S": CONNECTION_PREFIX}},
-            "ProjectionExpression": "connectionId, #role",
+            "ProjectionExpression": "connectionId, #role, connectedAt",
             "ExpressionAttributeNames": {"#role": "role"},
             "Limit": limit,
         }
@@ -201,7 +199,8 @@ class ConnectionRepository:
             result = client("dynamodb").query(**query)
         except (ClientError, BotoCoreError) as exc:
             raise unavailable(exc) from None
-        items = [{"connectionId": i["connectionId"]["S"], "role": i["role"]["S"]} for i in result.get("Items", [])]
+        items = [{"connectionId": i["connectionId"]["S"], "role": i["role"]["S"],
+                  "connectedAt": int(i.get("connectedAt", {"N": "0"})["N"])} for i in result.get("Items", [])]
         return items, result.get("LastEvaluatedKey")
 
     # A legacy connection created its session after $connect, so the

@@ -59,6 +59,15 @@ class SessionIdTaken(Exception):
     """The candidate session ID is already in use."""
 
 
+class SessionAlreadyEnded(errors.SessionEnded):
+    """SESSION_ENDED, carrying the ended session as the failed write returned it: callers that
+    act on an ended session (restarting its teardown) need no second read, nor the right to one."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+
 class SessionRepository:
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
@@ -134,7 +143,7 @@ def _refusal(item: dict | None, caller_id: str, now: int, expected_version: int 
     if item["speakerId"]["S"] != caller_id:
         return errors.Forbidden()
     if item["status"]["S"] == ENDED:
-        return errors.SessionEnded()
+        return SessionAlreadyEnded(from_item(item))
     if expected_version is not None and int(item["version"]["N"]) != expected_version:
         return errors.VersionConflict()
     # Unreachable unless the item changed shape; still answer something true.

@@ -8,7 +8,7 @@ from functools import cache
 from . import errors
 from .models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
 from .observability import metric
-from .repository import SessionIdTaken, SessionRepository
+from .repository import SessionAlreadyEnded, SessionIdTaken, SessionRepository
 from .session_ids import is_valid_session_id, new_session_id
 from .settings import settings
 
@@ -83,10 +83,10 @@ def update_session(session_id: str, caller_id: str, request: UpdateSessionReques
     session_id = checked_session_id(session_id)
     try:
         session = repository().update(session_id, caller_id, request.changes(), _now(), expected_version)
-    except errors.SessionEnded:
+    except SessionAlreadyEnded as ended:
         if request.status == ENDED:
             # The owner retrying an end whose teardown start may have failed.
-            _start_teardown(repository().get(session_id, _now()))
+            _start_teardown(ended.session)
         raise
     if request.status == ENDED:
         metric("SessionEnded")
@@ -104,8 +104,8 @@ def end_session(session_id: str, caller_id: str, disconnect_sockets: bool = True
         session = repository().update(session_id, caller_id, {"status": ENDED}, _now())
         ended_now = True
         metric("SessionEnded")
-    except errors.SessionEnded:
-        session, ended_now = repository().get(session_id, _now()), False
+    except SessionAlreadyEnded as ended:
+        session, ended_now = ended.session, False
     if disconnect_sockets:
         _start_teardown(session)
     return ended_now
