@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="moto (AWS endpoint) port (env LOCAL_AWS_PORT, default 4566; 0 = any free port)")
     dev.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY,
                      help=f"workers per function at most (default {DEFAULT_MAX_CONCURRENCY})")
+    dev.add_argument("--no-iam", dest="iam", action="store_false",
+                     help="let every function call anything (default: each is held to its IAM role, as on AWS)")
+    dev.add_argument("--no-transaction-conflicts", dest="transaction_conflicts", action="store_false",
+                     help="never cancel a DynamoDB transaction for a conflict (default: as DynamoDB does)")
 
     token = commands.add_parser("token", help="print a fresh ID (or access) token of a local user")
     token.add_argument("user", help="alice, bob, or a full username")
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 template=args.template, state_dir=args.state_dir, http_port=args.http_port,
                 ws_port=args.ws_port, ws_idle_timeout=args.ws_idle_timeout, ws_max_lifetime=args.ws_max_lifetime,
                 aws_port=args.aws_port, region=args.region,
-                parameter_overrides=_overrides(args.parameter_overrides), max_concurrency=args.max_concurrency)))
+                parameter_overrides=_overrides(args.parameter_overrides), max_concurrency=args.max_concurrency,
+                iam=args.iam, transaction_conflicts=args.transaction_conflicts)))
         if args.command == "token":
             return run_token(args.state_dir, args.user, args.access)
         return asyncio.run(run_invoke(args))
@@ -205,7 +210,8 @@ async def run_invoke(args: argparse.Namespace) -> int:
     moto = None
     try:
         if running:
-            endpoint = running["awsEndpointUrl"]
+            # The functions' own endpoint, where their roles apply (stacks started before it: moto's).
+            endpoint = running.get("functionsEndpointUrl", running["awsEndpointUrl"])
             physical = {lid: Physical.from_json(p) for lid, p in (running.get("resources") or {}).items()}
             log.info("using the running local stack's AWS endpoint %s", endpoint)
         else:

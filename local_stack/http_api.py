@@ -26,6 +26,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .lambdas import InvocationError
+from .limits import HTTP_REQUEST_LINE_AND_HEADERS, PARSER_LIMITS, install_quiet_parser_errors, request_line_and_headers
 from .template import ACCOUNT_ID, Cors, HttpApiSpec, JwtAuthorizer, Route
 
 log = logging.getLogger("local_stack")
@@ -324,9 +325,6 @@ def scopes_of(claims: dict) -> list[str] | None:
 # ----------------------------------------------------------------------- server
 
 
-HEADER_LIMITS = {"max_field_size": 16 * 1024, "max_line_size": 16 * 1024}
-
-
 class HttpGateway:
     """All HTTP APIs of the template on one port, each under its stage (/dev/...)."""
 
@@ -357,8 +355,8 @@ class HttpGateway:
         return f"http://{self.host}:{self.port}{stage}"
 
     async def start(self) -> None:
-        # API Gateway takes headers up to 10 KB (a long token is not a 400 that echoes it).
-        app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
+        install_quiet_parser_errors()
+        app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args=PARSER_LIMITS)
         # Every path, control characters included (a bare ".*" misses a decoded %0A and aiohttp's own 404 answers).
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         # In-flight requests get a few seconds to finish when the stack stops.
@@ -386,6 +384,8 @@ class HttpGateway:
         return web.Response(status=status, headers=headers, body=body if body and status not in (204, 304) else None)
 
     async def _respond(self, request: web.Request, request_id: str) -> tuple[int, CIMultiDict, bytes, str | None]:
+        if request_line_and_headers(request) > HTTP_REQUEST_LINE_AND_HEADERS:
+            return (*_message(431, "Request Header Fields Too Large"), None)
         raw_path = request.rel_url.raw_path
         found = self._find_api(raw_path)
         if found is None:

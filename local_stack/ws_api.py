@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from .http_api import HEADER_LIMITS
+from .limits import PARSER_LIMITS, WEBSOCKET_URL_CHARACTERS, install_quiet_parser_errors, too_large
 from .iam import Iam
 from .template import ACCOUNT_ID, fake_api_id
 
@@ -177,7 +177,8 @@ class WebSocketGateway:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application(handler_args=HEADER_LIMITS)
+        install_quiet_parser_errors()
+        app = web.Application(handler_args=PARSER_LIMITS)
         stage = self.api.stage
         app.router.add_get(f"/{stage}", self._handshake)
         app.router.add_route("*", f"/{stage}/@connections/{{connection_id}}", self._manage)
@@ -201,6 +202,8 @@ class WebSocketGateway:
     # ---------------------------------------------------------------- handshake
 
     async def _handshake(self, request: web.Request) -> web.StreamResponse:
+        if len(request.rel_url.raw_path_qs) > WEBSOCKET_URL_CHARACTERS:
+            return too_large(414, "Request-URI Too Long")
         connection_id, connected_at = _connection_id(), _now_ms()
         try:
             authorizer = await self._authorize(request, connection_id, connected_at)

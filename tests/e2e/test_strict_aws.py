@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 
 import boto3
 import httpx
@@ -184,3 +185,50 @@ def test_a_listener_whose_join_raced_its_own_status_broadcast_is_still_closed_at
 def test_transaction_conflicts_are_on_in_the_stack_under_test(stack):
     # The rules above are only proven where they are in force.
     assert stack["strict"] == {"iam": True, "transactionConflicts": True}
+
+
+# ------------------------------------------------------------------ API Gateway's request limits
+
+
+def _headers_of_size(total: int, token_char: str = "B") -> dict:
+    """An Authorization header and a filler whose values, with the request line, come to `total` bytes."""
+    return {"Authorization": "Bearer " + token_char * 4000, "X-Filler": "f" * (total - 4007)}
+
+
+@pytest.mark.parametrize("extra, status", [(0, 401), (1, 431)])
+def test_the_http_api_takes_10240_bytes_of_request_line_and_header_values(stack, extra, status):
+    path = "/dev/sessions/golden-eagle-427"
+    with httpx.Client(timeout=30) as client:
+        request = client.build_request("GET", f"http://{httpx.URL(stack.url).netloc.decode()}{path}")
+        line = len(f"GET {path} HTTP/1.1")
+        fixed = sum(len(v) for k, v in request.headers.items())  # Host, Accept, ... as httpx sends them
+        budget = 10_240 - line - fixed
+        request.headers.update(_headers_of_size(budget + extra))
+        response = client.send(request)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert "BBBB" not in response.text and "ffff" not in response.text
+
+
+def test_a_header_too_long_to_parse_is_refused_without_echoing_it(stack):
+    response = httpx.get(f"{stack.url}/sessions/golden-eagle-427", headers={"Authorization": "Bearer " + "S" * 70_000})
+    assert response.status_code == 431
+    assert response.json() == {"message": "Request Header Fields Too Large"}
+
+
+def test_a_websocket_url_over_4096_characters_is_refused(stack):
+    async def scenario():
+        statuses = []
+        for padding in (0, 4096):
+            try:
+                ws = await open_ws(stack, sessionId="golden-eagle-427", role="listener", pad="p" * padding)
+            except InvalidStatus as exc:
+                statuses.append((exc.response.status_code, exc.response.body))
+            else:
+                await ws.close()
+                statuses.append((101, b""))
+        return statuses
+
+    (short_status, _), (long_status, body) = run(scenario())
+    assert short_status == 403  # a real refusal: no such session
+    assert long_status == 414 and b"ppp" not in body and json.loads(body) == {"message": "Request-URI Too Long"}
