@@ -63,7 +63,7 @@ def _make_dynamodb_thread_safe() -> None:
 
     - the copy is a deepcopy of the whole table, its stream's history included (every record since the
       stack started), so each transaction costs more the longer the stack runs (0.2-0.7 s of CPU at
-      ~2,000 records) - joins, leaves and teardown removals are all transactions;
+      ~2,000 records);
     - the copy fails ("dictionary changed size during iteration") when another thread writes meanwhile;
     - a cancelled transaction puts the copy back: writes other threads made in between are undone, and
       the table's stream shard is replaced by its copy, so the stream poller (holding iterators of the
