@@ -264,7 +264,10 @@ def test_an_oversized_token_is_refused_without_echoing_it(api, stack, victim, ov
             status, body = _handshake(stack, sessionId=victim["sessionId"], role="speaker", token=oversized)
         except Exception as exc:  # noqa: BLE001 - a non-HTTP/1.1 answer
             status, body = 0, repr(exc).encode()
-        check(_refused_ws(status, body), f"oversized ws speaker: {status}")
+        # In the query it makes the URL longer than API Gateway's 4,096 characters: refused before the authorizer.
+        url_too_long = status == 414 and json.loads(body or b"{}") == {"message": "Request-URI Too Long"}
+        check((_refused_ws(status, body) or url_too_long) and oversized[:40].encode() not in body,
+              f"oversized ws speaker: {status}")
 
 
 def test_an_oversized_token_never_gets_through(api, stack, victim, oversized):
@@ -278,7 +281,7 @@ def test_an_oversized_token_never_gets_through(api, stack, victim, oversized):
             status, _ = _handshake(stack, sessionId=victim["sessionId"], role="speaker", token=oversized)
         except Exception:  # noqa: BLE001 - HTTP/1.0 400 from aiohttp
             status = 400
-        check(status in (400, 401, 431), f"oversized ws speaker: {status}")
+        check(status in (400, 401, 414, 431), f"oversized ws speaker: {status}")
     assert api.get(f"/sessions/{victim['sessionId']}", headers=stack.auth()).json() == victim
 
 
