@@ -25,8 +25,17 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from . import audio, errors, membership
-from .models import (DEFAULT_MAX_BUFFER_TIMEOUT, DEFAULT_MIN_STABILITY, DEFAULT_PARTIAL_RESULTS, CreateSessionRequest,
-                     Language, MaxBufferTimeout, MinStabilityThreshold, QualityTier, Session)
+from .models import (
+    DEFAULT_MAX_BUFFER_TIMEOUT,
+    DEFAULT_MIN_STABILITY,
+    DEFAULT_PARTIAL_RESULTS,
+    CreateSessionRequest,
+    Language,
+    MaxBufferTimeout,
+    MinStabilityThreshold,
+    QualityTier,
+    Session,
+)
 from .observability import logger, metric
 from .settings import settings
 from .validation import validated
