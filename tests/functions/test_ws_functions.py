@@ -610,7 +610,8 @@ def test_an_audio_chunk_without_a_session_id_is_refused(invoke, session, users):
     assert kinesis_records(session["sessionId"]) == []
 
 
-def test_old_control_messages_follow_the_rules_of_pause_and_resume(invoke, session, users):
+def test_old_messages_follow_the_rules_of_the_new_ones(invoke, session, users):
+    assert old_create(invoke, listener(session), new_connection())["code"] == "SPEAKER_ONLY"
     assert send_old(invoke, listener(session), audio_chunk(0, session["sessionId"]))["code"] == "SPEAKER_ONLY"
     assert old_control(invoke, listener(session), "pauseBroadcast")["code"] == "SPEAKER_ONLY"
     assert old_control(invoke, speaker(session, users), "pauseBroadcast",

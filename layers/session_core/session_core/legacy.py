@@ -43,7 +43,6 @@ from .ws import WsRequest, require_speaker
 
 CREATE_SESSION, AUDIO_CHUNK, PAUSE_BROADCAST, RESUME_BROADCAST = (
     "createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast")
-ACTIONS = (CREATE_SESSION, AUDIO_CHUNK, PAUSE_BROADCAST, RESUME_BROADCAST)
 STATUS_FOR = {PAUSE_BROADCAST: "paused", RESUME_BROADCAST: "active"}
 
 # Ignored field names already logged here, bounded: names are the client's to choose.
