@@ -1,6 +1,7 @@
 """broadcast-session: speak, listen and manage sessions from a terminal.
 
     broadcast-session speaker --file talk.wav --language en [--quality standard] [--keep]
+        [--[no-]partial-results] [--min-stability 0.85] [--max-buffer-timeout 5.0]
     broadcast-session listener SESSION_ID [--language es]
     broadcast-session get|delete SESSION_ID
     broadcast-session update SESSION_ID [--status S] [--language L] [--quality Q] [--if-match VERSION]
@@ -165,7 +166,9 @@ async def run_speaker(ctx: Context, args: argparse.Namespace) -> int:
     websocket_url = ctx.config.require_websocket_url()
     async with ctx.http_service(tokens) as http:
         broadcast = await start_broadcast(http, websocket_url, tokens, source_language=args.language,
-                                          quality_tier=args.quality, **ctx.live_options)
+                                          quality_tier=args.quality, partial_results_enabled=args.partial_results,
+                                          min_stability_threshold=args.min_stability,
+                                          max_buffer_timeout=args.max_buffer_timeout, **ctx.live_options)
         live, session_id = broadcast.live, broadcast.session_id
         ctx.out(f"Session {session_id} is live ({args.language}, {args.quality}).")
         ctx.out("Listeners join with:")
@@ -349,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     speaker.add_argument("--language", required=True, choices=LANGUAGES, metavar="LANG",
                          help="the language spoken (ISO 639-1: en, es, ...)")
     speaker.add_argument("--quality", default="standard", choices=QUALITY_TIERS)
+    speaker.add_argument("--partial-results", action=argparse.BooleanOptionalAction,
+                         help="whether listeners get partial results (default: the service's, on)")
+    speaker.add_argument("--min-stability", type=float, metavar="0.70-0.95",
+                         help="stability a partial result needs (default: the service's, 0.85)")
+    speaker.add_argument("--max-buffer-timeout", type=float, metavar="SECONDS",
+                         help="2.0-10.0 s the pipeline may buffer before a result (default: the service's, 5.0)")
     speaker.add_argument("--keep", action="store_true", help="leave the session open at the end")
     speaker.set_defaults(run=run_speaker)
 

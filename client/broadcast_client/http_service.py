@@ -173,11 +173,18 @@ class SessionHttpService:
     # ------------------------------------------------------------ operations
 
     async def create_session(self, source_language: str, quality_tier: QualityTier = "standard", *,
+                             partial_results_enabled: bool | None = None,
+                             min_stability_threshold: float | None = None, max_buffer_timeout: float | None = None,
                              idempotency_key: str | None = None) -> Session:
-        """POST /sessions. The Idempotency-Key (a new uuid4 unless given) is sent
-        on every retry and replay of this call, so the session is created once."""
-        request = _Request("POST", "sessions", {"sourceLanguage": source_language, "qualityTier": quality_tier},
-                           {"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
+        """POST /sessions. The partial-results settings are sent when given (the
+        service's defaults otherwise: true, 0.85, 5.0 s). The Idempotency-Key (a new
+        uuid4 unless given) is sent on every retry and replay of this call, so the
+        session is created once."""
+        body: dict[str, Any] = {"sourceLanguage": source_language, "qualityTier": quality_tier}
+        body |= {name: value for name, value in (("partialResultsEnabled", partial_results_enabled),
+                                                 ("minStabilityThreshold", min_stability_threshold),
+                                                 ("maxBufferTimeout", max_buffer_timeout)) if value is not None}
+        request = _Request("POST", "sessions", body, {"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
         return await self._call(f"create a {source_language} session", request, _session, queueable=True)
 
     async def get_session(self, session_id: str) -> Session:

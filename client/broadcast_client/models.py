@@ -33,13 +33,17 @@ class Session:
     version: int
     ended_at: int | None = None
     resumed_at: int | None = None
+    # The partial-results settings (None from a server that predates them).
+    partial_results_enabled: bool | None = None
+    min_stability_threshold: float | None = None
+    max_buffer_timeout: float | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Session:
         """Raises KeyError, TypeError or ValueError when a required field is missing or malformed."""
-        def optional(name: str) -> int | None:
+        def optional(name: str, kind: type = int) -> Any:
             value = body.get(name)
-            return None if value is None else int(value)
+            return None if value is None else kind(value)
 
         return cls(
             session_id=str(body["sessionId"]),
@@ -54,6 +58,9 @@ class Session:
             version=int(body["version"]),
             ended_at=optional("endedAt"),
             resumed_at=optional("resumedAt"),
+            partial_results_enabled=optional("partialResultsEnabled", bool),
+            min_stability_threshold=optional("minStabilityThreshold", float),
+            max_buffer_timeout=optional("maxBufferTimeout", float),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -68,4 +75,9 @@ class Session:
             body["endedAt"] = self.ended_at
         if self.resumed_at is not None:
             body["resumedAt"] = self.resumed_at
+        for name, value in (("partialResultsEnabled", self.partial_results_enabled),
+                            ("minStabilityThreshold", self.min_stability_threshold),
+                            ("maxBufferTimeout", self.max_buffer_timeout)):
+            if value is not None:
+                body[name] = value
         return body

@@ -1,10 +1,13 @@
-"""WebSocket sendAudio: {"action": "sendAudio", "seq": 17, "data": "<base64>"} from the speaker."""
+"""WebSocket sendAudio: {"action": "sendAudio", "seq": 17, "data": "<base64>"} from the speaker;
+also the old clients' audioChunk, the same message in their words (session_core.legacy)."""
 
-from session_core import audio, membership
+from session_core import audio, legacy, membership
 from session_core.ws import require_speaker, ws_handler
 
 
 def send_audio(request):
+    if request.route_key == legacy.AUDIO_CHUNK:
+        return legacy.audio_chunk(request)
     require_speaker(request)
     seq, data, _ = audio.parse_chunk(request.message())  # validated, and within the size limit
     audio.receive(membership.session_of(request.connection_id, request.connection), seq, data)

@@ -1,15 +1,19 @@
-"""WebSocket pause / resume from the speaker (same rules as PATCH /sessions/{id})."""
+"""WebSocket pause / resume from the speaker (same rules as PATCH /sessions/{id}); also the old
+clients' pauseBroadcast / resumeBroadcast, the same messages in their words (session_core.legacy)."""
 
-from session_core import audio, membership
+from session_core import audio, legacy, membership
 from session_core.ws import require_speaker, ws_handler
 
 STATUS_FOR = {"pause": "paused", "resume": "active"}
 
 
 def control(request):
-    require_speaker(request)
-    session_id = membership.session_of(request.connection_id, request.connection)
-    session = audio.set_status(session_id, request.connection.userId, STATUS_FOR[request.route_key])
+    if request.route_key in legacy.STATUS_FOR:
+        session = legacy.control(request)
+    else:
+        require_speaker(request)
+        session_id = membership.session_of(request.connection_id, request.connection)
+        session = audio.set_status(session_id, request.connection.userId, STATUS_FOR[request.route_key])
     return {"type": "status", "sessionId": session.sessionId, "status": session.status,
             "listenerCount": session.listenerCount}
 

@@ -109,6 +109,21 @@ async def test_speaker_creates_streams_and_ends_the_session(tmp_path, keep):
 
 
 @async_test
+async def test_speaker_passes_the_partial_results_settings_to_the_new_session(tmp_path):
+    make_wav(tmp_path / "talk.wav", 0.1)
+    script = Script(httpx.Response(201, json=session_json()), httpx.Response(204))
+    async with FakeGateway() as gw:
+        ctx = context(gw.url, script)
+        argv = ["speaker", "--file", str(tmp_path / "talk.wav"), "--language", "en", "--no-partial-results",
+                "--min-stability", "0.9", "--max-buffer-timeout", "3.5"]
+        assert await run_speaker(ctx, build_parser().parse_args(argv)) == 0
+
+    assert json.loads(script.requests[0].content) == {
+        "sourceLanguage": "en", "qualityTier": "standard", "partialResultsEnabled": False,
+        "minStabilityThreshold": 0.9, "maxBufferTimeout": 3.5}
+
+
+@async_test
 async def test_interrupting_the_speaker_still_ends_the_session(tmp_path):
     make_wav(tmp_path / "talk.wav", 10.0)
     script = Script(httpx.Response(201, json=session_json()), httpx.Response(204))

@@ -99,6 +99,25 @@ async def test_create_session_sends_body_token_and_idempotency_key():
 
 
 @async_test
+async def test_create_session_sends_the_partial_results_settings_given_and_reads_them_back():
+    settings = {"partialResultsEnabled": False, "minStabilityThreshold": 0.7, "maxBufferTimeout": 10.0}
+    script = Script(respond(201, session_json(**settings)), respond(201, session_json()))
+    service, _ = make_service(script.transport)
+
+    session = await service.create_session("en", partial_results_enabled=False, min_stability_threshold=0.7,
+                                           max_buffer_timeout=10.0)
+    older = await service.create_session("en")  # from a server that predates the settings
+
+    assert json.loads(script.requests[0].content) == {"sourceLanguage": "en", "qualityTier": "standard", **settings}
+    assert json.loads(script.requests[1].content) == {"sourceLanguage": "en", "qualityTier": "standard"}
+    assert (session.partial_results_enabled, session.min_stability_threshold, session.max_buffer_timeout) == (
+        False, 0.7, 10.0)
+    assert session.to_json() == session_json(**settings)
+    assert (older.partial_results_enabled, older.min_stability_threshold, older.max_buffer_timeout) == (
+        None, None, None)
+
+
+@async_test
 async def test_each_create_gets_its_own_idempotency_key_unless_given():
     script = Script(respond(201, session_json()), respond(201, session_json()), respond(201, session_json()))
     service, _ = make_service(script.transport)

@@ -635,9 +635,10 @@ def test_legacy_session_creation_over_the_websocket(stack, http):
                                          "qualityTier": "premium"}, of_type("sessionCreated"))
             session_id = created["sessionId"]
             assert is_valid_session_id(session_id)
-            assert (created["speakerId"], created["sourceLanguage"], created["qualityTier"], created["status"]) == (
+            assert (created["sourceLanguage"], created["qualityTier"]) == ("fr", "premium")
+            session = get_session(http, stack, session_id)
+            assert (session["speakerId"], session["sourceLanguage"], session["qualityTier"], session["status"]) == (
                 sub_of(stack, "alice"), "fr", "premium", "active")
-            assert {k: v for k, v in created.items() if k != "type"} == get_session(http, stack, session_id)
             assert await error_for(legacy, {"action": "createSession", "sourceLanguage": "fr"}) == \
                 "ALREADY_IN_SESSION"
             for seq in range(3):
@@ -659,6 +660,90 @@ def test_legacy_session_creation_over_the_websocket(stack, http):
     assert ended["status"] == "ended" and ended["endedAt"] >= ended["createdAt"]
     assert sum("LegacySessionCreation" in line for line in stack.log_lines("WsCreateSessionFunction")
                if "_aws" in line) == metric_lines_before + 1
+
+
+# ------------------------------------------------- the old clients' own vocabulary
+
+SESSION_CREATED_KEYS = {"type", "sessionId", "sourceLanguage", "qualityTier", "partialResultsEnabled",
+                        "minStabilityThreshold", "maxBufferTimeout", "connectionId", "timestamp"}
+OLD_ACTION_FUNCTIONS = {"createSession": "WsCreateSessionFunction", "audioChunk": "WsSendAudioFunction",
+                        "pauseBroadcast": "WsSessionControlFunction", "resumeBroadcast": "WsSessionControlFunction"}
+
+
+def audio_chunk(index: int, session_id: str) -> dict:
+    return {"action": "audioChunk", "sessionId": session_id, "chunkIndex": index,
+            "audioData": base64.b64encode(f"old-chunk-{index}".encode()).decode()}
+
+
+def legacy_messages_counted(stack: LocalStackHandle) -> dict[str, float]:
+    """LegacyProtocolMessage by action, summed over the EMF records the functions wrote."""
+    counts = dict.fromkeys(OLD_ACTION_FUNCTIONS, 0.0)
+    for function in set(OLD_ACTION_FUNCTIONS.values()):
+        for line in stack.log_lines(function):
+            if "_aws" in line and "LegacyProtocolMessage" in line:
+                (dimensions,) = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+                assert set(dimensions) == {"stage", "service", "action"}, dimensions
+                values = line["LegacyProtocolMessage"]
+                counts[line["action"]] += sum(values) if isinstance(values, list) else values
+    return counts
+
+
+def test_an_old_client_plays_a_whole_session_in_its_own_vocabulary(stack, http):
+    counted_before = legacy_messages_counted(stack)
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            old = await sockets.open(role="speaker", token=stack.token("alice"))
+            before = int(time.time() * 1000)
+            created = await ask(old, {"action": "createSession", "sourceLanguage": "de", "qualityTier": "premium",
+                                      "partialResults": "false", "minStability": 0.9, "maxBufferTimeout": 3.5,
+                                      "oldClientBuild": "4.2.0"}, of_type("sessionCreated"))
+            assert set(created) == SESSION_CREATED_KEYS, created
+            session_id = created["sessionId"]
+            assert before - 1000 <= created["timestamp"] <= int(time.time() * 1000) + 1000
+            assert (created["sourceLanguage"], created["qualityTier"], created["partialResultsEnabled"],
+                    created["minStabilityThreshold"], created["maxBufferTimeout"]) == ("de", "premium", False, 0.9, 3.5)
+            item = await asyncio.to_thread(session_item, stack, session_id)
+            assert created["connectionId"] == item["speakerConnectionId"]["S"]
+            session = get_session(http, stack, session_id)
+            assert (session["partialResultsEnabled"], session["minStabilityThreshold"],
+                    session["maxBufferTimeout"]) == (False, 0.9, 3.5)
+
+            for index in range(3):
+                await old.send(json.dumps(audio_chunk(index, session_id)))
+            paused = await ask(old, {"action": "pauseBroadcast"}, of_type("status", status="paused"))
+            assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0}
+            for index in range(3, 5):
+                await old.send(json.dumps(audio_chunk(index, session_id)))
+            await heartbeat(old)
+            assert await asyncio.to_thread(seqs, stack, session_id) == [0, 1, 2]  # held while paused
+            # The same refusals as sendAudio's, and the connection stays open.
+            assert await error_for(old, audio_chunk(9, "other-eagle-123")) == "SESSION_MISMATCH"
+            assert await error_for(old, {**audio_chunk(9, session_id), "chunkIndex": -1}) == "INVALID_SEQ"
+            await ask(old, {"action": "resumeBroadcast", "sessionId": session_id}, of_type("status", status="active"))
+            await heartbeat(old)  # the resume's reply may be overtaken by its broadcast
+            assert await asyncio.to_thread(seqs, stack, session_id) == [0, 1, 2, 3, 4]
+            await old.send(json.dumps(audio_chunk(5, session_id)))
+            await heartbeat(old)
+            await old.close()  # ends the session, as it always did
+            return session_id
+
+    session_id = run(scenario())
+    records = stack.audio_records(session_id)
+    assert [r["seq"] for r in records] == [0, 1, 2, 3, 4, 5]
+    assert [base64.b64decode(r["audio"]) for r in records] == [f"old-chunk-{i}".encode() for i in range(6)]
+    for record in records:
+        assert (record["sourceLanguage"], record["qualityTier"], record["partialResultsEnabled"],
+                record["minStabilityThreshold"], record["maxBufferTimeout"]) == ("de", "premium", False, 0.9, 3.5)
+    assert {r["shard"] for r in records} == {records[0]["shard"]}
+    eventually(lambda: get_session(http, stack, session_id)["status"] == "ended", what="the session ended")
+    # Every old message counted by action, refused ones too.
+    expected = {"createSession": 1, "audioChunk": 8, "pauseBroadcast": 1, "resumeBroadcast": 1}
+    eventually(lambda: {action: legacy_messages_counted(stack)[action] - counted_before[action]
+                        for action in expected} == expected, what="LegacyProtocolMessage by action")
+    ignored = [line for line in stack.log_lines("WsCreateSessionFunction")
+               if line.get("message") == "legacy message fields ignored"]
+    assert [line["ignoredFields"] for line in ignored] == [["oldClientBuild"]]
 
 
 # ------------------------------------------------------------ disconnect, reconnect
@@ -914,6 +999,32 @@ def test_legacy_session_creation_can_be_switched_off(strict_stack, strict_http):
             await heartbeat(speaker)
 
     run(scenario())
+
+
+def test_the_old_vocabulary_answers_legacy_creation_disabled_when_switched_off(strict_stack, strict_http):
+    stack, http = strict_stack, strict_http
+    session_id = new_session(http, stack)["sessionId"]
+    counted_before = legacy_messages_counted(stack)
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            speaker = await sockets.speaker(session_id)
+            for message in ({"action": "createSession", "sourceLanguage": "en", "partialResults": True,
+                             "minStability": 0.85, "maxBufferTimeout": 5.0},
+                            audio_chunk(0, session_id), {"action": "pauseBroadcast"}, {"action": "resumeBroadcast"}):
+                reply = await ask(speaker, message, of_type("error"))
+                assert reply["code"] == "LEGACY_CREATION_DISABLED", reply
+                assert "POST /sessions" in reply["message"] or "sendAudio" in reply["message"]
+            # The new vocabulary works on the same socket.
+            await speaker.send(json.dumps(audio(1)))
+            await heartbeat(speaker)
+
+    run(scenario())
+    assert seqs(stack, session_id) == [1]
+    assert get_session(http, stack, session_id)["status"] == "active"
+    expected = dict.fromkeys(OLD_ACTION_FUNCTIONS, 1)
+    eventually(lambda: {action: legacy_messages_counted(stack)[action] - counted_before[action]
+                        for action in expected} == expected, what="refused old messages counted")
 
 
 def test_audio_over_max_audio_bytes_is_refused_and_the_connection_stays_open(strict_stack, strict_http):

@@ -51,6 +51,16 @@ def test_quality_tier_defaults_to_standard(invoke):
     assert body["qualityTier"] == "standard"
 
 
+def test_the_partial_results_settings_default_and_are_kept_as_given(invoke):
+    defaults = create(invoke)
+    assert (defaults["partialResultsEnabled"], defaults["minStabilityThreshold"], defaults["maxBufferTimeout"]) == (
+        True, 0.85, 5.0)
+    given = create(invoke, partialResultsEnabled=False, minStabilityThreshold=0.95, maxBufferTimeout=2)
+    _, _, body = invoke("get_session", http_event("get_session", session_id=given["sessionId"], sub=BOB))
+    assert (body["partialResultsEnabled"], body["minStabilityThreshold"], body["maxBufferTimeout"]) == (
+        False, 0.95, 2.0)
+
+
 def test_get_round_trips_what_create_wrote(invoke):
     session = create(invoke)
     status, _, body = invoke("get_session", http_event("get_session", session_id=session["sessionId"], sub=BOB))
@@ -144,6 +154,15 @@ BAD_BODIES = [
     ('{"sourceLanguage": "en", "qualityTier": "ultra"}', "VALIDATION_ERROR"),
     ('{"sourceLanguage": "en", "listenerCount": 7}', "VALIDATION_ERROR"),
     ('{"qualityTier": "standard"}', "VALIDATION_ERROR"),
+    # The partial-results settings: in range, and of their JSON type (the old clients' "true" is theirs only).
+    ('{"sourceLanguage": "en", "minStabilityThreshold": 0.69}', "VALIDATION_ERROR"),
+    ('{"sourceLanguage": "en", "minStabilityThreshold": 0.96}', "VALIDATION_ERROR"),
+    ('{"sourceLanguage": "en", "minStabilityThreshold": "0.8"}', "VALIDATION_ERROR"),
+    ('{"sourceLanguage": "en", "maxBufferTimeout": 1.5}', "VALIDATION_ERROR"),
+    ('{"sourceLanguage": "en", "maxBufferTimeout": 10.5}', "VALIDATION_ERROR"),
+    ('{"sourceLanguage": "en", "maxBufferTimeout": null}', "VALIDATION_ERROR"),
+    ('{"sourceLanguage": "en", "partialResultsEnabled": "true"}', "VALIDATION_ERROR"),
+    ('{"sourceLanguage": "en", "partialResults": true}', "VALIDATION_ERROR"),
     ('{"sourceLanguage": "en", "pad": "' + "x" * 17000 + '"}', "BODY_TOO_LARGE"),
 ]
 
@@ -162,6 +181,7 @@ def test_bad_create_bodies_are_400_and_write_nothing(invoke, raw, code):
     ('{"status": "deleted"}', "VALIDATION_ERROR"),
     ('{"speakerId": "bob-sub"}', "VALIDATION_ERROR"),
     ('{"status": "paused", "version": 9}', "VALIDATION_ERROR"),
+    ('{"minStabilityThreshold": 0.9}', "VALIDATION_ERROR"),  # fixed at creation
     ("[]", "VALIDATION_ERROR"),
     ("{", "INVALID_JSON"),
 ])

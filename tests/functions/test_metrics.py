@@ -164,6 +164,31 @@ def test_a_legacy_session_counts_for_the_websocket_api_and_as_a_legacy_creation(
     assert emf.total("LegacySessionCreation") == 1
 
 
+def test_every_old_protocol_message_counts_by_action_answered_or_refused(invoke, emf, monkeypatch):
+    who = {"sessionId": "", "role": "speaker", "userId": ALICE, "targetLanguage": "", "legacy": True}
+    connection = new_connection()
+
+    def old(function, action, **body):
+        event = ws_event(function, connection_id=connection, who=who, route=action, body={"action": action, **body})
+        return invoke(function, event)[2]
+
+    session_id = old("ws_create_session", "createSession", sourceLanguage="en", partialResults="true")["sessionId"]
+    chunk = {"sessionId": session_id, "audioData": "AAAA"}
+    assert old("ws_send_audio", "audioChunk", chunkIndex=0, **chunk) is None
+    assert old("ws_send_audio", "audioChunk", chunkIndex=-1, **chunk)["code"] == "INVALID_SEQ"
+    assert old("ws_session_control", "pauseBroadcast")["status"] == "paused"
+    assert old("ws_session_control", "resumeBroadcast")["status"] == "active"
+    send_audio(invoke, {**who, "sessionId": session_id}, 1, connection_id=connection)  # the new vocabulary: not counted
+    monkeypatch.setenv("LEGACY_WEBSOCKET_SESSION_CREATION", "disabled")
+    settings_module.settings.cache_clear()
+    assert old("ws_session_control", "pauseBroadcast")["code"] == "LEGACY_CREATION_DISABLED"
+    counts = {action: emf.total("LegacyProtocolMessage", action=action)
+              for action in ("createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast")}
+    assert counts == {"createSession": 1, "audioChunk": 2, "pauseBroadcast": 2, "resumeBroadcast": 1}
+    assert sum(value for value, _, _ in emf.points("LegacyProtocolMessage")) == 6
+    assert emf.total("AudioRefused", reason="INVALID_SEQ") == 1  # the same metrics as sendAudio's
+
+
 def test_ending_a_session_counts_session_ended_once(invoke, emf):
     session = create(invoke)
     emf.clear()

@@ -424,10 +424,10 @@ def create_legacy(invoke, who, connection_id, **body):
 def test_legacy_creation_creates_a_session_tied_to_the_socket(invoke, users):
     connection = new_connection()
     reply = create_legacy(invoke, legacy(users), connection, qualityTier="premium")
-    assert reply["type"] == "sessionCreated" and reply["speakerId"] == users["alice"]["sub"]
-    assert reply["sourceLanguage"] == "de" and reply["qualityTier"] == "premium" and reply["status"] == "active"
+    assert reply["type"] == "sessionCreated" and reply["connectionId"] == connection
+    assert reply["sourceLanguage"] == "de" and reply["qualityTier"] == "premium"
     session = read_session(invoke, reply["sessionId"])
-    assert session["status"] == "active"
+    assert session["status"] == "active" and session["speakerId"] == users["alice"]["sub"]
     # The same socket streams audio into it...
     assert send(invoke, legacy(users), audio(1), connection_id=connection) is None
     assert [r["seq"] for r in kinesis_records(reply["sessionId"])] == [1]
@@ -455,6 +455,188 @@ def test_legacy_creation_can_be_switched_off(invoke, users, setenv):
 
 def test_audio_on_a_legacy_connection_without_session_is_refused(invoke, users):
     assert send(invoke, legacy(users), audio(1), connection_id=new_connection())["code"] == "SESSION_NOT_FOUND"
+
+
+# --- the old clients' vocabulary (session_core.legacy) ----------------------------------------
+
+OLD_CREATE = {"action": "createSession", "sourceLanguage": "fr", "qualityTier": "premium", "partialResults": True,
+              "minStability": 0.85, "maxBufferTimeout": 5.0}
+SESSION_CREATED_KEYS = {"type", "sessionId", "sourceLanguage", "qualityTier", "partialResultsEnabled",
+                        "minStabilityThreshold", "maxBufferTimeout", "connectionId", "timestamp"}
+
+
+def old_create(invoke, who, connection_id, **changes):
+    _, _, reply = invoke("ws_create_session", ws_event("ws_create_session", connection_id=connection_id, who=who,
+                                                       body={**OLD_CREATE, **changes}))
+    return reply
+
+
+def audio_chunk(index, session_id, payload=b"\x01\x02\x03\x04", **changes):
+    return {"action": "audioChunk", "sessionId": session_id, "audioData": base64.b64encode(payload).decode(),
+            "chunkIndex": index, **changes}
+
+
+def send_old(invoke, who, body, connection_id="speaker-conn="):
+    status, _, reply = invoke("ws_send_audio", ws_event("ws_send_audio", connection_id=connection_id, who=who,
+                                                        route="audioChunk", body=body))
+    assert status == 200
+    return reply
+
+
+def old_control(invoke, who, action, connection_id="speaker-conn=", **fields):
+    _, _, reply = invoke("ws_session_control", ws_event("ws_session_control", connection_id=connection_id, who=who,
+                                                        route=action, body={"action": action, **fields}))
+    return reply
+
+
+@pytest.fixture
+def log_lines():
+    """The JSON log lines the handlers write during the test."""
+    import io
+
+    from session_core import legacy as legacy_module
+    from session_core.observability import logger
+    legacy_module._logged.clear()  # ignored fields are logged once per execution environment
+    buffer = io.StringIO()
+    previous = logger.registered_handler.setStream(buffer)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    logger.registered_handler.setStream(previous)
+
+
+def test_an_old_create_session_is_answered_in_the_old_format_with_its_settings(invoke, users):
+    connection = new_connection()
+    before = int(time.time() * 1000)
+    reply = old_create(invoke, legacy(users), connection, partialResults="false", minStability=0.7,
+                       maxBufferTimeout=10)
+    assert set(reply) == SESSION_CREATED_KEYS, reply
+    assert reply["type"] == "sessionCreated" and reply["connectionId"] == connection
+    assert (reply["sourceLanguage"], reply["qualityTier"]) == ("fr", "premium")
+    assert (reply["partialResultsEnabled"], reply["minStabilityThreshold"], reply["maxBufferTimeout"]) == (
+        False, 0.7, 10.0)
+    assert before <= reply["timestamp"] <= int(time.time() * 1000)
+    session = read_session(invoke, reply["sessionId"])
+    assert (session["partialResultsEnabled"], session["minStabilityThreshold"], session["maxBufferTimeout"]) == (
+        False, 0.7, 10.0)
+    assert session["speakerId"] == users["alice"]["sub"] and session["status"] == "active"
+
+
+@pytest.mark.parametrize(("given", "stored"), [(True, True), ("true", True), (False, False), ("false", False)])
+def test_partial_results_may_be_a_boolean_or_the_words_true_and_false(invoke, users, given, stored):
+    reply = old_create(invoke, legacy(users), new_connection(), partialResults=given)
+    assert reply["partialResultsEnabled"] is stored
+    assert read_session(invoke, reply["sessionId"])["partialResultsEnabled"] is stored
+
+
+def test_an_old_create_session_without_the_settings_gets_the_defaults(invoke, users):
+    reply = create_legacy(invoke, legacy(users), new_connection())
+    assert (reply["partialResultsEnabled"], reply["minStabilityThreshold"], reply["maxBufferTimeout"]) == (
+        True, 0.85, 5.0)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("minStability", 0.69), ("minStability", 0.951), ("minStability", "0.85"), ("minStability", None),
+    ("maxBufferTimeout", 1.99), ("maxBufferTimeout", 10.01), ("maxBufferTimeout", True),
+    ("partialResults", "yes"), ("partialResults", 1), ("partialResults", "TRUE"),
+    ("sourceLanguage", "xx"), ("qualityTier", "gold"),
+])
+def test_an_old_create_session_out_of_range_is_a_validation_error_and_creates_nothing(invoke, users, field, value):
+    connection = new_connection()
+    reply = old_create(invoke, legacy(users), connection, **{field: value})
+    assert reply["type"] == "error" and reply["code"] == "VALIDATION_ERROR" and field in reply["message"]
+    assert str(value) not in reply["message"].replace(field, "")  # the value is not echoed
+    # The connection still has no session.
+    assert send_old(invoke, legacy(users), audio_chunk(0, "any-session-123"), connection)["code"] == \
+        "SESSION_NOT_FOUND"
+
+
+def test_unknown_fields_of_old_messages_are_ignored_and_logged_once(invoke, users, log_lines):
+    connection = new_connection()
+    reply = old_create(invoke, legacy(users), connection, clientVersion="2.3.1", deviceId="abc")
+    assert reply["type"] == "sessionCreated"
+    session_id = reply["sessionId"]
+    for index in range(3):
+        assert send_old(invoke, legacy(users), audio_chunk(index, session_id, timestamp=123), connection) is None
+    assert [r["seq"] for r in kinesis_records(session_id)] == [0, 1, 2]
+    ignored = [(line["action"], line["ignoredFields"]) for line in log_lines()
+               if line["message"] == "legacy message fields ignored"]
+    assert ignored == [("createSession", ["clientVersion", "deviceId"]), ("audioChunk", ["timestamp"])]
+
+
+def test_the_http_create_stays_strict_about_the_old_names(invoke, users):
+    status, _, body = invoke("create_session", http_event("create_session", sub=users["alice"]["sub"],
+                                                          body={"sourceLanguage": "en", "partialResults": True}))
+    assert status == 400 and body["error"]["code"] == "VALIDATION_ERROR" and "partialResults" in body["error"]["message"]
+
+
+def test_an_old_client_streams_pauses_and_resumes_like_a_new_one(invoke, users):
+    connection = new_connection()
+    who = legacy(users)
+    session_id = old_create(invoke, who, connection, minStability=0.9, maxBufferTimeout=3.5)["sessionId"]
+    assert send_old(invoke, who, audio_chunk(0, session_id), connection) is None
+    paused = old_control(invoke, who, "pauseBroadcast", connection)
+    assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0}
+    for index in (1, 2):
+        assert send_old(invoke, who, audio_chunk(index, session_id), connection) is None
+    assert [r["seq"] for r in kinesis_records(session_id)] == [0]  # held while paused
+    assert old_control(invoke, who, "resumeBroadcast", connection, sessionId=session_id)["status"] == "active"
+    assert send_old(invoke, who, audio_chunk(3, session_id), connection) is None
+    records = kinesis_records(session_id)
+    assert [r["seq"] for r in records] == [0, 1, 2, 3]
+    for record in records:
+        assert (record["partialResultsEnabled"], record["minStabilityThreshold"], record["maxBufferTimeout"],
+                record["sourceLanguage"], record["qualityTier"]) == (True, 0.9, 3.5, "fr", "premium")
+
+
+@pytest.mark.parametrize(("changes", "code", "named"), [
+    ({"chunkIndex": -1}, "INVALID_SEQ", "chunkIndex"),
+    ({"chunkIndex": "3"}, "INVALID_SEQ", "chunkIndex"),
+    ({"chunkIndex": None}, "INVALID_SEQ", "chunkIndex"),
+    ({"audioData": "not base64!"}, "INVALID_AUDIO", "audioData"),
+    ({"audioData": ""}, "INVALID_AUDIO", "audioData"),
+    ({"audioData": base64.b64encode(b"x" * 4097).decode()}, "AUDIO_TOO_LARGE", "larger"),
+    ({"sessionId": "other-session-123"}, "SESSION_MISMATCH", "sessionId"),
+    ({"sessionId": None}, "SESSION_MISMATCH", "sessionId"),
+])
+def test_a_bad_audio_chunk_is_refused_with_the_send_audio_codes(invoke, session, users, changes, code, named):
+    reply = send_old(invoke, speaker(session, users), audio_chunk(0, session["sessionId"], **changes))
+    assert reply["type"] == "error" and reply["code"] == code and named in reply["message"], reply
+    assert kinesis_records(session["sessionId"]) == []
+
+
+def test_an_audio_chunk_without_a_session_id_is_refused(invoke, session, users):
+    body = audio_chunk(0, session["sessionId"])
+    del body["sessionId"]
+    assert send_old(invoke, speaker(session, users), body)["code"] == "SESSION_MISMATCH"
+    assert kinesis_records(session["sessionId"]) == []
+
+
+def test_old_messages_follow_the_rules_of_the_new_ones(invoke, session, users):
+    assert old_create(invoke, listener(session), new_connection())["code"] == "SPEAKER_ONLY"
+    assert send_old(invoke, listener(session), audio_chunk(0, session["sessionId"]))["code"] == "SPEAKER_ONLY"
+    assert old_control(invoke, listener(session), "pauseBroadcast")["code"] == "SPEAKER_ONLY"
+    assert old_control(invoke, speaker(session, users), "pauseBroadcast",
+                       sessionId="other-session-123")["code"] == "SESSION_MISMATCH"
+    assert read_session(invoke, session["sessionId"])["status"] == "active"
+    assert old_control(invoke, legacy(users), "resumeBroadcast", new_connection())["code"] == "SESSION_NOT_FOUND"
+    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                        sub=users["alice"]["sub"]))
+    assert old_control(invoke, speaker(session, users), "resumeBroadcast")["code"] == "SESSION_ENDED"
+    assert send_old(invoke, speaker(session, users), audio_chunk(0, session["sessionId"]))["code"] == "SESSION_ENDED"
+    assert kinesis_records(session["sessionId"]) == []
+
+
+def test_the_old_vocabulary_can_be_switched_off(invoke, session, users, setenv):
+    setenv("LEGACY_WEBSOCKET_SESSION_CREATION", "disabled")
+    who = speaker(session, users)
+    replies = [old_create(invoke, legacy(users), new_connection()),
+               send_old(invoke, who, audio_chunk(0, session["sessionId"])),
+               old_control(invoke, who, "pauseBroadcast"), old_control(invoke, who, "resumeBroadcast")]
+    assert [r["code"] for r in replies] == ["LEGACY_CREATION_DISABLED"] * 4
+    assert "sendAudio" in replies[1]["message"] and "POST /sessions" in replies[0]["message"]
+    assert kinesis_records(session["sessionId"]) == []
+    assert read_session(invoke, session["sessionId"])["status"] == "active"
+    # The new vocabulary is untouched.
+    assert send(invoke, who, audio(0)) is None and control(invoke, who, "pause")["status"] == "paused"
 
 
 # --- status broadcast -------------------------------------------------------------

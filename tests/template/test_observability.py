@@ -289,6 +289,15 @@ def test_the_dashboard_shows_the_business_metrics_with_the_stage(dashboard):
         assert f'MetricName="{name}"' in expressions
 
 
+def test_the_dashboard_shows_each_old_protocol_message_so_the_switch_off_can_be_planned(dashboard):
+    rows = emf_rows(dashboard, "LegacyProtocolMessage")
+    actions = {row[row.index("action") + 1] for row in rows}
+    assert actions == {"createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast"}
+    for row in rows:
+        assert dict(zip(row[2:-1:2], row[3:-1:2], strict=True)) == {
+            "action": row[row.index("action") + 1], "service": SERVICE, "stage": "1"}
+
+
 def test_the_dashboard_shows_p50_p95_p99_latency_of_every_http_route(dashboard):
     for method, resource, _, _ in LATENCY_ALARMS.values():
         stats = {row[-1]["stat"] for _, row in widget_metrics(dashboard)

@@ -67,6 +67,16 @@ def test_openapi_schemas_match_the_code(openapi):
     assert session_id == session_ids.SESSION_ID_PATTERN.pattern
 
 
+def test_openapi_partial_results_settings_are_the_code_s_ranges_and_defaults(openapi):
+    schemas = openapi["components"]["schemas"]
+    fields = models.CreateSessionRequest.model_fields
+    for name in ("PartialResultsEnabled", "MinStabilityThreshold", "MaxBufferTimeout"):
+        field = fields[name[0].lower() + name[1:]]
+        assert schemas[name]["default"] == field.default, name
+        bounds = {type(m).__name__: getattr(m, type(m).__name__.lower()) for m in field.metadata}
+        assert (schemas[name].get("minimum"), schemas[name].get("maximum")) == (bounds.get("Ge"), bounds.get("Le"))
+
+
 def test_openapi_error_codes_are_the_http_error_codes(openapi):
     defined = {
         cls.code for cls in vars(errors).values()

@@ -212,6 +212,13 @@ def test_every_two_way_websocket_route_has_a_route_response(template):
     assert "$connect" not in two_way and "$disconnect" not in two_way
 
 
+def test_the_old_clients_messages_reach_the_functions_of_their_new_names(template):
+    # Same function, same rules and same grants; two-way, so their errors reach the caller.
+    routes = template["Resources"]["WebSocketApi"]["Properties"]["Routes"]
+    for old, new in {"audioChunk": "sendAudio", "pauseBroadcast": "pause", "resumeBroadcast": "resume"}.items():
+        assert routes[old] == routes[new], old
+
+
 def test_the_websocket_authorizer_has_no_identity_source_so_it_always_runs(template):
     auth = template["Resources"]["WebSocketApi"]["Properties"]["Auth"]
     assert auth == {"AuthType": "CUSTOM", "AuthArn": {"Fn::GetAtt": ["WsAuthorizerFunction", "Arn"]}}

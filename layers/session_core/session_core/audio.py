@@ -158,6 +158,9 @@ def _put(kinesis, session: Session, seq: int, data: str, received_ms: int, previ
         "sessionId": session.sessionId, "seq": seq,
         "receivedAt": received_ms, "forwardedAt": int(time.time() * 1000),
         "sourceLanguage": session.sourceLanguage, "qualityTier": session.qualityTier,
+        # The partial-results settings, so the pipeline honours the speaker's choice.
+        "partialResultsEnabled": session.partialResultsEnabled,
+        "minStabilityThreshold": session.minStabilityThreshold, "maxBufferTimeout": session.maxBufferTimeout,
         "audio": data,
     }).encode()
     request = {"StreamName": settings().audio_stream_name, "PartitionKey": session.sessionId, "Data": record}

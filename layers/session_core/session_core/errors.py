@@ -113,3 +113,8 @@ class LegacyCreationDisabled(ServiceError):
 
 class AlreadyInSession(ServiceError):
     status, code, default_message = 409, "ALREADY_IN_SESSION", "This connection already belongs to a session."
+
+
+class NotThisSession(ServiceError):
+    status, code = 403, "SESSION_MISMATCH"
+    default_message = "sessionId must be the session of this connection."

@@ -5,7 +5,7 @@ Timestamps are integer epoch seconds everywhere (API, table, TTL attribute).
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
@@ -32,6 +32,15 @@ def can_transition(current: str, target: str) -> bool:
     return target in TRANSITIONS.get(current, frozenset())
 
 
+# The transcription pipeline's partial-results settings, kept on the session and
+# carried in each audio record. A session created without them gets these defaults.
+MinStabilityThreshold = Annotated[float, Field(ge=0.70, le=0.95)]
+MaxBufferTimeout = Annotated[float, Field(ge=2.0, le=10.0)]  # seconds
+DEFAULT_PARTIAL_RESULTS = True
+DEFAULT_MIN_STABILITY = 0.85
+DEFAULT_MAX_BUFFER_TIMEOUT = 5.0
+
+
 class _Body(BaseModel):
     # Unknown fields and type coercion ("1" for 1) are errors, not surprises.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -40,6 +49,9 @@ class _Body(BaseModel):
 class CreateSessionRequest(_Body):
     sourceLanguage: Language
     qualityTier: QualityTier = "standard"
+    partialResultsEnabled: bool = DEFAULT_PARTIAL_RESULTS
+    minStabilityThreshold: MinStabilityThreshold = DEFAULT_MIN_STABILITY
+    maxBufferTimeout: MaxBufferTimeout = DEFAULT_MAX_BUFFER_TIMEOUT
 
 
 class UpdateSessionRequest(_Body):
@@ -70,6 +82,9 @@ class Session(BaseModel):
     sourceLanguage: Language
     qualityTier: QualityTier
     status: SessionStatus
+    partialResultsEnabled: bool = DEFAULT_PARTIAL_RESULTS
+    minStabilityThreshold: float = DEFAULT_MIN_STABILITY
+    maxBufferTimeout: float = DEFAULT_MAX_BUFFER_TIMEOUT
     listenerCount: NonNegativeInt = 0
     createdAt: int
     updatedAt: int

@@ -31,6 +31,9 @@ def to_item(session: Session) -> dict:
         "sourceLanguage": {"S": session.sourceLanguage},
         "qualityTier": {"S": session.qualityTier},
         "status": {"S": session.status},
+        "partialResultsEnabled": {"BOOL": session.partialResultsEnabled},
+        "minStabilityThreshold": {"N": str(session.minStabilityThreshold)},
+        "maxBufferTimeout": {"N": str(session.maxBufferTimeout)},
         "listenerCount": {"N": str(session.listenerCount)},
         "createdAt": {"N": str(session.createdAt)},
         "updatedAt": {"N": str(session.updatedAt)},
@@ -42,8 +45,13 @@ def to_item(session: Session) -> dict:
     return item
 
 
-def parse_number_or_string(attr: dict):
-    return attr["S"] if "S" in attr else int(attr["N"])
+def attribute_value(attr: dict):
+    if "S" in attr:
+        return attr["S"]
+    if "BOOL" in attr:
+        return attr["BOOL"]
+    number = attr["N"]
+    return float(number) if "." in number or "e" in number.lower() else int(number)
 
 
 def from_item(item: dict) -> Session:
@@ -51,7 +59,7 @@ def from_item(item: dict) -> Session:
     for name in Session.model_fields:
         attr = item.get(name)
         if attr is not None:
-            values[name] = parse_number_or_string(attr)
+            values[name] = attribute_value(attr)
     return Session.model_validate(values)
 
 
