@@ -100,7 +100,8 @@ def test_a_function_without_manage_connections_may_not_post_to_a_socket(stack, h
 # ---------------------------------------------------------------- a teardown that failed to start
 
 
-def test_a_repeated_delete_restarts_a_teardown_that_failed_to_start(stack, http):
+@pytest.mark.parametrize("retry", ["DELETE", "PATCH"])
+def test_a_repeated_end_restarts_a_teardown_that_failed_to_start(stack, http, retry):
     session_id = new_session(http, stack)["sessionId"]
 
     async def scenario():
@@ -114,8 +115,13 @@ def test_a_repeated_delete_restarts_a_teardown_that_failed_to_start(stack, http)
                 inject_aws_fault(stack, "StartExecution", 0)
             assert first.status_code == 503, first.text  # ended, but its sockets are not being closed
             await heartbeat(listener)
-            again = await asyncio.to_thread(http.delete, f"/sessions/{session_id}", headers=stack.auth())
-            assert again.status_code == 204, again.text
+            if retry == "DELETE":
+                again = await asyncio.to_thread(http.delete, f"/sessions/{session_id}", headers=stack.auth())
+                assert again.status_code == 204, again.text
+            else:  # the session stays ended (409), and its teardown starts
+                again = await asyncio.to_thread(http.patch, f"/sessions/{session_id}", headers=stack.auth(),
+                                                json={"status": "ended"})
+                assert again.status_code == 409 and again.json()["error"]["code"] == "SESSION_ENDED", again.text
             code, messages = await closed(listener, timeout=30)
             assert any(m.get("type") == "sessionEnded" for m in messages), messages
 
