@@ -14,6 +14,8 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws
+from .aws_proxy import AwsProxy
+from .iam import Iam, function_roles
 from .lambdas import DEFAULT_MAX_CONCURRENCY, InvocationError, LambdaRuntime
 from .stack import LocalStack, StackConfig, StackError, read_running_stack, stack_file
 from .template import DEFAULT_REGION, SERVERLESS_FUNCTION, Physical, Template, TemplateError
@@ -207,7 +209,7 @@ async def run_invoke(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    moto = None
+    moto = proxy = None
     try:
         if running:
             # The functions' own endpoint, where their roles apply (stacks started before it: moto's).
@@ -218,8 +220,12 @@ async def run_invoke(args: argparse.Namespace) -> int:
             # No stack running: an ephemeral moto with the template's tables, just for this call.
             moto = aws.MotoProcess(0)
             await moto.start()
-            endpoint = moto.endpoint
-            physical = (await asyncio.to_thread(aws.provision, template, endpoint)).physical
+            physical = (await asyncio.to_thread(aws.provision, template, moto.endpoint)).physical
+            # The function's calls still go through its IAM role, as in `make dev`.
+            proxy = AwsProxy(moto.endpoint, invoker=None, functions_by_name={}, region=region)
+            proxy.iam = Iam(function_roles(template, physical), region)
+            await proxy.start()
+            endpoint = proxy.endpoint
         spec = template.functions(physical)[args.function]
         runtime = LambdaRuntime({args.function: spec}, aws_endpoint=endpoint, region=region,
                                 max_concurrency=1, prefix_logs=False)
@@ -233,5 +239,7 @@ async def run_invoke(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     finally:
+        if proxy:
+            await proxy.stop()
         if moto:
             await moto.stop()

@@ -48,6 +48,9 @@ Resources:
       Environment:
         Variables:
           GREETING: !Ref Greeting
+      # A SAM policy template: the local stack expands it as the SAM transform does.
+      Policies:
+        - DynamoDBCrudPolicy: {TableName: !Ref Table}
 """
 
 HANDLER = """
@@ -87,6 +90,16 @@ def test_invoke_runs_the_function_against_an_ephemeral_moto(project):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"pk": "item-1", "greeting": "bonjour"}
     assert "storing {'id': 'item-1'}" in result.stderr  # handler output goes to stderr
+
+
+def test_invoke_holds_the_function_to_its_role(project):
+    template = project / "template.yaml"
+    template.write_text(template.read_text().replace("DynamoDBCrudPolicy", "DynamoDBReadPolicy"))
+    result = cli("invoke", "StoreFunction", "-e", str(project / "event.json"), "--template", str(template),
+                 "--state-dir", str(project / ".local"))
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["errorType"] == "ClientError"
+    assert "not authorized to perform: dynamodb:PutItem" in result.stderr
 
 
 def test_invoke_reports_function_errors_on_stdout_with_exit_1(project):
