@@ -164,7 +164,7 @@ async function startCapture(onChunk: (chunk: Uint8Array) => void): Promise<{ sto
   const meter = byId<HTMLMeterElement>("level");
   node.port.onmessage = (event: MessageEvent<Float32Array>) => {
     encoder.push(event.data);
-    meter.value = Math.min(1, Pcm16Encoder.level(event.data) * 4);
+    meter.value = Math.min(1, Pcm16Encoder.level(event.data) * Math.SQRT2); // RMS of a sine × √2 = its peak
   };
   source.connect(node);
   return {
