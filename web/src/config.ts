@@ -31,7 +31,8 @@ export const ENV_NAMES = {
 
 /** The bundler's env (import.meta.env under Vite or Vitest), or {} elsewhere. */
 export function bundlerEnv(): Record<string, string | undefined> {
-  return ((import.meta as unknown as { env?: Record<string, string | undefined> }).env) ?? {};
+  // Written out as `import.meta.env` so that Vite replaces it in an application's build.
+  return (import.meta.env as Record<string, string | undefined> | undefined) ?? {};
 }
 
 /** The configuration from VITE_* variables; undefined when VITE_SESSION_API_URL is not set. */

@@ -221,7 +221,7 @@ export class SessionHttpService {
 
   private async replay(): Promise<PendingOperationView<unknown>[]> {
     const completed: PendingOperationView<unknown>[] = [];
-    while (this.queue.length) {
+    while (this.queue.length && !this.browserOffline) {
       // Out of the queue while in flight, so cancel() cannot pull it from under us.
       const operation = this.queue.shift()!;
       let response: Response;
@@ -258,7 +258,13 @@ export class SessionHttpService {
 
   // -------------------------------------------------------------- requests
 
+  private get browserOffline(): boolean {
+    return this.offline || !this.isOnline();
+  }
+
   private async call<T>(description: string, request: ApiRequest, parse: Parse<T>, queueable: boolean): Promise<T> {
+    // Offline (as the browser says): nothing is tried; changes wait in the queue for the `online` event.
+    if (this.browserOffline) throw this.unavailable(description, request, parse, queueable, undefined);
     if (this.queue.length) {
       const stillWaiting = await this.exclusive(async () => {
         await this.replay();
@@ -266,9 +272,6 @@ export class SessionHttpService {
       });
       // still unreachable: stay behind what is already waiting
       if (stillWaiting) throw this.unavailable(description, request, parse, queueable, undefined);
-    }
-    if (this.offline || !this.isOnline()) {
-      throw this.unavailable(description, request, parse, queueable, undefined);
     }
     let response: Response;
     try {
@@ -284,8 +287,8 @@ export class SessionHttpService {
     cause: unknown): NetworkUnavailable {
     if (queueable && this.maxQueued > 0) return this.enqueue(description, request, parse);
     if (cause instanceof BroadcastClientError) return new NetworkUnavailable(`Cannot ${description}: ${cause.message}`);
-    const reason = cause !== undefined ? "" : this.queue.length ? ` (${this.queue.length} operation(s) waiting)`
-      : " (the browser is offline)";
+    const reason = cause !== undefined ? "" : this.browserOffline ? " (the browser is offline)"
+      : ` (${this.queue.length} operation(s) waiting)`;
     return new NetworkUnavailable(`Cannot ${description}: the session service at ${this.baseUrl} is unreachable${reason}.`);
   }
 
