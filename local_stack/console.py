@@ -31,7 +31,7 @@ def console_config(info: dict, parameters: dict) -> dict:
         "userPoolClientId": info["userPoolClientId"],
         "cognitoEndpoint": info["awsEndpointUrl"],
         "allowAnonymousListeners": str(parameters.get("AllowAnonymousListeners", "true")).lower() == "true",
-        "localUsers": [user["name"] for user in info.get("users") or []],
+        "localUsers": [user["username"] for user in info.get("users") or []],
     }
 
 

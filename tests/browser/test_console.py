@@ -4,6 +4,7 @@ another browser context follows the session, and the audio reaches Kinesis as 16
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import struct
 from pathlib import Path
@@ -22,7 +23,7 @@ SAMPLE_RATE = 16_000
 def dominant_frequency(pcm: bytes) -> float:
     """From the zero crossings of little-endian int16 samples at 16 kHz."""
     samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
-    crossings = sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0))
+    crossings = sum(1 for a, b in itertools.pairwise(samples) if (a < 0) != (b < 0))
     return crossings / 2 / (len(samples) / SAMPLE_RATE)
 
 

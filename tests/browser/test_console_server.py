@@ -22,7 +22,7 @@ def test_make_dev_serves_the_console_and_its_configuration(console_stack):
         "httpApiUrl": stack["httpApiUrl"], "webSocketUrl": stack["webSocketUrl"], "region": stack["region"],
         "userPoolId": stack["userPoolId"], "userPoolClientId": stack["userPoolClientId"],
         "cognitoEndpoint": stack["awsEndpointUrl"], "allowAnonymousListeners": True,
-        "localUsers": ["alice", "bob"],
+        "localUsers": [stack.user("alice")["username"], stack.user("bob")["username"]],
     }
     for page in ("", "speaker.html", "listener.html", "pcm-capture.js"):
         assert httpx.get(stack["consoleUrl"] + page).status_code == 200, page

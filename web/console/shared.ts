@@ -56,7 +56,7 @@ export function signInForm(config: ConsoleConfig, auth: CognitoAuth, signedIn: (
   if (config.localUsers?.length) {
     const hint = document.getElementById("local-users");
     if (hint) {
-      hint.textContent = `Local stack users: ${config.localUsers.join(", ")} (passwords in the make dev banner).`;
+      hint.textContent = `Local stack users: ${config.localUsers.join(", ")} (their passwords are in the make dev banner).`;
     }
   }
   byId<HTMLFormElement>("sign-in-form").addEventListener("submit", async (event) => {
