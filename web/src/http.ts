@@ -173,7 +173,7 @@ export class SessionHttpService {
     options: { idempotencyKey?: string } = {}): Promise<Session> {
     const request: ApiRequest = {
       method: "POST", path: "sessions", body: { sourceLanguage, qualityTier },
-      headers: { "Idempotency-Key": options.idempotencyKey ?? crypto.randomUUID() },
+      headers: { "Idempotency-Key": options.idempotencyKey ?? randomKey() },
     };
     return this.call(`create a ${sourceLanguage} session`, request, sessionOf, true);
   }
@@ -347,6 +347,16 @@ export class SessionHttpService {
       return response;
     }
   }
+}
+
+/** A random UUID v4. crypto.randomUUID exists only in secure contexts (HTTPS, localhost); getRandomValues everywhere. */
+export function randomKey(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6]! & 0x0f) | 0x40;
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 function pathOf(sessionId: string): string {

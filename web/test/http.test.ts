@@ -84,6 +84,19 @@ describe("requests", () => {
     expect(new Set(keys).size).toBe(3);
   });
 
+  it("makes a UUID key outside a secure context too (no crypto.randomUUID)", async () => {
+    // randomUUID lives on Crypto's prototype: an own property hides it, deleting it brings it back.
+    Object.defineProperty(crypto, "randomUUID", { value: undefined, configurable: true });
+    try {
+      const fake = new FakeFetch().answer(json(201, session()));
+      await service(fake).http.createSession("en");
+      expect(fake.calls[0]!.headers["Idempotency-Key"]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    } finally {
+      delete (crypto as { randomUUID?: unknown }).randomUUID;
+    }
+    expect(typeof crypto.randomUUID).toBe("function");
+  });
+
   it("sends the token on every call, If-Match and an encoded path", async () => {
     const fake = new FakeFetch().answer(json(200, session({ status: "paused" })), json(204, null), json(200, session()));
     const { http } = service(fake);
