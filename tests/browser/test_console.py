@@ -9,6 +9,7 @@ import re
 import struct
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import eventually
@@ -40,6 +41,26 @@ def see(page, selector: str, text: str, timeout: float = 15_000) -> None:
     expect(page.locator(selector)).to_have_text(text, timeout=timeout)
 
 
+def create_and_go_live(page, stack, language: str = "en", tier: str = "standard") -> str:
+    """Signs alice in on the speaker page, creates a session, goes live; returns the session ID."""
+    page.goto(stack["consoleUrl"] + "speaker.html")
+    sign_in(page, stack, "alice")
+    page.wait_for_selector("#create-section", state="visible")
+    page.select_option("#language", language)
+    page.select_option("#tier", tier)
+    page.click("#create")
+    page.wait_for_selector("#session-section", state="visible")
+    session_id = page.inner_text("#session-id")
+    assert re.fullmatch(r"[a-z]+-[a-z]+-\d+", session_id)
+    page.click("#go-live")
+    see(page, "#connection", "connected")
+    return session_id
+
+
+def chunks_sent(page) -> int:
+    return int(page.inner_text("#chunks"))
+
+
 @pytest.fixture
 def pages(browser):
     speaker_context, listener_context = browser.new_context(), browser.new_context()
@@ -51,21 +72,10 @@ def pages(browser):
 def test_speaker_goes_live_and_a_listener_follows_until_the_end(console_stack, browser, pages):
     stack = console_stack
     speaker, listener = pages
-    speaker.goto(stack["consoleUrl"] + "speaker.html")
-    sign_in(speaker, stack, "alice")
-    speaker.wait_for_selector("#create-section", state="visible")
-    speaker.select_option("#language", "fr")
-    speaker.select_option("#tier", "premium")
-    speaker.click("#create")
-    speaker.wait_for_selector("#session-section", state="visible")
-    session_id = speaker.inner_text("#session-id")
-    assert re.fullmatch(r"[a-z]+-[a-z]+-\d+", session_id)
+    session_id = create_and_go_live(speaker, stack, "fr", "premium")
     link = speaker.get_attribute("#listener-link", "href")
     assert link == f"{stack['consoleUrl']}listener.html?session={session_id}"
-
-    speaker.click("#go-live")
-    see(speaker, "#connection", "connected")
-    eventually(lambda: int(speaker.inner_text("#chunks")) >= 20, 20, "two seconds of audio sent")
+    eventually(lambda: chunks_sent(speaker) >= 20, 20, "two seconds of audio sent")
 
     sockets = []
     listener.on("websocket", lambda socket: sockets.append(socket))
@@ -87,8 +97,8 @@ def test_speaker_goes_live_and_a_listener_follows_until_the_end(console_stack, b
     see(speaker, "#status", "paused")
     speaker.click("#resume")
     see(listener, "#status", "active")
-    sent_before = int(speaker.inner_text("#chunks"))
-    eventually(lambda: int(speaker.inner_text("#chunks")) >= sent_before + 5, 10, "audio after the resume")
+    sent_before = chunks_sent(speaker)
+    eventually(lambda: chunks_sent(speaker) >= sent_before + 5, 10, "audio after the resume")
 
     speaker.click("#end")
     see(listener, "#status", "ended")
@@ -97,7 +107,7 @@ def test_speaker_goes_live_and_a_listener_follows_until_the_end(console_stack, b
     eventually(sockets[0].is_closed, 10, "the listener's socket closes")
     see(speaker, "#status", "ended")
 
-    sent = int(speaker.inner_text("#chunks"))
+    sent = chunks_sent(speaker)
     records = eventually(lambda: (r := stack.audio_records(session_id)) and len(r) >= sent and r, 15,
                          "every chunk in Kinesis")
     assert [r["seq"] for r in records] == list(range(sent)), "every chunk once, in order, no gap"
@@ -108,6 +118,35 @@ def test_speaker_goes_live_and_a_listener_follows_until_the_end(console_stack, b
     # The 48 kHz tone comes back at its pitch only if the wire is 16 kHz, 16-bit, little-endian, mono.
     pitch = dominant_frequency(b"".join(audio[5:-5]))
     assert abs(pitch - TONE_HZ) < TONE_HZ * 0.03, f"{pitch:.0f} Hz"
+
+
+def test_the_speaker_reconnects_without_losing_audio(console_stack, pages):
+    stack = console_stack
+    speaker, _ = pages
+    session_id = create_and_go_live(speaker, stack)
+    eventually(lambda: chunks_sent(speaker) >= 10, 20, "a second of audio sent")
+
+    # The server drops the speaker's socket (as API Gateway does at its limits): the page reconnects.
+    connections = stack.aws("dynamodb").query(
+        TableName=stack["tableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
+        ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":conn": {"S": "CONN#"}})["Items"]
+    (speaker_connection,) = [c["connectionId"]["S"] for c in connections if c["role"]["S"] == "speaker"]
+    dropped = httpx.delete(f"{stack['managementApiUrl']}/@connections/{speaker_connection}")
+    assert dropped.status_code == 204
+    see(speaker, "#reconnects", "1")
+    see(speaker, "#connection", "connected")
+    after_drop = chunks_sent(speaker)
+    eventually(lambda: chunks_sent(speaker) >= after_drop + 10, 20, "audio after the reconnection")
+    speaker.click("#end")
+    see(speaker, "#status", "ended")
+
+    sent = chunks_sent(speaker)
+    records = eventually(lambda: (r := stack.audio_records(session_id)) and len({x["seq"] for x in r}) >= sent and r,
+                         15, "every chunk in Kinesis")
+    # At least once: what the dropped socket had not confirmed may arrive twice, never out of order or missing.
+    first_seen = list(dict.fromkeys(r["seq"] for r in records))
+    assert first_seen == list(range(sent))
+    assert len(records) - sent <= 60, "repeats are bounded by the confirmation interval"
 
 
 def test_a_refused_join_is_explained(console_stack, browser):
@@ -133,8 +172,6 @@ def test_a_refused_join_is_explained(console_stack, browser):
 
         join("silent-owl-999")
         see(page, "#notice", "There is no session silent-owl-999: check the ID (sessions expire).")
-
-        import httpx
 
         created = httpx.post(f"{stack.url}/sessions", headers=stack.auth("alice"),
                              json={"sourceLanguage": "en"}).json()["sessionId"]

@@ -25,9 +25,10 @@
  *  - sendAudio() numbers chunks with an increasing `seq` and appends them to an ordered outbox, sent in
  *    order whenever a connection is open; the caller never waits for the network.
  *  - A sent message stays "unconfirmed" until a heartbeat sent after it is answered (answers come in
- *    order, so the server has handled everything before). When a connection drops, its unconfirmed
- *    messages go back to the front of the outbox and are sent again on the next connection, same seq:
- *    no gap and no reordering; a repeat may arrive (same seq, for the pipeline to drop).
+ *    order, so the server has handled everything before); a heartbeat follows every `confirmEvery`
+ *    messages (50: 5 s of 100 ms chunks). When a connection drops, its unconfirmed messages go back to
+ *    the front of the outbox and are sent again on the next connection, same seq: no gap and no
+ *    reordering; a repeat may arrive (same seq, for the pipeline to drop).
  *  - While disconnected, audio waits in the outbox (up to `maxBufferedBytes`; beyond that sendAudio
  *    throws BufferFull rather than drop audio silently).
  *  - API Gateway limits a frame to 32 KB and a browser cannot fragment messages, so a chunk whose
@@ -81,6 +82,8 @@ export interface WebSocketClientOptions {
   connectRetries?: number;
   maxBufferedBytes?: number;
   maxMessageBytes?: number;
+  /** Messages sent between two heartbeats that confirm them: what a drop may send twice. */
+  confirmEvery?: number;
   firstSeq?: number;
   refreshMargin?: number;
   WebSocket?: typeof WebSocket;
@@ -140,7 +143,7 @@ export class WebSocketClient {
 
   private readonly tokens: TokenManager | undefined;
   private readonly options: Required<Pick<WebSocketClientOptions, "heartbeatInterval" | "maxConnectionAge" |
-    "openTimeout" | "reconnect" | "connectRetries" | "maxBufferedBytes">>;
+    "openTimeout" | "reconnect" | "connectRetries" | "maxBufferedBytes" | "confirmEvery">>;
   private readonly maxPiece: number;
   private readonly WS: typeof WebSocket;
   private readonly probe: (url: string) => Promise<boolean>;
@@ -151,6 +154,7 @@ export class WebSocketClient {
   private unconfirmed: Frame[] = [];
   private pendingHeartbeats: number[] = []; // serials of heartbeats sent on this connection, unanswered
   private serial = 0;
+  private sinceHeartbeat = 0; // messages sent since the last heartbeat
   private bufferedBytes = 0;
   private ws: WebSocket | undefined;
   private heard = false;
@@ -189,6 +193,7 @@ export class WebSocketClient {
       reconnect: options.reconnect ?? DEFAULT_RECONNECT,
       connectRetries: options.connectRetries ?? 2,
       maxBufferedBytes: options.maxBufferedBytes ?? 32 * 1024 * 1024,
+      confirmEvery: options.confirmEvery ?? 50,
     };
     this.maxPiece = Math.floor((maxMessage - AUDIO_OVERHEAD) / 4) * 3;
     this.WS = options.WebSocket ?? globalThis.WebSocket;
@@ -328,10 +333,21 @@ export class WebSocketClient {
     while (ws && ws.readyState === this.WS.OPEN && !this.rotating && this.outbox.length) {
       const frame = this.outbox.shift()!;
       frame.serial = ++this.serial;
-      if (frame.text === HEARTBEAT) this.pendingHeartbeats.push(frame.serial);
+      if (frame.text === HEARTBEAT) {
+        this.pendingHeartbeats.push(frame.serial);
+        this.sinceHeartbeat = 0;
+      }
       ws.send(frame.text);
       this.unconfirmed.push(frame);
+      if (frame.text !== HEARTBEAT && ++this.sinceHeartbeat >= this.options.confirmEvery) this.sendHeartbeat(ws);
     }
+  }
+
+  /** A heartbeat outside the outbox: its answer confirms everything sent before it. */
+  private sendHeartbeat(ws: WebSocket): void {
+    this.pendingHeartbeats.push(++this.serial);
+    this.sinceHeartbeat = 0;
+    ws.send(HEARTBEAT);
   }
 
   private confirm(upTo: number): void {
@@ -370,6 +386,7 @@ export class WebSocketClient {
     this.heard = false;
     this.rotating = false;
     this.pendingHeartbeats = [];
+    this.sinceHeartbeat = 0;
     ws.onmessage = (event) => this.received(ws, event.data);
     ws.onclose = (event) => this.dropped(ws, event.code, event.reason);
     ws.onerror = null;
@@ -389,8 +406,7 @@ export class WebSocketClient {
         return;
       }
       this.heard = false;
-      this.pendingHeartbeats.push(++this.serial);
-      ws.send(HEARTBEAT);
+      this.sendHeartbeat(ws);
       sent = true;
     }, this.options.heartbeatInterval * 1000);
     const age = setTimeout(() => void this.rotate(), this.options.maxConnectionAge * 1000);

@@ -139,6 +139,19 @@ describe("reconnecting", () => {
     expect(states).toEqual(["reconnecting", "open"]);
   });
 
+  it("confirms audio every confirmEvery messages, so a drop resends only what was not confirmed", async () => {
+    const { live, ws } = await connected({ confirmEvery: 3 });
+    for (let i = 0; i < 7; i++) live.sendAudio(new Uint8Array([i]));
+    expect(ws.sent.map((text) => (text === HEARTBEAT ? "hb" : JSON.parse(text).seq)))
+      .toEqual([0, 1, 2, "hb", 3, 4, 5, "hb", 6]);
+    ws.ackHeartbeats(); // both answered: seq 0-5 handled
+    ws.drop(1006);
+    await settle();
+    FakeWebSocket.last.accept();
+    await settle();
+    expect(audio(FakeWebSocket.last)).toEqual([6]);
+  });
+
   it("stops when a reconnection is refused (the session ended meanwhile), after one token refresh", async () => {
     const { live, ws, tokens } = await connected();
     ws.drop(1006);
