@@ -11,16 +11,23 @@ VENV := .venv
 TOOLS := .tools
 TOOLS_CHECKOV := .tools-checkov
 PY := $(VENV)/bin/python
+# The browser client and console (web/): pinned npm packages, built into web/dist/console.
+WEB := web
+CONSOLE := $(WEB)/dist/console/index.html
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/console -type f 2>/dev/null) $(WEB)/vite.config.ts $(WEB)/tsconfig.json
+NODE_OK := $(shell node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null && echo yes)
 export SAM_CLI_TELEMETRY := 0
 
 # `make token USER=bob`; without USER= on the command line, alice.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),alice)
 
-.PHONY: help dev test token invoke bench check-template clean
+.PHONY: help dev test token invoke bench check-template console web-test clean
 
 help:
 	@echo "make dev                      run the service locally (HTTP API on :3000)"
-	@echo "make test                     unit, handler, end-to-end and template tests"
+	@echo "make test                     unit, handler, end-to-end, browser and template tests"
+	@echo "make console                  build the speaker and listener pages (web/dist/console)"
+	@echo "make web-test                 type-check and unit-test the browser client (web/)"
 	@echo "make token [USER=bob]         print a fresh ID token from the local Cognito"
 	@echo "make invoke FUNCTION=GetSessionFunction EVENT=events/get_session.json"
 	@echo "make bench                    benchmarks (see bench/README.md)"
@@ -46,10 +53,23 @@ $(TOOLS_CHECKOV)/.installed: requirements/checkov.txt
 	$(TOOLS_CHECKOV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
 	@touch $@
 
-dev: $(VENV)/.installed
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	@test -n "$(NODE_OK)" || { echo "Node.js 20.19 or later (with npm) is needed for web/: install it from https://nodejs.org or your package manager"; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund
+	@touch $@
+
+$(CONSOLE): $(WEB)/node_modules/.installed $(WEB_SOURCES)
+	cd $(WEB) && npm run build
+
+console: $(CONSOLE)
+
+web-test: $(WEB)/node_modules/.installed
+	cd $(WEB) && npm run typecheck && npm test
+
+dev: $(VENV)/.installed $(CONSOLE)
 	$(PY) -m local_stack dev $(ARGS)
 
-test: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.installed
+test: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.installed web-test $(CONSOLE)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 token: $(VENV)/.installed
@@ -66,4 +86,4 @@ check-template: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.install
 	scripts/check-template.sh
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(TOOLS_CHECKOV) .aws-sam .local .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(TOOLS_CHECKOV) .aws-sam .local .pytest_cache $(WEB)/node_modules $(WEB)/dist

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds before any socket is closed, as API Gateway does (default 7200)")
     dev.add_argument("--aws-port", type=_port, default=_env_port("LOCAL_AWS_PORT", 4566),
                      help="moto (AWS endpoint) port (env LOCAL_AWS_PORT, default 4566; 0 = any free port)")
+    dev.add_argument("--console-port", type=_port, default=_env_port("LOCAL_CONSOLE_PORT", 3002),
+                     help="console (speaker and listener pages) port (env LOCAL_CONSOLE_PORT, default 3002; "
+                          "0 = any free port)")
     dev.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY,
                      help=f"workers per function at most (default {DEFAULT_MAX_CONCURRENCY})")
     dev.add_argument("--no-iam", dest="iam", action="store_false",
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 ws_port=args.ws_port, ws_idle_timeout=args.ws_idle_timeout, ws_max_lifetime=args.ws_max_lifetime,
                 aws_port=args.aws_port, region=args.region,
                 parameter_overrides=_overrides(args.parameter_overrides), max_concurrency=args.max_concurrency,
-                iam=args.iam, transaction_conflicts=args.transaction_conflicts)))
+                iam=args.iam, transaction_conflicts=args.transaction_conflicts, console_port=args.console_port)))
         if args.command == "token":
             return run_token(args.state_dir, args.user, args.access)
         return asyncio.run(run_invoke(args))

@@ -35,7 +35,7 @@ def running_stack(state_dir: Path, *extra_args: str, env: dict | None = None) ->
     with output_file.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "local_stack", "dev", "--http-port", "0", "--ws-port", "0", "--aws-port", "0",
-             "--state-dir", str(state_dir), *extra_args],
+             "--console-port", "0", "--state-dir", str(state_dir), *extra_args],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT

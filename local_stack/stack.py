@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import aws
 from .aws_proxy import AwsProxy
 from .conflicts import TransactionConflicts
+from .console import ConsoleServer, console_config
 from .http_api import HttpGateway
 from .iam import Iam, function_roles
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
@@ -56,6 +57,7 @@ class StackConfig:
     # transaction conflicts. Both on unless switched off (--no-iam, --no-transaction-conflicts).
     iam: bool = True
     transaction_conflicts: bool = True
+    console_port: int = 3002
 
 
 # ------------------------------------------------------------------ stack.json
@@ -119,6 +121,7 @@ class LocalStack:
         self.gateway: HttpGateway | None = None
         self.proxy: AwsProxy | None = None
         self.ws_gateways: list[WebSocketGateway] = []
+        self.console: ConsoleServer | None = None
         self.apis = []
         self._verifiers: list[Any] = []
         self._stack_file_written = False
@@ -195,6 +198,14 @@ class LocalStack:
         except OSError as exc:
             raise StackError(f"cannot serve the HTTP API on 127.0.0.1:{cfg.http_port}: {exc.strerror} "
                              f"(choose another --http-port)") from None
+        self.console = ConsoleServer(lambda: console_config(self.describe(), self.template.parameters),
+                                     port=cfg.console_port)
+        self._exit.push_async_callback(self.console.stop)
+        try:
+            await self.console.start()
+        except OSError as exc:
+            raise StackError(f"cannot serve the console on 127.0.0.1:{cfg.console_port}: {exc.strerror} "
+                             f"(choose another --console-port)") from None
         await asyncio.gather(self.runtime.warm(), asyncio.to_thread(self._check_sign_in))
 
         write_atomically(stack_file(self.state_dir), self.describe())
@@ -299,6 +310,7 @@ class LocalStack:
             "webSocketUrl": self.ws_gateways[0].url if self.ws_gateways else None,
             "webSocketApis": {g.api.logical_id: g.url for g in self.ws_gateways},
             "managementApiUrl": self.ws_gateways[0].management_url if self.ws_gateways else None,
+            "consoleUrl": self.console.url if self.console and self.console.port else None,
             "audioStreamName": next(iter(p.streams.values()), None),
             "streams": dict(p.streams),
             "stateMachines": dict(p.state_machines),
@@ -318,6 +330,9 @@ class LocalStack:
         for gateway in self.ws_gateways:
             lines.append(f"  WebSocket {gateway.url}   ({gateway.api.logical_id}; routes: "
                          f"{', '.join(gateway.api.routes)})")
+        if self.console and self.console.port:
+            lines.append(f"  Console   {self.console.url}   (speaker.html, listener.html"
+                         f"{'' if self.console.built else '; not built: make console'})")
         lines.append(f"  AWS       {info['awsEndpointUrl']}   (moto; any credentials, region {info['region']})")
         lines.append(f"  Cognito   pool {info['userPoolId']}, client {info['userPoolClientId']}")
         for index, user in enumerate(info["users"]):

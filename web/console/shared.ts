@@ -1,0 +1,81 @@
+/** What both pages share: configuration, sign-in, small DOM helpers, and errors in words. */
+import {
+  type BroadcastConfig,
+  BroadcastClientError,
+  checkConfig,
+  CognitoAuth,
+  configFromEnv,
+  type ConnectionState,
+  SessionApiError,
+} from "../src/index.js";
+
+export type ConsoleConfig = BroadcastConfig & { localUsers?: string[] };
+
+/** Build-time VITE_* variables win; otherwise config.json next to the pages (the local stack serves one). */
+export async function loadConfig(): Promise<ConsoleConfig> {
+  const fromEnv = configFromEnv();
+  if (fromEnv) return fromEnv;
+  const response = await fetch("./config.json", { cache: "no-store" });
+  if (!response.ok) throw new Error(`config.json could not be read (HTTP ${response.status}).`);
+  const raw = (await response.json()) as Record<string, unknown>;
+  const localUsers = Array.isArray(raw.localUsers) ? raw.localUsers.map(String) : undefined;
+  return { ...checkConfig(raw), localUsers };
+}
+
+export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`#${id} is missing from the page`);
+  return element as T;
+}
+
+export function text(id: string, value: string | number): void {
+  byId(id).textContent = String(value);
+}
+
+export function notice(message: string, kind: "info" | "error" = "info"): void {
+  const element = byId("notice");
+  element.textContent = message;
+  element.className = `notice${kind === "error" ? " error" : ""}`;
+}
+
+export function describe(error: unknown): string {
+  if (error instanceof SessionApiError) return error.detail;
+  if (error instanceof BroadcastClientError || error instanceof Error) return error.message;
+  return String(error);
+}
+
+export const CONNECTION_WORDS: Record<ConnectionState, string> = {
+  connecting: "connecting", open: "connected", reconnecting: "reconnecting", ended: "closed (session ended)",
+  closed: "closed", failed: "closed (failed)",
+};
+
+export const SESSION_ID = /^[a-z]+-[a-z]+-[0-9]+$/;
+
+/** Wires a sign-in form to a CognitoAuth; calls `signedIn` once it succeeds. */
+export function signInForm(config: ConsoleConfig, auth: CognitoAuth, signedIn: () => void): void {
+  if (config.localUsers?.length) {
+    const hint = document.getElementById("local-users");
+    if (hint) {
+      hint.textContent = `Local stack users: ${config.localUsers.join(", ")} (their passwords are in the make dev banner).`;
+    }
+  }
+  byId<HTMLFormElement>("sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = byId<HTMLButtonElement>("sign-in");
+    button.disabled = true;
+    try {
+      await auth.signIn(byId<HTMLInputElement>("username").value.trim(), byId<HTMLInputElement>("password").value);
+      byId<HTMLInputElement>("password").value = "";
+      notice(`Signed in as ${auth.username}.`);
+      signedIn();
+    } catch (error) {
+      notice(describe(error), "error");
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+export function cognitoFor(config: ConsoleConfig): CognitoAuth {
+  return new CognitoAuth({ clientId: config.userPoolClientId, region: config.region, endpoint: config.cognitoEndpoint });
+}
