@@ -18,7 +18,7 @@ from session_core.broadcast import POST_THREADS
 
 # AWS quotas (API Gateway: account throttle per region, WebSocket frame size; Kinesis: record size).
 ACCOUNT_RATE, ACCOUNT_BURST = 10_000, 5_000
-WEBSOCKET_MESSAGE_BYTES = 128 * 1024
+WEBSOCKET_MESSAGE_BYTES, WEBSOCKET_FRAME_BYTES = 128 * 1024, 32 * 1024
 KINESIS_RECORD_BYTES = 1024 * 1024
 # The status broadcast's cost per post (PostToConnection in the same region, with a margin for its tail).
 POST_SECONDS = 0.05
@@ -225,6 +225,8 @@ def test_max_audio_bytes_allows_only_chunks_that_fit_a_websocket_message(templat
     assert len(send_audio(spec["MaxValue"])) <= WEBSOCKET_MESSAGE_BYTES
     # Honest: not far below what a message carries either (2 KiB more no longer fits).
     assert len(send_audio(spec["MaxValue"] + 2048)) > WEBSOCKET_MESSAGE_BYTES
+    # The default fits one frame: what a client that does not fragment messages (a browser) can send.
+    assert len(send_audio(spec["Default"])) <= WEBSOCKET_FRAME_BYTES < len(send_audio(spec["Default"] + 1024))
     # The Kinesis record (the chunk base64-encoded, with its session metadata) is far below 1 MiB.
     assert len(send_audio(spec["MaxValue"])) * 2 < KINESIS_RECORD_BYTES
 
