@@ -52,11 +52,19 @@ def read_outputs(stack_name: str, region: str | None = None) -> dict[str, str]:
     return outputs
 
 
-def _username(idp: Any, pool_id: str, name: str, run: str) -> tuple[str, str]:
-    """(username, email) of a new test user: the email itself where the pool signs in by email."""
-    email = f"{name}-{run}@example.com"
+def add_user(pool_id: str, region: str, email: str, password: str) -> str:
+    """A verified user who signs in with `email` and `password` (permanent); returns its username."""
+    idp = aws_client("cognito-idp", region)
     pool = idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]
-    return (email if "email" in (pool.get("UsernameAttributes") or []) else f"{name}-{run}"), email
+    username = email if "email" in (pool.get("UsernameAttributes") or []) else email.split("@", 1)[0]
+    idp.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS", UserAttributes=[
+        {"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}])
+    try:
+        idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+    except ClientError:
+        idp.admin_delete_user(UserPoolId=pool_id, Username=username)  # no half-made user (a weak password)
+        raise
+    return username
 
 
 @contextlib.contextmanager
@@ -64,20 +72,16 @@ def temporary_users(pool_id: str, region: str, names: tuple[str, ...] = TEST_USE
     """Users of this run only (names suffixed with a random tag, verified, permanent random passwords,
     no invitation e-mail), deleted on exit whatever happened."""
     idp = aws_client("cognito-idp", region)
-    run = secrets.token_hex(4)
+    run = secrets.token_hex(4)  # this run's users, beside any other run's
     created: list[dict] = []
     try:
         try:
             for name in names:
-                username, email = _username(idp, pool_id, name, run)
+                email = f"{name}-{run}@example.com"
                 # Meets the template's password policy: 12+ characters, upper and lower case, a digit.
                 password = f"Test-{secrets.token_urlsafe(12)}-Aa1"
-                idp.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS",
-                                      UserAttributes=[{"Name": "email", "Value": email},
-                                                      {"Name": "email_verified", "Value": "true"}])
+                username = add_user(pool_id, region, email, password)
                 created.append({"name": name, "username": username, "email": email, "password": password})
-                idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password,
-                                            Permanent=True)
         except (ClientError, BotoCoreError) as exc:
             raise DeployedStackError(f"cannot create test users in pool {pool_id}: {exc}") from None
         yield created
@@ -129,5 +133,5 @@ def local_environment(info: dict) -> dict[str, str]:
             "AWS_DEFAULT_REGION": info["region"], "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
-__all__ = ["DeployedStackError", "deployed_stack", "local_environment", "read_outputs", "sign_in", "stack_info",
+__all__ = ["DeployedStackError", "add_user", "deployed_stack", "local_environment", "read_outputs", "sign_in", "stack_info",
            "temporary_users"]

@@ -98,3 +98,38 @@ def test_make_bench_with_stack_reports_against_the_req_11_budgets(stack, as_depl
     assert counts == [2 * 3, 2 * 3, 2 * 3, 5, 10], rows  # --short; every audio chunk arrived
     assert report["meta"]["stack"] == stack["stackName"]
     assert "Deployed stack" in (tmp_path / "latest.md").read_text()
+
+
+def add_user(env: dict, email: str, password: str, stack: str = "local") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "deployed", "add-user", "--stack", stack, email],
+        cwd=ROOT, env={**env, "BROADCAST_PASSWORD": password}, capture_output=True, text=True, timeout=60,
+        check=False)
+
+
+def test_add_user_creates_a_user_who_signs_in_with_the_chosen_password(stack, as_deployed):
+    email = "carol-first-user@example.com"
+    result = add_user(as_deployed, email, "Carol-Chosen-Pass-1", stack["stackName"])
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"{email} can sign in to stack {stack['stackName']}" in result.stdout
+        info = deployed.stack_info(stack["stackName"], deployed.read_outputs(stack["stackName"]), [])
+        tokens = deployed.sign_in(info, {"username": email, "password": "Carol-Chosen-Pass-1"})
+        assert tokens["IdToken"].count(".") == 2
+    finally:
+        stack.aws("cognito-idp").admin_delete_user(UserPoolId=stack["userPoolId"], Username=email)
+
+
+def test_add_user_with_a_weak_password_says_why_and_leaves_no_user(stack, as_deployed):
+    before = pool_usernames(stack)
+    result = add_user(as_deployed, "dave-weak@example.com", "short", stack["stackName"])
+    assert result.returncode == 1
+    assert result.stderr.startswith("add-user: ") and "password" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+    assert pool_usernames(stack) == before
+
+
+def test_add_user_to_a_stack_that_does_not_exist_says_so(stack, as_deployed):
+    result = add_user(as_deployed, "erin@example.com", "Erin-Chosen-Pass-1", "no-such-stack")
+    assert result.returncode == 1
+    assert "add-user: cannot read stack no-such-stack" in result.stderr
