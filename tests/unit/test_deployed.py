@@ -12,7 +12,7 @@ from moto import mock_aws
 import deployed
 
 # moto's CloudFormation creates nothing for the placeholder resource, as intended, and says so.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::CloudFormation::WaitConditionHandle")
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudFormation..WaitConditionHandle")
 
 REGION = "eu-west-1"
 OUTPUTS = {"HttpApiUrl": "https://abc.execute-api.eu-west-1.amazonaws.com/dev",
