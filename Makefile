@@ -21,7 +21,7 @@ export SAM_CLI_TELEMETRY := 0
 # `make token USER=bob`; without USER= on the command line, alice.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),alice)
 
-.PHONY: help dev test token invoke bench check-template console web-test clean
+.PHONY: help dev test test-deployed token invoke bench check-template console web-test clean
 
 help:
 	@echo "make dev                      run the service locally (HTTP API on :3000)"
@@ -30,7 +30,8 @@ help:
 	@echo "make web-test                 type-check and unit-test the browser client (web/)"
 	@echo "make token [USER=bob]         print a fresh ID token from the local Cognito"
 	@echo "make invoke FUNCTION=GetSessionFunction EVENT=events/get_session.json"
-	@echo "make bench                    benchmarks (see bench/README.md)"
+	@echo "make test-deployed STACK=name [REGION=r]  end-to-end tests against a deployed stack"
+	@echo "make bench                    benchmarks (see bench/README.md); ARGS=\"--stack name\": a deployed stack"
 	@echo "make check-template           cfn-lint, checkov, sam validate --lint, sam build"
 
 $(VENV)/.installed: requirements/dev.txt
@@ -71,6 +72,12 @@ dev: $(VENV)/.installed $(CONSOLE)
 
 test: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.installed web-test $(CONSOLE)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The end-to-end suite against a deployed stack, found by its CloudFormation outputs; it creates test
+# users in the stack's pool and deletes them afterwards. Tests marked local_only are skipped, with why.
+test-deployed: $(VENV)/.installed
+	@test -n "$(STACK)" || { echo "usage: make test-deployed STACK=<stack name> [REGION=<region>]"; exit 2; }
+	DEPLOYED_STACK="$(STACK)" DEPLOYED_REGION="$(REGION)" $(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
 
 token: $(VENV)/.installed
 	@$(PY) -m local_stack token $(TOKEN_USER)

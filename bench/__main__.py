@@ -1,7 +1,9 @@
-"""`make bench`: every benchmark, each against a fresh local stack of its own, one report.
+"""`make bench`: every benchmark, each against a fresh local stack of its own, one report; or, with
+--stack NAME, the HTTP, WebSocket and audio paths of a deployed stack against Req 11's budgets.
 
 Prints a Markdown table and saves it with a JSON copy under bench/results/ (see bench/README.md).
 Usage: python -m bench [--only http,websocket,audio,teardown,cold,size] [--stack-args "..."] [--keep-state DIR]
+       python -m bench --stack NAME [--region REGION] [--only http,websocket,audio] [--short]
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import time
 import traceback
 from pathlib import Path
 
+from deployed import DeployedStackError, deployed_stack
 from local_stack.launcher import running_stack
 
-from . import audio, cold_start, http_api, size, teardown, websocket
+from . import audio, cold_start, deployed, http_api, size, teardown, websocket
 from .support import raise_open_files
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -29,6 +32,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # it needs no local stack (cold starts bring their own moto endpoint; size runs `sam build`).
 SUITES = {"http": http_api, "websocket": websocket, "audio": audio, "teardown": teardown,
           "cold": cold_start, "size": size}
+# With --stack: the suites of bench/deployed.py, against a deployed stack.
+DEPLOYED_SUITES = ("http", "websocket", "audio")
 # Sockets: 1,000 listeners are 1,000 descriptors in this process and 1,000 in the stack, which
 # inherits this limit. 1024 (a common default) is not enough.
 OPEN_FILES = 8192
@@ -80,11 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-state", type=Path, metavar="DIR",
                         help="keep each suite's stack state (stack.json, output.log, logs/<Function>.log) "
                              "in DIR/<suite> instead of a temporary directory")
+    parser.add_argument("--stack", metavar="NAME",
+                        help="a deployed stack (its CloudFormation outputs) instead of local stacks: the http, "
+                             "websocket and audio suites against Req 11's p95 budgets")
+    parser.add_argument("--region", help="the deployed stack's region (default: boto3's, e.g. AWS_REGION)")
+    parser.add_argument("--short", action="store_true", help="with --stack: a few samples of each, a smoke run")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where reports go (default bench/results)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in SUITES]
+    allowed = DEPLOYED_SUITES if args.stack else tuple(SUITES)
+    if args.stack and args.only == parser.get_default("only"):
+        chosen = list(DEPLOYED_SUITES)
+    unknown = [name for name in chosen if name not in allowed]
     if unknown:
-        parser.error(f"unknown suite(s): {', '.join(unknown)}")
+        parser.error(f"unknown suite(s){' for --stack' if args.stack else ''}: {', '.join(unknown)}")
+    if args.stack:
+        return _deployed(args, tuple(chosen))
 
     raise_open_files(OPEN_FILES)
     rows: list[dict] = []
@@ -120,22 +136,43 @@ def main(argv: list[str] | None = None) -> int:
                              "met": False})
         print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
+    meta = {"suites": chosen, "stack_args": stacks,
+            # A shared or busy machine shows here: the 1-minute load average before and after the run.
+            "loadavg_before": [round(x, 2) for x in load_before]}
+    return report(rows, meta, args.results)
+
+
+def report(rows: list[dict], meta: dict, results: Path) -> int:
+    """Prints the table, saves it (Markdown and JSON) in `results`; 1 if a goal was missed."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     table = markdown(rows)
     meta = {"when": stamp, "python": platform.python_version(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "suites": chosen, "stack_args": stacks,
-            # A shared or busy machine shows here: the 1-minute load average before and after the run.
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
-    table += (f"\n\n{meta['cpus']} CPUs; load average (1/5/15 min) {' / '.join(map(str, meta['loadavg_before']))} "
-              f"before, {' / '.join(map(str, meta['loadavg_after']))} after.")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"report-{stamp}.md").write_text(f"# Benchmark report {stamp}\n\n{table}\n")
-    (RESULTS / f"report-{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    (RESULTS / "latest.md").write_text(f"# Benchmark report {stamp}\n\n{table}\n")
-    (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+            "cpus": os.cpu_count(), **meta, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    if "stack" in meta:
+        table += f"\n\nDeployed stack {meta['stack']} ({meta['region']}), measured from this machine."
+    if "loadavg_before" in meta:
+        table += (f"\n\n{meta['cpus']} CPUs; load average (1/5/15 min) "
+                  f"{' / '.join(map(str, meta['loadavg_before']))} before, "
+                  f"{' / '.join(map(str, meta['loadavg_after']))} after.")
+    results.mkdir(parents=True, exist_ok=True)
+    for name in (f"report-{stamp}", "latest"):
+        (results / f"{name}.md").write_text(f"# Benchmark report {stamp}\n\n{table}\n")
+        (results / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(table)
     return 0 if all(r.get("met") is not False for r in rows) else 1
+
+
+def _deployed(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
+    try:
+        with deployed_stack(args.stack, args.region) as info:
+            print(f"bench: {', '.join(chosen)} against stack {args.stack} ({info['region']}) ...",
+                  file=sys.stderr, flush=True)
+            rows = deployed.run(info, chosen, short=args.short)
+    except DeployedStackError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    return report(rows, {"stack": args.stack, "region": info["region"], "suites": list(chosen),
+                         "short": args.short}, args.results)
 
 
 if __name__ == "__main__":

@@ -305,6 +305,21 @@ def _create_user(ctx: _Context, pool_props: dict, name: str, password: str) -> L
     return LocalUser(name, username, email, password)
 
 
+def register_stack(endpoint: str, region: str, stack_name: str, outputs: dict[str, str]) -> None:
+    """A CloudFormation stack in moto whose outputs are the local stack's, so whatever reads a deployed
+    stack's outputs (describe_stacks) reads this one the same way. Its only resource is a placeholder:
+    the real ones are provisioned above, from the service's template."""
+    template = {
+        "Description": "The local stack's outputs (python -m local_stack dev)",
+        "Resources": {"LocalStack": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    try:
+        client("cloudformation", endpoint, region).create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
+    except (ClientError, BotoCoreError) as exc:
+        raise AwsError(f"cannot register stack {stack_name} in moto: {exc}") from None
+
+
 def initiate_auth(endpoint: str, region: str, client_id: str, username: str, password: str) -> dict:
     """A real USER_PASSWORD_AUTH sign-in; returns Cognito's AuthenticationResult."""
     idp = client("cognito-idp", endpoint, region)

@@ -207,6 +207,12 @@ class LocalStack:
             raise StackError(f"cannot serve the console on 127.0.0.1:{cfg.console_port}: {exc.strerror} "
                              f"(choose another --console-port)") from None
         await asyncio.gather(self.runtime.warm(), asyncio.to_thread(self._check_sign_in))
+        # Published where a deployed stack's are: tests and benchmarks find both through describe_stacks.
+        try:
+            await asyncio.to_thread(aws.register_stack, self.moto.endpoint, cfg.region, self.template.stack_name,
+                                    self.outputs())
+        except aws.AwsError as exc:
+            raise StackError(str(exc)) from None
 
         write_atomically(stack_file(self.state_dir), self.describe())
         self._stack_file_written = True
@@ -236,15 +242,29 @@ class LocalStack:
 
         return verifier_for
 
+    def _local_urls(self) -> dict[str, str]:
+        """execute-api URLs as the template builds them -> the local gateways serving them."""
+        region, urls = self.config.region, {}
+        for gateway in self.ws_gateways:
+            api_id, stage = fake_api_id(gateway.api.logical_id), gateway.api.stage
+            urls[f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"] = gateway.management_url
+            urls[f"wss://{api_id}.execute-api.{region}.amazonaws.com/{stage}"] = gateway.url
+        if self.gateway:
+            for api in self.apis:
+                urls[f"https://{api.api_id}.execute-api.{region}.amazonaws.com/{api.stage}"] = self.gateway.url(api)
+        return urls
+
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs with the local values; URLs point at the local gateways."""
+        urls = self._local_urls()
+        return {name: urls.get(value, value)
+                for name, value in self.template.outputs(self.provisioned.physical).items()}
+
     def _with_local_endpoints(self, functions: dict) -> dict:
         """Where AWS hosts differ locally: environment values naming a WebSocket API's execute-api URL
         point at the local gateway, and a function that verifies tokens of a local pool (JWT_ISSUER)
         gets JWKS_URL, because moto serves the pool's keys at its own endpoint, not at the issuer."""
-        replacements = {}
-        for gateway in self.ws_gateways:
-            api_id = fake_api_id(gateway.api.logical_id)
-            remote = f"https://{api_id}.execute-api.{self.config.region}.amazonaws.com/{gateway.api.stage}"
-            replacements[remote] = gateway.management_url
+        replacements = self._local_urls()
         pool_ids = [p.ref for lid, p in self.provisioned.physical.items()
                     if self.template.resources[lid]["Type"] == "AWS::Cognito::UserPool"]
         local = {}
@@ -291,6 +311,7 @@ class LocalStack:
         return {
             "pid": os.getpid(),
             "template": str(self.template.path),
+            "stackName": self.template.stack_name,  # its outputs: describe_stacks on awsEndpointUrl
             "parameterOverrides": self.config.parameter_overrides,
             "httpApiUrl": self.gateway.url(main_api) if main_api else None,
             "httpApis": {api.logical_id: self.gateway.url(api) for api in self.apis},

@@ -1,7 +1,8 @@
-"""DynamoDB stream event source mappings (`Events: Type: DynamoDB` in the
-template): polls the table's stream on the embedded endpoint and invokes the
-function with batches shaped as Lambda delivers them, honouring BatchSize,
-MaximumBatchingWindowInSeconds, FilterCriteria and MaximumRetryAttempts."""
+"""DynamoDB stream event source mappings (`AWS::Lambda::EventSourceMapping`
+resources, or a function's `Events: Type: DynamoDB`): polls the table's stream on
+the embedded endpoint and invokes the function with batches shaped as Lambda
+delivers them, honouring BatchSize, MaximumBatchingWindowInSeconds,
+FilterCriteria and MaximumRetryAttempts."""
 
 from __future__ import annotations
 
@@ -32,27 +33,61 @@ class StreamMapping:
 
 
 def stream_mappings(template: Any) -> list[StreamMapping]:
+    """Every mapping of a table's stream to a function: explicit EventSourceMapping resources
+    (FunctionName: !Ref <Function> or its !GetAtt Arn) and SAM `Type: DynamoDB` events."""
     mappings = []
+    for logical_id, resource in template.resources_of_type("AWS::Lambda::EventSourceMapping").items():
+        props = resource.get("Properties", {})
+        table = _stream_table(props.get("EventSourceArn"))
+        if table is None:
+            continue  # not a DynamoDB stream (SQS, Kinesis, ...): not polled locally
+        function = _function_ref(template, props.get("FunctionName"), f"{logical_id}.FunctionName")
+        mappings.append(_mapping(template, function, table, props))
     for logical_id, resource in template.resources_of_type("AWS::Serverless::Function").items():
         for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
             if event.get("Type") != "DynamoDB":
                 continue
             props = event.get("Properties", {})
-            stream = props.get("Stream")
-            if not (isinstance(stream, dict) and "Fn::GetAtt" in stream):
+            table = _stream_table(props.get("Stream"))
+            if table is None:
                 raise ValueError(f"{logical_id}.Events.{name}: the local stack needs !GetAtt <Table>.StreamArn")
-            target = stream["Fn::GetAtt"]
-            table = target.split(".")[0] if isinstance(target, str) else target[0]
-            filters = tuple(json.loads(f["Pattern"]) for f in (props.get("FilterCriteria") or {}).get("Filters", []))
-            mappings.append(StreamMapping(
-                function=logical_id, table=table,
-                batch_size=int(template.resolve(props.get("BatchSize", 100))),
-                batching_window=float(template.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
-                max_retries=int(template.resolve(props.get("MaximumRetryAttempts", -1))),
-                starting_position=str(template.resolve(props.get("StartingPosition", "LATEST"))),
-                filters=filters,
-            ))
+            mappings.append(_mapping(template, logical_id, table, props))
     return mappings
+
+
+def _stream_table(arn: Any) -> str | None:
+    """The table logical id of `!GetAtt <Table>.StreamArn`; None for anything else."""
+    if not (isinstance(arn, dict) and "Fn::GetAtt" in arn):
+        return None
+    target = arn["Fn::GetAtt"]
+    table, attribute = target.split(".", 1) if isinstance(target, str) else target
+    return table if attribute == "StreamArn" else None
+
+
+def _function_ref(template: Any, value: Any, where: str) -> str:
+    """The function logical id of `!Ref <Function>` or `!GetAtt <Function>.Arn`."""
+    target = None
+    if isinstance(value, dict) and "Ref" in value:
+        target = value["Ref"]
+    elif isinstance(value, dict) and "Fn::GetAtt" in value:
+        getatt = value["Fn::GetAtt"]
+        target = (getatt.split(".", 1) if isinstance(getatt, str) else getatt)[0]
+    functions = template.resources_of_type("AWS::Serverless::Function", "AWS::Lambda::Function")
+    if target not in functions:
+        raise ValueError(f"{where}: the local stack needs !Ref <Function> (or its !GetAtt Arn) of this template")
+    return target
+
+
+def _mapping(template: Any, function: str, table: str, props: dict) -> StreamMapping:
+    filters = tuple(json.loads(f["Pattern"]) for f in (props.get("FilterCriteria") or {}).get("Filters", []))
+    return StreamMapping(
+        function=function, table=table,
+        batch_size=int(template.resolve(props.get("BatchSize", 100))),
+        batching_window=float(template.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
+        max_retries=int(template.resolve(props.get("MaximumRetryAttempts", -1))),
+        starting_position=str(template.resolve(props.get("StartingPosition", "LATEST"))),
+        filters=filters,
+    )
 
 
 def matches(pattern: Any, value: Any) -> bool:

@@ -440,6 +440,22 @@ class Template:
             log_level=logging_config.get("ApplicationLogLevel"),
         )
 
+    # -------------------------------------------------------------- outputs
+
+    def outputs(self, physical: dict[str, Physical] | None = None) -> dict[str, str]:
+        """The template's Outputs as strings, as a deployed stack's describe_stacks gives them
+        (outputs whose Condition is false are left out, as CloudFormation does)."""
+        resolver = self.resolver(physical)
+        values = {}
+        for name, output in (self._data.get("Outputs") or {}).items():
+            if "Condition" in output and not self.condition(output["Condition"]):
+                continue
+            value = resolver.resolve(output.get("Value"), f"Outputs.{name}.Value")
+            if value is NO_VALUE or isinstance(value, dict):
+                raise TemplateError(f"Outputs.{name}.Value is not a string")
+            values[name] = ",".join(map(_param_str, value)) if isinstance(value, list) else _param_str(value)
+        return values
+
     # ------------------------------------------------------------ HTTP APIs
 
     def http_apis(self, physical: dict[str, Physical] | None = None) -> list[HttpApiSpec]:

@@ -1,4 +1,7 @@
-"""The local stack for end-to-end tests: one ``python -m local_stack dev`` per test session.
+"""The stack for end-to-end tests: one ``python -m local_stack dev`` per test session, or, with
+DEPLOYED_STACK=<name> (`make test-deployed`), a deployed stack found by its CloudFormation outputs,
+with test users of its own. Tests that need the local stack's internals (its log files, fault
+hooks, the embedded moto) are marked ``local_only("why")`` and skipped against a deployed stack.
 
 Tests use the ``stack`` fixture::
 
@@ -12,6 +15,7 @@ Tests use the ``stack`` fixture::
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -20,9 +24,13 @@ from pathlib import Path
 
 import pytest
 
+import deployed
 from local_stack.aws import client as aws_client
 from local_stack.aws import initiate_auth
 from local_stack.launcher import LaunchError, running_stack
+
+# The deployed stack to test (its region: DEPLOYED_REGION, or boto3's default); unset: the local stack.
+DEPLOYED_STACK = os.environ.get("DEPLOYED_STACK") or None
 
 
 def pytest_collection_modifyitems(items):
@@ -30,6 +38,10 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.e2e)
+            local_only = item.get_closest_marker("local_only")
+            if DEPLOYED_STACK and local_only:
+                why = local_only.args[0] if local_only.args else "needs the local stack's internals"
+                item.add_marker(pytest.mark.skip(reason=f"local stack only: {why}"))
 
 
 @dataclass
@@ -106,6 +118,27 @@ class LocalStackHandle:
         return records
 
 
+class DeployedStackHandle(LocalStackHandle):
+    """The same handle on a deployed stack: its outputs under stack.json's keys, its own test users,
+    and AWS clients with the caller's credentials. It has no log files or process of its own."""
+
+    def token(self, name: str = "alice", *, access: bool = False) -> str:
+        if name not in self._tokens:
+            self._tokens[name] = deployed.sign_in(self.info, self.user(name))
+        return self._tokens[name]["AccessToken" if access else "IdToken"]
+
+    def aws(self, service: str):
+        if service not in self._clients:
+            self._clients[service] = deployed.aws_client(service, self.info["region"])
+        return self._clients[service]
+
+    def log(self, function: str) -> str:
+        raise RuntimeError("a deployed stack's logs are in CloudWatch: mark the test local_only")
+
+    def output(self) -> str:
+        raise RuntimeError("a deployed stack has no local output: mark the test local_only")
+
+
 def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "", interval: float = 0.2):
     """Polls `check` until it returns a truthy value (returned) or the deadline passes."""
     deadline = time.monotonic() + timeout
@@ -124,6 +157,13 @@ def _tail(path: Path, lines: int = 80) -> str:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> LocalStackHandle:
+    if DEPLOYED_STACK:
+        try:
+            with deployed.deployed_stack(DEPLOYED_STACK, os.environ.get("DEPLOYED_REGION") or None) as info:
+                yield DeployedStackHandle(info, None, None)
+        except deployed.DeployedStackError as exc:
+            pytest.fail(str(exc))
+        return
     state_dir = tmp_path_factory.mktemp("local-stack")
     try:
         with running_stack(state_dir) as (info, process):

@@ -60,6 +60,8 @@ from broadcast_client import (
     start_broadcast,
 )
 
+pytestmark = pytest.mark.local_only("the client's --local configuration reads the local stack's stack.json")
+
 TIMEOUT = 20.0  # seconds for any one thing the stack does asynchronously (broadcasts, teardown)
 FAST_RECONNECT = RetryPolicy(max_retries=10, base_delay=0.2, max_delay=1.0)
 

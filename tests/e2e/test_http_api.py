@@ -170,6 +170,7 @@ def test_cors_preflight_and_response_headers(api, stack):
     assert "location" in r.headers.get("access-control-expose-headers", "").lower()
 
 
+@pytest.mark.local_only("reads the function's log file")
 def test_every_request_is_logged_with_its_request_id_as_correlation_id(api, stack):
     r = create(api, stack)
     import json

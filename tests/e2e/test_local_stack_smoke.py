@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.local_only("checks the local stack itself")
 
 
 def test_stack_json_describes_the_running_stack(stack):

@@ -5,7 +5,11 @@ import json
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.local_only("checks env.local.json against the local stack")
 
 
 def test_env_local_json_matches_the_running_local_stack(stack):

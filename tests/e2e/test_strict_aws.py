@@ -48,6 +48,7 @@ def inject_aws_fault(stack: LocalStackHandle, operation: str, count: int) -> Non
 # ----------------------------------------------------------------------------------------- IAM
 
 
+@pytest.mark.local_only("signs as a function with the local stack's keys")
 def test_a_function_may_not_make_a_call_its_role_does_not_allow(stack, http):
     session_id = new_session(http, stack)["sessionId"]
     key = {"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "META"}}
@@ -75,6 +76,7 @@ def test_a_function_may_not_make_a_call_its_role_does_not_allow(stack, http):
             StreamName=stack["audioStreamName"], PartitionKey=session_id, Data=b"{}")
 
 
+@pytest.mark.local_only("signs as a function with the local stack's keys")
 def test_a_function_without_manage_connections_may_not_post_to_a_socket(stack, http):
     session_id = new_session(http, stack)["sessionId"]
 
@@ -100,6 +102,7 @@ def test_a_function_without_manage_connections_may_not_post_to_a_socket(stack, h
 # ---------------------------------------------------------------- a teardown that failed to start
 
 
+@pytest.mark.local_only("injects a fault into the local AWS endpoint")
 @pytest.mark.parametrize("retry", ["DELETE", "PATCH"])
 def test_a_repeated_end_restarts_a_teardown_that_failed_to_start(stack, http, retry):
     session_id = new_session(http, stack)["sessionId"]
@@ -163,6 +166,7 @@ def test_a_crowd_joining_one_session_at_once_all_connect_and_are_counted(stack, 
 # ------------------------------------------------------- a join racing its own status broadcast
 
 
+@pytest.mark.local_only("holds $connect with the local gateway's fault hook")
 def test_a_listener_whose_join_raced_its_own_status_broadcast_is_still_closed_at_teardown(stack, http):
     session_id = new_session(http, stack)["sessionId"]
     delay = httpx.post(f"{stack['managementApiUrl']}/@faults/$connect", params={"delayMs": 3000, "count": 1})
@@ -188,6 +192,7 @@ def test_a_listener_whose_join_raced_its_own_status_broadcast_is_still_closed_at
     run(scenario())
 
 
+@pytest.mark.local_only("the local stack's own switches")
 def test_transaction_conflicts_are_on_in_the_stack_under_test(stack):
     # The rules above are only proven where they are in force.
     assert stack["strict"] == {"iam": True, "transactionConflicts": True}
@@ -201,6 +206,7 @@ def _headers_of_size(total: int, token_char: str = "B") -> dict:
     return {"Authorization": "Bearer " + token_char * 4000, "X-Filler": "f" * (total - 4007)}
 
 
+@pytest.mark.local_only("AWS documents this limit, not the status it answers")
 @pytest.mark.parametrize("extra, status", [(0, 401), (1, 431)])
 def test_the_http_api_takes_10240_bytes_of_request_line_and_header_values(stack, extra, status):
     path = "/dev/sessions/golden-eagle-427"
@@ -216,12 +222,14 @@ def test_the_http_api_takes_10240_bytes_of_request_line_and_header_values(stack,
     assert "BBBB" not in response.text and "ffff" not in response.text
 
 
+@pytest.mark.local_only("AWS documents this limit, not the status it answers")
 def test_a_header_too_long_to_parse_is_refused_without_echoing_it(stack):
     response = httpx.get(f"{stack.url}/sessions/golden-eagle-427", headers={"Authorization": "Bearer " + "S" * 70_000})
     assert response.status_code == 431
     assert response.json() == {"message": "Request Header Fields Too Large"}
 
 
+@pytest.mark.local_only("AWS documents this limit, not the status it answers")
 def test_a_websocket_url_over_4096_characters_is_refused(stack):
     async def scenario():
         statuses = []

@@ -22,6 +22,8 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import LocalStackHandle, eventually
 
+pytestmark = pytest.mark.local_only("reads the teardown executions from the embedded Step Functions, or injects faults")
+
 LISTENERS = 200
 BATCH = 20  # sockets opened at once: gentle on two cores
 GOODBYE_WAIT = 30.0  # every socket told and closed after the DELETE

@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from local_stack.launcher import STARTUP_TIMEOUT, running_stack
-from tests.e2e.conftest import LocalStackHandle, eventually
+from tests.e2e.conftest import DEPLOYED_STACK, LocalStackHandle, eventually
 
 BROADCAST_WAIT = 10.0  # the stream poller batches up to 1 s; a loaded 2-core machine needs slack
 REPLY_WAIT = 10.0
@@ -165,6 +165,16 @@ def audio(seq: int, payload: bytes | None = None) -> dict:
     return {"action": "sendAudio", "seq": seq, "data": base64.b64encode(payload or f"chunk-{seq}".encode()).decode()}
 
 
+FRAME_BYTES = 32 * 1024  # API Gateway's largest frame: a longer message goes in several
+DEFAULT_MAX_AUDIO_BYTES = 24000  # the template's MaxAudioBytes default: one frame's worth
+
+
+def frames(message: dict) -> list[str]:
+    """The message as frames of at most FRAME_BYTES (ASCII JSON: a character is a byte)."""
+    text = json.dumps(message)
+    return [text[i:i + FRAME_BYTES] for i in range(0, len(text), FRAME_BYTES)]
+
+
 async def eventually_async(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.2,
                            what: str = ""):
     deadline = time.monotonic() + timeout
@@ -287,6 +297,7 @@ REFUSALS = [  # (role, case); anyone may listen to anyone's session, speakers ha
 
 
 @pytest.mark.parametrize(("role", "case"), REFUSALS, ids=[f"{role}-{case}" for role, case in REFUSALS])
+@pytest.mark.local_only("reads the refusal reasons from the functions' log files")
 def test_a_connection_to_a_session_it_may_not_join_is_refused_with_403(stack, http, ended_session, case, role):
     live = new_session(http, stack)["sessionId"]
     params = {"sessionId": live, "role": role, "token": stack.token("alice")}
@@ -321,6 +332,7 @@ TOKEN_CASES = [(role, token) for role in ("speaker", "listener") for token in BA
 
 
 @pytest.mark.parametrize(("role", "token"), TOKEN_CASES, ids=[f"{role}-{token}" for role, token in TOKEN_CASES])
+@pytest.mark.local_only("reads the refusal reasons from the functions' log files")
 def test_a_bad_token_is_refused_with_401(stack, http, role, token):
     session_id = new_session(http, stack)["sessionId"]
     before = len(refusal_reasons(stack))
@@ -444,6 +456,7 @@ def test_paused_audio_is_held_then_forwarded_before_new_audio(stack, http, resum
     assert int(session_item(stack, session_id).get("bufferedChunks", {"N": "0"})["N"]) == 0
 
 
+@pytest.mark.local_only("reads the function's log file")
 def test_paused_audio_older_than_30_seconds_is_dropped_on_resume(stack, http):
     session_id = new_session(http, stack)["sessionId"]
     ddb = stack.aws("dynamodb")
@@ -488,23 +501,28 @@ def test_a_message_over_128_kb_closes_the_socket_with_1009(stack, http):
     async def scenario():
         async with Sockets(stack) as sockets:
             speaker = await sockets.speaker(session_id)
-            # Just under the cap goes through (92 KB of audio, 123 KB of JSON).
-            near_cap = json.dumps(audio(0, b"\x01" * (92 * 1024)))
-            assert 120 * 1024 < len(near_cap) < 128 * 1024
-            await speaker.send(near_cap)
+            # A chunk of MaxAudioBytes fits one frame and goes through.
+            await speaker.send(json.dumps(audio(0, b"\x01" * DEFAULT_MAX_AUDIO_BYTES)))
             await heartbeat(speaker)
-            await speaker.send(json.dumps(audio(1, b"\x02" * (100 * 1024))))  # ~133 KB of JSON
+            # Just under the message cap (92 KB of audio, 123 KB of JSON in 4 frames): delivered, and
+            # answered AUDIO_TOO_LARGE (over MaxAudioBytes); the connection stays open.
+            near_cap = frames(audio(1, b"\x01" * (92 * 1024)))
+            assert 120 * 1024 < len("".join(near_cap)) < 128 * 1024
+            await speaker.send(near_cap)
+            assert (await receive(speaker, of_type("error")))["code"] == "AUDIO_TOO_LARGE"
+            await heartbeat(speaker)
+            await speaker.send(frames(audio(2, b"\x02" * (100 * 1024))))  # ~133 KB of JSON
             code, _ = await closed(speaker)
             assert code == 1009
             # The session is not harmed: the speaker reconnects and goes on.
             again = await sockets.speaker(session_id)
-            await again.send(json.dumps(audio(2)))
+            await again.send(json.dumps(audio(3)))
             await heartbeat(again)
 
     run(scenario())
     records = stack.audio_records(session_id)
-    assert [r["seq"] for r in records] == [0, 2]
-    assert len(base64.b64decode(records[0]["audio"])) == 92 * 1024
+    assert [r["seq"] for r in records] == [0, 3]
+    assert len(base64.b64decode(records[0]["audio"])) == DEFAULT_MAX_AUDIO_BYTES
     assert get_session(http, stack, session_id)["status"] == "active"
 
 
@@ -584,6 +602,7 @@ def test_listeners_may_not_send_audio_pause_or_resume(stack, http):
     assert seqs(stack, session_id) == []
 
 
+@pytest.mark.local_only("injects faults into the local Management API")
 def test_audio_and_control_after_the_session_ended_answer_session_ended(stack, http):
     """Between the end of a session and its teardown reaching the speaker's socket, the socket is still
     open. The local Management API's @faults hook keeps the teardown from reaching it until released."""
@@ -620,6 +639,7 @@ def inject_post_faults(stack: LocalStackHandle, connection_id: str, count: int) 
 # ---------------------------------------------------------------- legacy creation
 
 
+@pytest.mark.local_only("reads the function's log file")
 def test_legacy_session_creation_over_the_websocket(stack, http):
     metric_lines_before = sum("LegacySessionCreation" in line for line in stack.log_lines("WsCreateSessionFunction")
                               if "_aws" in line)
@@ -688,6 +708,7 @@ def legacy_messages_counted(stack: LocalStackHandle) -> dict[str, float]:
     return counts
 
 
+@pytest.mark.local_only("reads the EMF metrics from the function's log file")
 def test_an_old_client_plays_a_whole_session_in_its_own_vocabulary(stack, http):
     counted_before = legacy_messages_counted(stack)
 
@@ -910,7 +931,7 @@ class _StackInBackground:
 def _strict_stack_in_background(request, tmp_path_factory):
     """Starts the strict stack with the module's first test, if any selected test needs it."""
     module = request.node
-    if not any("strict_stack" in getattr(item, "fixturenames", ()) for item in request.session.items
+    if DEPLOYED_STACK or not any("strict_stack" in getattr(item, "fixturenames", ()) for item in request.session.items
                if item.module is module.obj):
         yield None
         return
@@ -933,6 +954,7 @@ def strict_http(strict_stack):
         yield client
 
 
+@pytest.mark.local_only("starts a second local stack with other parameters")
 def test_a_full_session_refuses_listeners_even_when_they_race_for_the_last_places(strict_stack, strict_http):
     stack, http = strict_stack, strict_http
     session_id = new_session(http, stack)["sessionId"]
@@ -970,6 +992,7 @@ def test_a_full_session_refuses_listeners_even_when_they_race_for_the_last_place
     run(scenario())
 
 
+@pytest.mark.local_only("starts a second local stack with other parameters")
 def test_anonymous_listeners_are_refused_when_not_allowed(strict_stack, strict_http):
     stack = strict_stack
     session_id = new_session(strict_http, stack)["sessionId"]
@@ -984,6 +1007,7 @@ def test_anonymous_listeners_are_refused_when_not_allowed(strict_stack, strict_h
     run(scenario())
 
 
+@pytest.mark.local_only("starts a second local stack with other parameters")
 def test_legacy_session_creation_can_be_switched_off(strict_stack, strict_http):
     stack = strict_stack
     session_id = new_session(strict_http, stack)["sessionId"]
@@ -1001,6 +1025,7 @@ def test_legacy_session_creation_can_be_switched_off(strict_stack, strict_http):
     run(scenario())
 
 
+@pytest.mark.local_only("starts a second local stack with other parameters")
 def test_the_old_vocabulary_answers_legacy_creation_disabled_when_switched_off(strict_stack, strict_http):
     stack, http = strict_stack, strict_http
     session_id = new_session(http, stack)["sessionId"]
@@ -1027,6 +1052,7 @@ def test_the_old_vocabulary_answers_legacy_creation_disabled_when_switched_off(s
                         for action in expected} == expected, what="refused old messages counted")
 
 
+@pytest.mark.local_only("starts a second local stack with other parameters")
 def test_audio_over_max_audio_bytes_is_refused_and_the_connection_stays_open(strict_stack, strict_http):
     stack = strict_stack
     session_id = new_session(strict_http, stack)["sessionId"]

@@ -24,6 +24,8 @@ from websockets.sync.client import connect
 
 from tests.e2e.conftest import LocalStackHandle, eventually
 
+pytestmark = pytest.mark.local_only("scans the local stack's log files")
+
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.")
 LONG_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{201,}")
 WAIT = 30.0

@@ -296,10 +296,34 @@ def test_the_project_template():
     for fn in functions.values():
         assert fn.environment["TABLE_NAME"] == "local-SessionsTable"
         assert (ROOT / "layers/session_core") in fn.layer_dirs
-        assert all("Powertools" in arn for arn in fn.skipped_layers)
+        assert fn.skipped_layers == (), "every layer is built from this repository"
     (api,) = [a for a in t.http_apis(physical) if a.logical_id == "HttpApi"]
     assert api.stage == "dev"
     assert "POST /sessions" in {r.route_key for r in api.routes}
     for route in api.routes:
         assert route.authorizer.issuer == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_local"
         assert route.authorizer.audiences == ("localclient",)
+
+
+def test_outputs_resolve_like_describe_stacks_and_leave_out_false_conditions():
+    t = template("""
+    Parameters:
+      Stage: {Type: String, Default: dev}
+      WithExtra: {Type: String, Default: "no"}
+    Conditions:
+      Extra: !Equals [!Ref WithExtra, "yes"]
+    Resources:
+      Api: {Type: AWS::Serverless::HttpApi, Properties: {StageName: !Ref Stage}}
+      Table: {Type: AWS::DynamoDB::Table, Properties: {}}
+    Outputs:
+      Url:
+        Value: !Sub https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}
+      TableName:
+        Value: !Ref Table
+      Extra:
+        Condition: Extra
+        Value: !Ref WithExtra
+    """)
+    outputs = t.outputs({"Table": Physical("local-Table")})
+    assert outputs == {"Url": "https://" + t.http_apis()[0].api_id + ".execute-api.eu-west-1.amazonaws.com/dev",
+                       "TableName": "local-Table"}

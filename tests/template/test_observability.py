@@ -384,8 +384,9 @@ def test_api_gateway_may_write_websocket_logs(template):
     account = resources["ApiGatewayAccount"]
     assert account["Type"] == "AWS::ApiGateway::Account"
     assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
-    # The stage's access logging fails to deploy before the account role is set.
-    assert resources["WebSocketApi"]["DependsOn"] == "ApiGatewayAccount"
+    # The stage's access logging fails to deploy before the account role is set (through a handle
+    # that references the optional setting: tests/template/test_production_settings.py).
+    assert resources["WebSocketApi"]["DependsOn"] == "ApiGatewayAccountReady"
 
 
 def test_the_teardown_workflow_is_traced_and_logs_no_execution_data(template):

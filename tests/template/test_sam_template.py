@@ -49,7 +49,11 @@ EXPECTED_GRANTS = {
     "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
     "WsDefaultFunction": set(),
     "StatusBroadcastFunction": on_table("Query", "DeleteItem", "UpdateItem") | {connections("POST")}
-    | {("sqs:SendMessage", resource({"Fn::GetAtt": ["StatusBroadcastFailureQueue", "Arn"]}))},
+    | {("sqs:SendMessage", resource({"Fn::GetAtt": ["StatusBroadcastFailureQueue", "Arn"]}))}
+    # Its event source mapping reads the table's stream, no other.
+    | {(f"dynamodb:{action}", resource({"Fn::GetAtt": ["SessionsTable", "StreamArn"]}))
+       for action in ("DescribeStream", "GetRecords", "GetShardIterator")}
+    | {("dynamodb:ListStreams", resource({"Fn::Sub": "${SessionsTable.Arn}/stream/*"}))},
     "TeardownWorkerFunction": on_table("DeleteItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
     "TeardownFinishFunction": on_table("UpdateItem"),
 }
@@ -224,12 +228,10 @@ def test_the_websocket_authorizer_has_no_identity_source_so_it_always_runs(templ
     assert auth == {"AuthType": "CUSTOM", "AuthArn": {"Fn::GetAtt": ["WsAuthorizerFunction", "Arn"]}}
 
 
-def test_stream_batches_that_fail_every_retry_go_to_an_encrypted_queue(template, functions):
-    event = functions["StatusBroadcastFunction"]["Events"]["SessionChanges"]["Properties"]
-    on_failure = event["DestinationConfig"]["OnFailure"]
+def test_stream_batches_that_fail_every_retry_go_to_an_encrypted_queue(template):
+    mapping = template["Resources"]["StatusBroadcastEventSourceMapping"]["Properties"]
+    on_failure = mapping["DestinationConfig"]["OnFailure"]
     assert on_failure == {"Destination": {"Fn::GetAtt": ["StatusBroadcastFailureQueue", "Arn"]}}
-    # With a Type, SAM would add its own SQSSendMessagePolicy (sqs:SendMessage*) beside the exact grant.
-    assert "Type" not in on_failure
     queue = template["Resources"]["StatusBroadcastFailureQueue"]
     assert queue["Type"] == "AWS::SQS::Queue"
     assert queue["Properties"]["KmsMasterKeyId"] == "alias/aws/sqs"

@@ -184,6 +184,7 @@ ROUTES = [("POST", "/sessions"), ("GET", "/sessions/{id}"), ("PATCH", "/sessions
           ("DELETE", "/sessions/{id}"), ("GET", "/sessions/quiet-otter-999")]
 
 
+@pytest.mark.local_only("signs tokens with the embedded Cognito's own key")
 def test_every_http_route_refuses_every_bad_token(api, stack, attacks, victim):
     with suite(SUITE) as check:
         for name, value in attacks.items():
@@ -219,6 +220,7 @@ def _refused_ws(status: int, body: bytes) -> bool:
         return False
 
 
+@pytest.mark.local_only("signs tokens with the embedded Cognito's own key")
 def test_websocket_handshakes_refuse_every_bad_token(stack, attacks, victim):
     with suite(SUITE) as check:
         for name, value in attacks.items():

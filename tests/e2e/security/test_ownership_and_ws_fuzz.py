@@ -41,6 +41,11 @@ def recv_until(ws, predicate, timeout=10.0) -> dict:
             return message
 
 
+def frames(text: str, characters: int = 16 * 1024) -> list[str]:
+    """The message as several frames, each at most 32 KB (16 K characters of at most 2 UTF-8 bytes)."""
+    return [text[i:i + characters] for i in range(0, len(text), characters)]
+
+
 def heartbeat(ws, timeout=10.0) -> dict:
     ws.send(json.dumps({"action": "heartbeat"}))
     return recv_until(ws, lambda m: m.get("type") in ("heartbeatAck", "error"), timeout)
@@ -208,15 +213,17 @@ def test_malformed_and_random_frames_get_errors_and_never_hurt_other_connections
                 answer = recv_until(speaker, lambda m: m.get("type") == "error")
                 check(answer.get("code") in ("INVALID_MESSAGE", "UNKNOWN_ACTION"), f"frame {frame!r}: {answer}")
 
-            # Just under 128 KB: delivered and answered (an AUDIO_TOO_LARGE or INVALID_* error, never a close).
+            # Just under 128 KB, in frames of at most 32 KB (API Gateway's): delivered and answered (valid
+            # base64 of ~96 KB, over MaxAudioBytes: AUDIO_TOO_LARGE), never a close.
             big = json.dumps({"action": "sendAudio", "seq": 1, "data": "A" * (128 * 1024 - 200)})
             assert len(big.encode()) < 128 * 1024
-            speaker.send(big)  # valid base64 of ~96 KB < MaxAudioBytes: forwarded, no answer
-            answer = heartbeat(speaker, timeout=20)
-            check(answer.get("type") == "heartbeatAck", f"127 KB sendAudio: {answer}")
+            speaker.send(frames(big))
+            answer = recv_until(speaker, lambda m: m.get("type") == "error", timeout=20)
+            check(answer.get("code") == "AUDIO_TOO_LARGE", f"127 KB sendAudio: {answer}")
+            check(heartbeat(speaker).get("type") == "heartbeatAck", "heartbeat after a 127 KB sendAudio")
             huge_string = json.dumps({"action": "heartbeat", "pad": "\u00e9" * (60 * 1024)}, ensure_ascii=False)
             assert len(huge_string.encode()) < 128 * 1024
-            speaker.send(huge_string)
+            speaker.send(frames(huge_string))
             check(recv_until(speaker, lambda m: m.get("type") == "heartbeatAck").get("type") == "heartbeatAck",
                   "127 KB heartbeat")
 
