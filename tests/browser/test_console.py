@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 import re
 import struct
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,10 @@ from tests.e2e.conftest import eventually
 
 from .conftest import MAX_LISTENERS, TONE_HZ
 
+# The README's screenshots; a run refreshes them with UPDATE_SCREENSHOTS=1 (otherwise they go to a temporary
+# folder, so a test run leaves the work tree as it found it).
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCREENSHOTS = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else Path(tempfile.gettempdir()) / "console-screenshots"
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz 16-bit mono
 SAMPLE_RATE = 16_000
 
@@ -88,9 +93,9 @@ def test_speaker_goes_live_and_a_listener_follows_until_the_end(console_stack, b
     eventually(lambda: speaker.evaluate("document.getElementById('level').value") > 0.05, 10,
                "the level meter moves")
 
-    DOCS.mkdir(exist_ok=True)
-    speaker.screenshot(path=str(DOCS / "console-speaker.png"), full_page=True)
-    listener.screenshot(path=str(DOCS / "console-listener.png"), full_page=True)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for page, name in ((speaker, "console-speaker.png"), (listener, "console-listener.png")):
+        assert page.screenshot(path=str(SCREENSHOTS / name), full_page=True)[:8] == b"\x89PNG\r\n\x1a\n"
 
     speaker.click("#pause")
     see(listener, "#status", "paused")
