@@ -80,12 +80,7 @@ class ConnectionRepository:
         except (ClientError, BotoCoreError) as exc:
             self._undo_join(session_id, connection_id)
             if isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException":
-                session = exc.response.get("Item")
-                if session is None or int(session["expiresAt"]["N"]) <= now:
-                    raise errors.SessionNotFound() from None
-                if session["status"]["S"] == ENDED:
-                    raise errors.SessionEnded() from None
-                raise errors.SessionFull() from None
+                raise _join_refusal(exc.response.get("Item"), now) from None
             raise unavailable(exc) from None
 
     def _undo_join(self, session_id: str, connection_id: str) -> None:
@@ -117,12 +112,7 @@ class ConnectionRepository:
                          Item=_connection_item(session_id, connection_id, SPEAKER, user_id, "", now))
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                item = exc.response.get("Item")
-                if item is None or int(item["expiresAt"]["N"]) <= now:
-                    raise errors.SessionNotFound() from None
-                if item["speakerId"]["S"] != user_id:
-                    raise errors.Forbidden() from None
-                raise errors.SessionEnded() from None
+                raise _join_refusal(exc.response.get("Item"), now, speaker_id=user_id) from None
             raise unavailable(exc) from None
         except BotoCoreError as exc:
             raise unavailable(exc) from None
@@ -233,6 +223,17 @@ class ConnectionRepository:
             client("dynamodb").delete_item(TableName=self.table_name, Key=_legacy_key(connection_id))
         except (ClientError, BotoCoreError) as exc:
             raise unavailable(exc) from None
+
+
+def _join_refusal(session: dict | None, now: int, speaker_id: str | None = None) -> errors.ServiceError:
+    """Why a join's conditional write failed, told from the session item DynamoDB returned with it."""
+    if session is None or int(session["expiresAt"]["N"]) <= now:
+        return errors.SessionNotFound()
+    if speaker_id is not None and session["speakerId"]["S"] != speaker_id:
+        return errors.Forbidden()
+    if session["status"]["S"] == ENDED:
+        return errors.SessionEnded()
+    return errors.SessionFull()  # a listener's last condition: the cap
 
 
 def _legacy_key(connection_id: str) -> dict:
