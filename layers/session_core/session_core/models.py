@@ -5,31 +5,22 @@ Timestamps are integer epoch seconds everywhere (API, table, TTL attribute).
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
-# ISO 639-1 codes the transcription pipeline supports.
-Language = Literal["en", "es", "fr", "de", "it", "pt", "ru", "ja", "ko", "zh",
-                   "ar", "hi", "nl", "pl", "tr", "sv", "da", "no", "fi"]
-SUPPORTED_LANGUAGES: tuple[str, ...] = get_args(Language)
+# The words themselves live in domain.py, without pydantic; re-exported here.
+from .domain import (ACTIVE, ENDED, LISTENER, PAUSED, QUALITY_TIERS, ROLES, SESSION_STATUSES, SPEAKER,
+                     SUPPORTED_LANGUAGES, TRANSITIONS, ConnectionContext, can_transition)
 
-QualityTier = Literal["standard", "premium"]
-SessionStatus = Literal["active", "paused", "ended"]
+Language = Literal[SUPPORTED_LANGUAGES]
+QualityTier = Literal[QUALITY_TIERS]
+SessionStatus = Literal[SESSION_STATUSES]
+Role = Literal[ROLES]
 
-ACTIVE, PAUSED, ENDED = get_args(SessionStatus)
-
-# Which statuses a session may move to from each status. Staying put is
-# allowed (idempotent retries); ended is final.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    ACTIVE: frozenset({ACTIVE, PAUSED, ENDED}),
-    PAUSED: frozenset({ACTIVE, PAUSED, ENDED}),
-    ENDED: frozenset(),
-}
-
-
-def can_transition(current: str, target: str) -> bool:
-    return target in TRANSITIONS.get(current, frozenset())
+__all__ = ["ACTIVE", "ENDED", "LISTENER", "PAUSED", "SPEAKER", "SUPPORTED_LANGUAGES", "TRANSITIONS",
+           "ConnectionContext", "CreateSessionRequest", "Language", "QualityTier", "Role", "Session",
+           "SessionStatus", "UpdateSessionRequest", "can_transition"]
 
 
 class _Body(BaseModel):
@@ -82,20 +73,3 @@ class Session(BaseModel):
 
     def is_expired(self, now: int) -> bool:
         return self.expiresAt <= now
-
-
-Role = Literal["speaker", "listener"]
-SPEAKER, LISTENER = get_args(Role)
-
-
-class ConnectionContext(BaseModel):
-    """What the WebSocket authorizer decided at $connect. API Gateway hands it
-    to every later route of the connection as requestContext.authorizer."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    sessionId: str = ""  # empty on a legacy connection until it creates a session
-    role: Role
-    userId: str = ""  # empty for anonymous listeners
-    targetLanguage: str = ""
-    legacy: bool = False

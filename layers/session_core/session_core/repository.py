@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from typing import TYPE_CHECKING
+
 from . import errors
 from .aws import client
-from .models import ACTIVE, ENDED, Session
+from .domain import ACTIVE, ENDED
 from .observability import logger
+
+if TYPE_CHECKING:
+    from .models import Session
 
 META = "META"
 
@@ -47,6 +52,10 @@ def parse_number_or_string(attr: dict):
 
 
 def from_item(item: dict) -> Session:
+    # pydantic loads with the first session read, not at import: $connect and $disconnect
+    # only write (their conditions check the session) and start without it.
+    from .models import Session
+
     values = {}
     for name in Session.model_fields:
         attr = item.get(name)
