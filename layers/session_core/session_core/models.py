@@ -9,10 +9,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
-# The words themselves live in domain.py, without pydantic; re-exported here.
-from .domain import (ACTIVE, ENDED, LISTENER, PAUSED, QUALITY_TIERS, ROLES, SESSION_STATUSES, SPEAKER,
-                     SUPPORTED_LANGUAGES, TRANSITIONS, ConnectionContext, can_transition)
+from .domain import (
+    ACTIVE,
+    ENDED,
+    LISTENER,
+    PAUSED,
+    QUALITY_TIERS,
+    ROLES,
+    SESSION_STATUSES,
+    SPEAKER,
+    SUPPORTED_LANGUAGES,
+    TRANSITIONS,
+    ConnectionContext,
+    can_transition,
+)
 
+# The words themselves live in domain.py, without pydantic; these types are built from them.
 Language = Literal[SUPPORTED_LANGUAGES]
 QualityTier = Literal[QUALITY_TIERS]
 SessionStatus = Literal[SESSION_STATUSES]

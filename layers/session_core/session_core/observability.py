@@ -70,13 +70,15 @@ def tracer() -> Tracer | None:
     botocore alone -- the AWS calls are what a trace should show; patch_all would import the patcher of
     every library the SDK knows -- and only once botocore is imported (wrapt's post-import hook, at once
     if it already is): a function that calls no AWS service does not load botocore for its trace.
+    The hook waits for botocore.session, which every client needs and which imports botocore.client
+    first: botocore.client's own hook would run before the package has it as an attribute.
     """
     if not tracing_enabled():
         return None
     import wrapt  # the X-Ray SDK's own dependency
 
     traced = Tracer(auto_patch=False)
-    wrapt.register_post_import_hook(lambda _: traced.patch(("botocore",)), "botocore.client")
+    wrapt.register_post_import_hook(lambda _: traced.patch(("botocore",)), "botocore.session")
     return traced
 
 

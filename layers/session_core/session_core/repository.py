@@ -9,9 +9,9 @@ each other's changes and no read-modify-write window exists.
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import errors
 from .aws import client
