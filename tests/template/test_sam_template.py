@@ -214,7 +214,7 @@ def test_every_two_way_websocket_route_has_a_route_response(template):
 
 def test_the_websocket_authorizer_has_no_identity_source_so_it_always_runs(template):
     auth = template["Resources"]["WebSocketApi"]["Properties"]["Auth"]
-    assert auth == {"AuthType": "CUSTOM", "AuthArn": {"Fn::GetAtt": ["WsAuthorizerFunction", "Arn"]}}
+    assert auth == {"AuthType": "CUSTOM", "AuthArn": {"Ref": "WsAuthorizerFunction.Alias"}}
 
 
 def test_stream_batches_that_fail_every_retry_go_to_an_encrypted_queue(template, functions):
