@@ -36,8 +36,9 @@ __all__ = ["ACTIVE", "ENDED", "LISTENER", "PAUSED", "SPEAKER", "SUPPORTED_LANGUA
 
 
 class _Body(BaseModel):
-    # Unknown fields and type coercion ("1" for 1) are errors, not surprises.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Unknown fields and type coercion ("1" for 1) are errors, not surprises. The validators are built
+    # on first use: only create and update parse a body, every other function starts without building them.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class CreateSessionRequest(_Body):
