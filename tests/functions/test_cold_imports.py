@@ -46,8 +46,10 @@ def test_functions_without_aws_calls_do_not_load_botocore_for_their_trace(folder
     assert "botocore.client" not in loaded and "boto3" not in loaded and "aws_xray_sdk.core" in loaded
 
 
-@pytest.mark.parametrize("folder", ["ws_connect", "ws_disconnect"])
-def test_connect_and_disconnect_start_without_pydantic(folder):
+# They read no session (their conditional writes check it), so they need no Session model.
+@pytest.mark.parametrize("folder", ["ws_connect", "ws_disconnect", "status_broadcast", "teardown_worker",
+                                    "teardown_finish"])
+def test_functions_that_only_write_start_without_pydantic(folder):
     result = loaded_by(folder)
     assert "pydantic" not in result["loaded"] and "botocore.client" in result["loaded"]
     assert result["patched"]  # their DynamoDB calls are traced
