@@ -68,6 +68,11 @@ SESSION_ID = "golden-eagle-427"
 # The authorizer is measured twice: a speaker with a token (PyJWT, the JWKS fetch, a signature) and an
 # anonymous listener (the crowd's path).
 ANONYMOUS_LISTENER = {"sessionId": SESSION_ID, "role": "listener", "targetLanguage": "es"}
+# $connect too: the sample event is the speaker (UpdateItem + PutItem); a listener joins the crowd with one
+# TransactWriteItems, on a connection of its own.
+LISTENER_JOIN = {"requestContext.connectionId": "Lx3hQnNewListnr=",
+                 "requestContext.authorizer": {"principalId": "anonymous", **ANONYMOUS_LISTENER, "userId": "",
+                                               "legacy": False}}
 EVENT_USER = "11111111-2222-3333-4444-555555555555"
 SPEAKER_CONNECTION, LISTENER_CONNECTION = "Lx3fYeWnoAMCJfQ=", "Lx3gAbCdoAMCKaB="
 
@@ -187,6 +192,9 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
             config["event_patch"] = {"queryStringParameters.token": token}
             owner = jwt.decode(token, options={"verify_signature": False})["sub"]
             lid = f"{lid}, speaker with a token"
+        if folder == "ws_connect":
+            configs[f"{lid}, listener"] = (config | {"event_patch": LISTENER_JOIN}, env, owner)
+            lid = f"{lid}, speaker"
         configs[lid] = (config, env, owner)
     any_env = next(iter(envs.values()))[1]
     baseline_config = {"mode": "baseline", "table": table,
