@@ -1,4 +1,4 @@
-"""WebSocket $connect authorizer: admits a speaker or listener to an existing session.
+"""WebSocket $connect authorizer: admits a speaker or listener by token, role and session ID.
 
 Unauthorized (bad or missing token) makes API Gateway answer 401; a Deny
 policy (bad role, session ID or language) answers 403. It does not read the
@@ -6,8 +6,8 @@ session: $connect's conditional write refuses a missing, ended, full or
 foreign session, also with 403 (session_core.admission). Either way the
 handshake fails; the reason is logged here ("connection refused", reason) and
 counted (AuthorizationFailure, ConnectionRefused by reason). Every invocation
-also logs one "request" summary line. A failing service (DynamoDB unavailable)
-is an error, which API Gateway answers with 500 so that clients retry.
+also logs one "request" summary line. An unexpected failure raises, which API
+Gateway answers with 500 so that clients retry.
 """
 
 from session_core import admission, errors
