@@ -1,7 +1,6 @@
 """The connection context as API Gateway hands it back to every route of a connection."""
 
 import pytest
-
 from session_core.domain import ConnectionContext
 
 
