@@ -91,11 +91,15 @@ def websocket_apis(template: Any) -> list[WebSocketApiSpec]:
 
 
 def _function_of(arn: Any, where: str) -> str:
-    # The template names functions by !GetAtt Fn.Arn; the local stack invokes by logical id.
+    # The template names functions by !GetAtt Fn.Arn, or by SAM's !Ref Fn.Alias (the AutoPublishAlias of a
+    # function with SnapStart); the local stack, which has no versions, invokes by logical id.
     if isinstance(arn, dict) and "Fn::GetAtt" in arn:
         target = arn["Fn::GetAtt"]
         return (target.split(".")[0] if isinstance(target, str) else target[0])
-    raise ValueError(f"{where}: the local stack needs !GetAtt <Function>.Arn here, got {arn!r}")
+    if isinstance(arn, dict) and isinstance(arn.get("Ref"), str) and arn["Ref"].endswith(".Alias"):
+        return arn["Ref"].removesuffix(".Alias")
+    raise ValueError(f"{where}: the local stack needs !GetAtt <Function>.Arn or !Ref <Function>.Alias here, "
+                     f"got {arn!r}")
 
 
 def _connection_id() -> str:

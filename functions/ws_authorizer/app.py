@@ -1,19 +1,21 @@
-"""WebSocket $connect authorizer: admits a speaker or listener to an existing session.
+"""WebSocket $connect authorizer: admits a speaker or listener by token, role and session ID.
 
 Unauthorized (bad or missing token) makes API Gateway answer 401; a Deny
-policy (missing, ended, full or foreign session) answers 403. Either way the
+policy (bad role, session ID or language) answers 403. It does not read the
+session: $connect's conditional write refuses a missing, ended, full or
+foreign session, also with 403 (session_core.admission). Either way the
 handshake fails; the reason is logged here ("connection refused", reason) and
 counted (AuthorizationFailure, ConnectionRefused by reason). Every invocation
-also logs one "request" summary line. A failing service (DynamoDB unavailable)
-is an error, which API Gateway answers with 500 so that clients retry.
+also logs one "request" summary line. An unexpected failure raises, which API
+Gateway answers with 500 so that clients retry.
 """
 
 from session_core import admission, errors
-from session_core.models import LISTENER, SPEAKER
+from session_core.domain import LISTENER, SPEAKER
 from session_core.observability import logger, metric, observed
 
 
-@observed("requestContext.requestId")
+@observed("requestContext.requestId", traced=False)  # no AWS call to trace: no X-Ray SDK
 def lambda_handler(event: dict, context) -> dict:
     request_context = event.get("requestContext") or {}
     logger.append_keys(connectionId=request_context.get("connectionId"))
@@ -39,7 +41,7 @@ def lambda_handler(event: dict, context) -> dict:
         metric("ConnectionRefused", reason=refusal.message)
         return _policy("Deny", event["methodArn"], "anonymous")
     logger.info("request", extra={**shape, "outcome": "allowed", "legacy": who.legacy})
-    return _policy("Allow", event["methodArn"], who.userId or "anonymous", who.model_dump(mode="json"))
+    return _policy("Allow", event["methodArn"], who.userId or "anonymous", who.as_authorizer_context())
 
 
 def _policy(effect: str, resource: str, principal: str, context: dict | None = None) -> dict:

@@ -1,13 +1,17 @@
-"""WebSocket $connect: records the admitted connection (the listener cap is enforced here, atomically)."""
+"""WebSocket $connect: records the admitted connection. Its conditional write is
+where a handshake is refused for the session: missing, ended, expired, full, or
+(for a speaker) someone else's; the authorizer does not read the session."""
 
-from session_core import membership
+from session_core import errors, membership
 from session_core.ws import ws_handler
 
 
 def connect(request):
-    membership.join(request.connection_id, request.connection)
+    try:
+        membership.join(request.connection_id, request.connection)
+    except errors.Forbidden:
+        raise errors.NotSessionOwner() from None
 
 
-# Counted like the authorizer's refusals: a cached session lookup lets the
-# authorizer admit what this conditional write then refuses (admission.py).
+# Refusals are counted by reason (ConnectionRefused) and logged, like the authorizer's.
 lambda_handler = ws_handler(connect, refuse_on_error=True, refusal_metric="ConnectionRefused")

@@ -205,8 +205,8 @@ def seqs(stack: LocalStackHandle, session_id: str) -> list[int]:
 
 
 def refusal_reasons(stack: LocalStackHandle) -> list[str]:
-    """The reasons logged for refused handshakes, one per refusal, oldest first: the authorizer's,
-    or $connect's where the authorizer admitted from its session cache and $connect's condition refused."""
+    """The reasons logged for refused handshakes, one per refusal, oldest first: the authorizer's (token,
+    role, session ID format, language), or $connect's (the session: missing, ended, full, someone else's)."""
     reasons: dict[str, tuple[str, str]] = {}
     for line in stack.log_lines("WsAuthorizerFunction"):
         if line.get("reason") and line.get("message") in ("connection refused", "request"):

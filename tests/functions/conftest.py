@@ -5,11 +5,20 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.support.emf import Emf
 from tests.support.lambdas import Context, load_handler
 from tests.support.management_api import FakeManagementApi
 
 TABLE = "sessions-test"
 STREAM = "audio-test"
+
+
+@pytest.fixture
+def emf(capsys):
+    """The EMF records the handlers print from now on."""
+    recorder = Emf(capsys)
+    recorder.clear()
+    return recorder
 
 
 @pytest.fixture(scope="session")

@@ -17,59 +17,11 @@ import pytest
 from session_core import observability
 from session_core import settings as settings_module
 
+from tests.support.emf import BASE
 from tests.support.lambdas import Context, http_event, load_handler, sample_event, ws_event
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = "BroadcastSessions"
-BASE = {"stage": "test", "service": "session-service"}  # the dimensions every metric has
 SESSION_ID = re.compile(r"^[a-z]+-[a-z]+-\d{3}$")
-
-
-# --- reading EMF --------------------------------------------------------------
-
-class Emf:
-    """The EMF records printed so far, as (name, value, unit, dimensions) facts."""
-
-    def __init__(self, capsys):
-        self._capsys = capsys
-        self.records: list[dict] = []
-
-    def read(self) -> list[dict]:
-        out = self._capsys.readouterr().out
-        for line in out.splitlines():
-            line = line.strip()
-            if line.startswith("{") and '"_aws"' in line:
-                self.records.append(json.loads(line))
-        return self.records
-
-    def clear(self) -> None:
-        self._capsys.readouterr()
-        self.records = []
-
-    def points(self, name: str) -> list[tuple[float, str, dict]]:
-        """(value, unit, dimensions) of every data point of metric `name`."""
-        found = []
-        for record in self.read():
-            for directive in record["_aws"]["CloudWatchMetrics"]:
-                assert directive["Namespace"] == NAMESPACE
-                for definition in directive["Metrics"]:
-                    if definition["Name"] != name:
-                        continue
-                    (dimension_names,) = directive["Dimensions"]
-                    dimensions = {key: record[key] for key in dimension_names}
-                    values = record[name] if isinstance(record[name], list) else [record[name]]
-                    found += [(value, definition["Unit"], dimensions) for value in values]
-        return found
-
-    def total(self, name: str, **dimensions: str) -> float:
-        return sum(value for value, _, dims in self.points(name) if dims == {**BASE, **dimensions})
-
-
-@pytest.fixture
-def emf(capsys):
-    recorder = Emf(capsys)
-    recorder.clear()
-    return recorder
 
 
 @pytest.fixture
@@ -312,14 +264,14 @@ def test_a_refused_token_counts_an_authorization_failure(invoke, emf):
 
 def test_a_refused_connection_counts_connection_refused_by_reason(invoke, emf):
     policy = invoke.raw("ws_authorizer", ws_event("ws_authorizer", query={
-        "sessionId": "lonely-heron-321", "role": "listener"}))
+        "sessionId": "Lonely-Heron", "role": "listener"}))
     assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
-    assert emf.total("ConnectionRefused", reason="SESSION_NOT_FOUND") == 1
+    assert emf.total("ConnectionRefused", reason="INVALID_SESSION_ID") == 1
     assert emf.points("AuthorizationFailure") == []
 
 
-def test_a_connection_refused_at_connect_counts_connection_refused_by_reason(invoke, emf):
-    # The authorizer may admit from its session cache what $connect's condition then refuses.
+def test_a_connection_refused_at_connect_counts_connection_refused_by_reason(invoke, emf, log_lines):
+    # The authorizer does not read the session: $connect's condition refuses an ended one.
     session = create(invoke)
     invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
     emf.clear()
@@ -327,6 +279,8 @@ def test_a_connection_refused_at_connect_counts_connection_refused_by_reason(inv
                                              who=listener(session)))["statusCode"] == 403
     assert emf.total("ConnectionRefused", reason="SESSION_ENDED") == 1
     assert emf.points("ListenerJoined") == []
+    refusals = [line for line in log_lines() if line["message"] == "connection refused"]
+    assert [line["reason"] for line in refusals] == ["SESSION_ENDED"]
 
 
 def test_an_http_request_without_claims_counts_an_authorization_failure(invoke, emf):
@@ -406,7 +360,7 @@ def test_the_authorizer_logs_one_summary_with_the_connection_id_and_never_the_to
     session = create(invoke, sub="someone-else")
     token = cognito["tokens"]["alice"]["IdToken"]
     outcomes, written = [], []
-    for query in ({"sessionId": session["sessionId"], "role": "speaker", "token": token},   # not the owner
+    for query in ({"sessionId": session["sessionId"], "role": "admin", "token": token},   # no such role
                   {"sessionId": session["sessionId"], "role": "speaker", "token": token + "x"},  # forged
                   {"sessionId": session["sessionId"], "role": "listener", "token": token}):  # fine
         event = ws_event("ws_authorizer", query=query)
@@ -417,7 +371,7 @@ def test_the_authorizer_logs_one_summary_with_the_connection_id_and_never_the_to
         (summary,) = [line for line in lines if line["message"] == "request"]
         assert summary["connectionId"] == event["requestContext"]["connectionId"]
         outcomes.append((summary["outcome"], summary.get("reason")))
-    assert outcomes == [("refused", "NOT_SESSION_OWNER"), ("unauthorized", "UNAUTHORIZED"), ("allowed", None)]
+    assert outcomes == [("refused", "INVALID_ROLE"), ("unauthorized", "UNAUTHORIZED"), ("allowed", None)]
     text = json.dumps(written)
     assert token not in text and token[:40] not in text
 

@@ -16,10 +16,9 @@ from tests.support.lambdas import http_event, sample_event, ws_event
 @pytest.fixture(autouse=True)
 def fresh_settings():
     # Tests change environment variables; settings are cached per environment.
-    from session_core import admission, auth
+    from session_core import auth
     settings_module.settings.cache_clear()
     auth.configured_verifier.cache_clear()
-    admission._live.clear()  # the authorizer's recently seen sessions
     yield
     settings_module.settings.cache_clear()
     auth.configured_verifier.cache_clear()
@@ -129,9 +128,26 @@ def test_token_in_the_authorization_header_is_accepted(invoke, session, users):
     assert invoke.raw("ws_authorizer", event)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
 
-def test_speaker_of_someone_elses_session_is_denied(invoke, session, users):
+def handshake(invoke, **query):
+    """What API Gateway answers a WebSocket handshake: the authorizer (raising Unauthorized: 401, Deny:
+    403), then $connect with the context it returned (its status; non-2xx fails the handshake)."""
+    event = ws_event("ws_authorizer", query=query)
+    try:
+        policy = invoke.raw("ws_authorizer", event)
+    except Exception as exc:  # noqa: BLE001 - by API Gateway's contract the 401 is a bare Exception("Unauthorized")
+        assert str(exc) == "Unauthorized"
+        return 401
+    if policy["policyDocument"]["Statement"][0]["Effect"] != "Allow":
+        return 403
+    return connect(invoke, policy["context"], event["requestContext"]["connectionId"] + new_connection())
+
+
+def test_speaker_of_someone_elses_session_is_refused_at_connect(invoke, session, users, emf):
     policy = authorize(invoke, sessionId=session["sessionId"], role="speaker", token=users["bob"]["IdToken"])
-    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny" and "context" not in policy
+    assert policy["context"]["userId"] == users["bob"]["sub"]  # the authorizer does not read the session
+    assert handshake(invoke, sessionId=session["sessionId"], role="speaker", token=users["bob"]["IdToken"]) == 403
+    assert emf.total("ConnectionRefused", reason="NOT_SESSION_OWNER") == 1
+    assert read_session(invoke, session["sessionId"]).get("speakerConnectionId") is None
 
 
 @pytest.mark.parametrize("token", [None, "", "garbage", "eyJhbGciOiJub25lIn0.e30."])
@@ -156,77 +172,52 @@ def test_anonymous_listeners_can_be_switched_off(invoke, session, setenv):
         authorize(invoke, sessionId=session["sessionId"], role="listener")
 
 
-@pytest.mark.parametrize("query", [
-    {"sessionId": "quiet-otter-999", "role": "listener"},
-    {"sessionId": "not a session id", "role": "listener"},
-    {"role": "listener"},
-    {"sessionId": "SESSION", "role": "admin"},
-    {"sessionId": "SESSION", "role": "listener", "targetLanguage": "xx"},
-    {"sessionId": "SESSION"},
+@pytest.mark.parametrize(("query", "reason"), [
+    ({"sessionId": "not a session id", "role": "listener"}, "INVALID_SESSION_ID"),
+    ({"role": "listener"}, "INVALID_SESSION_ID"),
+    ({"sessionId": "SESSION", "role": "admin"}, "INVALID_ROLE"),
+    ({"sessionId": "SESSION", "role": "listener", "targetLanguage": "xx"}, "UNSUPPORTED_TARGET_LANGUAGE"),
+    ({"sessionId": "SESSION"}, "INVALID_ROLE"),
 ])
-def test_refused_connections_are_denied(invoke, session, query):
+def test_what_needs_no_session_read_is_denied_by_the_authorizer(invoke, session, query, reason, emf):
     query = {k: (session["sessionId"] if v == "SESSION" else v) for k, v in query.items()}
     assert authorize(invoke, **query)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert emf.total("ConnectionRefused", reason=reason) == 1
 
 
-def test_ended_sessions_refuse_everyone(invoke, session, users):
-    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
-                                        sub=users["alice"]["sub"]))
-    for query in ({"role": "listener"}, {"role": "speaker", "token": users["alice"]["IdToken"]}):
-        policy = authorize(invoke, sessionId=session["sessionId"], **query)
-        assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+@pytest.mark.parametrize(("case", "reason"), [("missing", "SESSION_NOT_FOUND"), ("ended", "SESSION_ENDED")])
+@pytest.mark.parametrize("role", ["listener", "speaker"])
+def test_missing_and_ended_sessions_refuse_everyone_at_connect(invoke, session, users, emf, case, role, reason):
+    session_id = "quiet-otter-999" if case == "missing" else session["sessionId"]
+    if case == "ended":
+        invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
+                                            sub=users["alice"]["sub"]))
+    token = {"token": users["alice"]["IdToken"]} if role == "speaker" else {}
+    emf.clear()
+    assert allowed(authorize(invoke, sessionId=session_id, role=role, **token))  # no read: $connect decides
+    assert handshake(invoke, sessionId=session_id, role=role, **token) == 403
+    assert emf.total("ConnectionRefused", reason=reason) == 1
+    if case == "ended":
+        assert read_session(invoke, session_id)["listenerCount"] == 0
 
 
-@pytest.fixture
-def session_reads(monkeypatch):
-    """Counts the authorizer's session reads."""
-    from session_core import admission
-    reads = []
-    real = admission.get_session
+def test_the_authorizer_makes_no_aws_call(invoke, session, users, monkeypatch):
+    import botocore.client
+    calls = []
+    real = botocore.client.BaseClient._make_api_call
 
-    def counted(session_id):
-        reads.append(session_id)
-        return real(session_id)
-    monkeypatch.setattr(admission, "get_session", counted)
-    return reads
+    def counted(client, operation, params):
+        calls.append(operation)
+        return real(client, operation, params)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counted)
+    for query in ({"role": "listener"}, {"role": "speaker", "token": users["alice"]["IdToken"]},
+                  {"role": "speaker", "token": users["bob"]["IdToken"]}):
+        authorize(invoke, sessionId=session["sessionId"], **query)
+    assert calls == []
 
 
 def allowed(policy):
     return policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-
-
-def test_a_crowd_joining_one_session_costs_one_read_within_the_cache_window(invoke, session, users, session_reads,
-                                                                            monkeypatch):
-    from session_core import admission
-    assert all(allowed(authorize(invoke, sessionId=session["sessionId"], role="listener")) for _ in range(5))
-    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="speaker", token=users["alice"]["IdToken"]))
-    assert session_reads == [session["sessionId"]]
-    # Ownership is still checked against the cached session.
-    assert not allowed(authorize(invoke, sessionId=session["sessionId"], role="speaker", token=users["bob"]["IdToken"]))
-    later = admission.time.monotonic() + admission.SESSION_CACHE_SECONDS + 0.1
-    monkeypatch.setattr(admission.time, "monotonic", lambda: later)
-    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))
-    assert len(session_reads) == 2  # past the window: read again
-
-
-def test_a_session_ended_within_the_cache_window_is_still_refused_at_connect(invoke, session, users, session_reads):
-    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))
-    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
-                                        sub=users["alice"]["sub"]))
-    assert allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))  # served from the cache
-    assert connect(invoke, listener(session), new_connection()) == 403  # $connect's condition decides
-    assert read_session(invoke, session["sessionId"])["listenerCount"] == 0
-
-
-def test_missing_and_ended_sessions_are_not_cached(invoke, session, users, session_reads):
-    missing = "golden-eagle-427" if session["sessionId"] != "golden-eagle-427" else "quiet-river-101"
-    for _ in range(2):
-        assert not allowed(authorize(invoke, sessionId=missing, role="listener"))
-    invoke("delete_session", http_event("delete_session", session_id=session["sessionId"],
-                                        sub=users["alice"]["sub"]))
-    for _ in range(2):
-        assert not allowed(authorize(invoke, sessionId=session["sessionId"], role="listener"))
-    assert session_reads == [missing, missing, session["sessionId"], session["sessionId"]]
 
 
 def test_legacy_speaker_without_session_is_admitted_only_while_enabled(invoke, users, setenv):

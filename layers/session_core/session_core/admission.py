@@ -1,35 +1,31 @@
 """Who may open a WebSocket connection, decided once at $connect by the
 Lambda authorizer:
 
-- speaker: a valid token, and the token's user owns the session, which exists
-  and is not ended; or, while legacy creation is enabled, no sessionId at all
-  (the connection may then create its session with a createSession message);
-- listener: a valid token, or none while anonymous listeners are allowed; the
-  session exists, is not ended, and has room under the listener cap.
+- speaker: a valid token and a well-formed sessionId; or, while legacy creation
+  is enabled, no sessionId at all (the connection may then create its session
+  with a createSession message);
+- listener: a valid token, or none while anonymous listeners are allowed; a
+  well-formed sessionId and a supported target language, if any.
 
+Whether the session exists, is live, has room and (for a speaker) is the token
+user's is decided by $connect's conditional write, which refuses with 403 too.
 Token problems are Unauthorized (401); everything else is a refusal with a
 reason (403). The reason goes to the log, never to the caller.
 """
 
 from __future__ import annotations
 
-import time
-
 from . import errors
-from .models import ENDED, LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext, Session
-from .sessions import get_session
+from .domain import LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
+from .session_ids import is_valid_session_id
 from .settings import settings
 
-
-# A live session read in the last few seconds is not read again (a crowd joining
-# one session costs one GetItem, not one each). This lookup is only an early
-# refusal: $connect's conditional write re-checks existence, ended, expiry, the
-# listener cap and the speaker's ownership. So an entry at most SESSION_CACHE_SECONDS
-# stale can only let through to $connect a connection that $connect then refuses
-# (still a 403); the owner never changes. Missing and ended sessions are not cached.
-SESSION_CACHE_SECONDS = 5.0
-SESSION_CACHE_SIZE = 1024
-_live: dict[str, tuple[float, Session]] = {}
+# The authorizer does not read the session. $connect's single conditional write
+# checks, atomically, everything a read here could: the session exists, is not
+# ended or expired, has room under the listener cap, and (for a speaker) is the
+# token user's. A refused $connect fails the handshake with 403 exactly as a Deny
+# does, so the client sees the same answer, and the authorizer starts without the
+# AWS SDK and makes no call (docs/architecture.md, "WebSocket refusals").
 
 
 class Refused(errors.ServiceError):
@@ -56,10 +52,7 @@ def admit(query: dict[str, str], authorization_header: str | None = None) -> Con
             if not settings().legacy_creation_enabled:
                 raise Refused("LEGACY_CREATION_DISABLED")
             return ConnectionContext(role=SPEAKER, userId=user_id, legacy=True)
-        session = _live_session(session_id)
-        if session.speakerId != user_id:
-            raise Refused("NOT_SESSION_OWNER")
-        return ConnectionContext(sessionId=session_id, role=SPEAKER, userId=user_id)
+        return ConnectionContext(sessionId=_well_formed(session_id), role=SPEAKER, userId=user_id)
     if role == LISTENER:
         if token:
             user_id = user_of(token)
@@ -70,27 +63,12 @@ def admit(query: dict[str, str], authorization_header: str | None = None) -> Con
         target = query.get("targetLanguage", "")
         if target and target not in SUPPORTED_LANGUAGES:
             raise Refused("UNSUPPORTED_TARGET_LANGUAGE")
-        session = _live_session(session_id)
-        # A fast early refusal; $connect enforces the cap atomically.
-        if session.listenerCount >= settings().max_listeners:
-            raise Refused("SESSION_FULL")
-        return ConnectionContext(sessionId=session_id, role=LISTENER, userId=user_id, targetLanguage=target)
+        return ConnectionContext(sessionId=_well_formed(session_id), role=LISTENER, userId=user_id,
+                                 targetLanguage=target)
     raise Refused("INVALID_ROLE")
 
 
-def _live_session(session_id: str) -> Session:
-    now = time.monotonic()
-    cached = _live.get(session_id)
-    if cached and cached[0] > now:
-        return cached[1]
-    try:
-        session = get_session(session_id)
-    except (errors.InvalidSessionId, errors.SessionNotFound) as exc:
-        raise Refused(exc.code) from None
-    if session.status == ENDED:
-        _live.pop(session_id, None)
-        raise Refused("SESSION_ENDED")
-    if len(_live) >= SESSION_CACHE_SIZE:
-        _live.clear()  # a crude bound: a warm container rarely sees that many sessions in 5 s
-    _live[session_id] = (now + SESSION_CACHE_SECONDS, session)
-    return session
+def _well_formed(session_id: str) -> str:
+    if not is_valid_session_id(session_id):
+        raise Refused(errors.InvalidSessionId.code)
+    return session_id

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from . import management
 from .connections import ConnectionRepository
-from .models import ENDED, LISTENER
+from .domain import ENDED, LISTENER
 from .observability import logger, metric
 from .settings import settings
 

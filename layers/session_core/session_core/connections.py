@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import errors
 from .aws import client
-from .models import ENDED, LISTENER, SPEAKER
+from .domain import ENDED, LISTENER, SPEAKER
 from .observability import logger
 from .repository import error_code, session_key, unavailable
 

@@ -35,6 +35,12 @@ class Forbidden(ServiceError):
     status, code, default_message = 403, "FORBIDDEN", "Only the speaker who created the session may change it."
 
 
+class NotSessionOwner(Forbidden):
+    """A speaker connecting to someone else's session (a refused handshake: never sent)."""
+
+    code = "NOT_SESSION_OWNER"
+
+
 class SessionNotFound(ServiceError):
     status, code, default_message = 404, "SESSION_NOT_FOUND", "No session with this ID exists (or it has expired)."
 

@@ -4,13 +4,16 @@ creating a session from a speaker connection."""
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from . import errors, management
 from .connections import ConnectionRepository
-from .models import SPEAKER, ConnectionContext, CreateSessionRequest, Session
+from .domain import SPEAKER, ConnectionContext
 from .observability import logger, metric
-from .sessions import WEBSOCKET_API, create_session, end_session
 from .settings import settings
+
+if TYPE_CHECKING:  # pydantic's models: $connect and $disconnect start without them
+    from .models import CreateSessionRequest, Session
 
 
 @cache
@@ -46,6 +49,8 @@ def leave(connection_id: str, who: ConnectionContext) -> None:
     if removed and who.role != SPEAKER:
         metric("ListenerLeft")
     if who.legacy:
+        from .sessions import end_session
+
         connections().unlink_legacy(connection_id)
         end_session(session_id, who.userId)
 
@@ -58,6 +63,8 @@ def session_of(connection_id: str, who: ConnectionContext, required: bool = True
 
 
 def create_legacy_session(connection_id: str, who: ConnectionContext, request: CreateSessionRequest) -> Session:
+    from .sessions import WEBSOCKET_API, create_session, end_session
+
     if not settings().legacy_creation_enabled:
         raise errors.LegacyCreationDisabled()
     if who.role != SPEAKER:

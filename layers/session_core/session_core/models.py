@@ -5,31 +5,35 @@ Timestamps are integer epoch seconds everywhere (API, table, TTL attribute).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
-# ISO 639-1 codes the transcription pipeline supports.
-Language = Literal["en", "es", "fr", "de", "it", "pt", "ru", "ja", "ko", "zh",
-                   "ar", "hi", "nl", "pl", "tr", "sv", "da", "no", "fi"]
-SUPPORTED_LANGUAGES: tuple[str, ...] = get_args(Language)
+from .domain import (
+    ACTIVE,
+    ENDED,
+    LISTENER,
+    PAUSED,
+    QUALITY_TIERS,
+    ROLES,
+    SESSION_STATUSES,
+    SPEAKER,
+    SUPPORTED_LANGUAGES,
+    TRANSITIONS,
+    ConnectionContext,
+    can_transition,
+)
 
-QualityTier = Literal["standard", "premium"]
-SessionStatus = Literal["active", "paused", "ended"]
+# The words themselves live in domain.py, without pydantic; these types are built from them.
+Language = Literal[SUPPORTED_LANGUAGES]
+QualityTier = Literal[QUALITY_TIERS]
+SessionStatus = Literal[SESSION_STATUSES]
+Role = Literal[ROLES]
 
-ACTIVE, PAUSED, ENDED = get_args(SessionStatus)
-
-# Which statuses a session may move to from each status. Staying put is
-# allowed (idempotent retries); ended is final.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    ACTIVE: frozenset({ACTIVE, PAUSED, ENDED}),
-    PAUSED: frozenset({ACTIVE, PAUSED, ENDED}),
-    ENDED: frozenset(),
-}
-
-
-def can_transition(current: str, target: str) -> bool:
-    return target in TRANSITIONS.get(current, frozenset())
+__all__ = ["ACTIVE", "DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTIAL_RESULTS", "ENDED",
+           "LISTENER", "PAUSED", "SPEAKER", "SUPPORTED_LANGUAGES", "TRANSITIONS", "ConnectionContext",
+           "CreateSessionRequest", "Language", "MaxBufferTimeout", "MinStabilityThreshold", "QualityTier", "Role",
+           "Session", "SessionStatus", "UpdateSessionRequest", "can_transition"]
 
 
 # The transcription pipeline's partial-results settings, kept on the session and
@@ -42,8 +46,9 @@ DEFAULT_MAX_BUFFER_TIMEOUT = 5.0
 
 
 class _Body(BaseModel):
-    # Unknown fields and type coercion ("1" for 1) are errors, not surprises.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Unknown fields and type coercion ("1" for 1) are errors, not surprises. The validators are built
+    # on first use: only create and update parse a body, every other function starts without building them.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class CreateSessionRequest(_Body):
@@ -97,20 +102,3 @@ class Session(BaseModel):
 
     def is_expired(self, now: int) -> bool:
         return self.expiresAt <= now
-
-
-Role = Literal["speaker", "listener"]
-SPEAKER, LISTENER = get_args(Role)
-
-
-class ConnectionContext(BaseModel):
-    """What the WebSocket authorizer decided at $connect. API Gateway hands it
-    to every later route of the connection as requestContext.authorizer."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    sessionId: str = ""  # empty on a legacy connection until it creates a session
-    role: Role
-    userId: str = ""  # empty for anonymous listeners
-    targetLanguage: str = ""
-    legacy: bool = False

@@ -55,15 +55,31 @@ def tracing_enabled() -> bool:
 
 
 logger = Logger(logger_formatter=RedactingFormatter())
-# Powertools' Tracer imports the X-Ray SDK even when tracing is off (~80 ms of a cold start here, and
-# outside Lambda its recorder builds two botocore clients at import), so there is a Tracer only where it
-# traces. It patches botocore alone: the AWS calls are what a trace should show, and patching every
-# library the SDK knows (patch_all) imports each one's patcher during the cold start.
-tracer = Tracer(patch_modules=("botocore",)) if tracing_enabled() else None
 metrics = Metrics()
 metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "dev"))
 
 __all__ = ["MetricUnit", "logger", "metric", "metrics", "observed", "redact", "tracer"]
+
+
+@functools.cache
+def tracer() -> Tracer | None:
+    """The Powertools Tracer, made by the first traced entry point; None where tracing is off.
+
+    Powertools' Tracer imports the X-Ray SDK even when tracing is off (and outside Lambda its recorder
+    builds two botocore clients at import), so there is a Tracer only where it traces. It patches
+    botocore alone -- the AWS calls are what a trace should show; patch_all would import the patcher of
+    every library the SDK knows -- and only once botocore is imported (wrapt's post-import hook, at once
+    if it already is): a function that calls no AWS service does not load botocore for its trace.
+    The hook waits for botocore.session, which every client needs and which imports botocore.client
+    first: botocore.client's own hook would run before the package has it as an attribute.
+    """
+    if not tracing_enabled():
+        return None
+    import wrapt  # the X-Ray SDK's own dependency
+
+    traced = Tracer(auto_patch=False)
+    wrapt.register_post_import_hook(lambda _: traced.patch(("botocore",)), "botocore.session")
+    return traced
 
 
 def metric(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
@@ -82,11 +98,15 @@ def metric(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **d
         pass
 
 
-def observed(correlation_id_path: str | None = None):
+def observed(correlation_id_path: str | None = None, *, traced: bool = True):
     """The Lambda entry point's wrapper: logger context with the correlation ID,
     X-Ray tracing, the invocation's metrics flushed at the end, a ColdStart
     metric on the first invocation of an execution environment, and a
-    structured error record for any exception that escapes the handler."""
+    structured error record for any exception that escapes the handler.
+
+    traced=False: no Powertools Tracer (nor the X-Ray SDK) for an entry point
+    that calls no AWS service; Lambda's active tracing still records its
+    invocation and its init."""
 
     def decorate(handler):
         cold = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "provisioned-concurrency"
@@ -107,8 +127,9 @@ def observed(correlation_id_path: str | None = None):
                 raise
 
         wrapped = metrics.log_metrics(invoke)
-        if tracer is not None:
-            wrapped = tracer.capture_lambda_handler(wrapped)
+        traced_by = tracer() if traced else None
+        if traced_by is not None:
+            wrapped = traced_by.capture_lambda_handler(wrapped)
         # clear_state: keys a previous invocation appended (connectionId, sessionId) never carry over.
         wrapped = logger.inject_lambda_context(wrapped, correlation_id_path=correlation_id_path, clear_state=True)
         wrapped.observed = True  # tests check that every function's entry point is

@@ -9,12 +9,17 @@ each other's changes and no read-modify-write window exists.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import errors
 from .aws import client
-from .models import ACTIVE, ENDED, Session
+from .domain import ACTIVE, ENDED
 from .observability import logger
+
+if TYPE_CHECKING:
+    from .models import Session
 
 META = "META"
 
@@ -55,6 +60,10 @@ def attribute_value(attr: dict):
 
 
 def from_item(item: dict) -> Session:
+    # pydantic loads with the first session read, not at import: $connect and $disconnect
+    # only write (their conditions check the session) and start without it.
+    from .models import Session
+
     values = {}
     for name in Session.model_fields:
         attr = item.get(name)

@@ -8,16 +8,20 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import management
 from .aws import client
 from .connections import ConnectionRepository
-from .models import LISTENER, Session
+from .domain import LISTENER
 from .observability import MetricUnit, logger, metric
 from .repository import error_code, session_key, unavailable
 from .settings import settings
+
+if TYPE_CHECKING:  # annotations only: the teardown functions start without pydantic
+    from .models import Session
 
 # Posting is network-bound: a batch of 50 closes in about two round trips.
 POST_THREADS = 25

@@ -11,11 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import pydantic
 from aws_lambda_powertools.logging import correlation_paths
 
 from . import errors
-from .models import SPEAKER, ConnectionContext
+from .domain import SPEAKER, ConnectionContext
 from .observability import logger, metric, observed
 
 
@@ -32,8 +31,8 @@ class WsRequest:
     def from_event(cls, event: dict) -> "WsRequest":
         context = event.get("requestContext") or {}
         try:
-            connection = ConnectionContext.model_validate(context.get("authorizer") or {})
-        except pydantic.ValidationError:
+            connection = ConnectionContext.from_authorizer(context.get("authorizer") or {})
+        except ValueError:
             # Every route is behind the authorizer; a missing context is a wiring fault.
             raise errors.ServiceError() from None
         return cls(
@@ -94,6 +93,8 @@ def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bo
         def answer_error(error: errors.ServiceError) -> dict:
             if refusal_metric:
                 metric(refusal_metric, reason=error.code)
+            if refuse_on_error and 400 <= error.status < 500:
+                logger.info("connection refused", extra={"reason": error.code})
             summary(error.code)
             if refuse_on_error:
                 # A refused handshake is 403 whatever the reason (as documented); service faults keep theirs.

@@ -1,0 +1,63 @@
+"""The service's words -- languages, tiers, statuses, roles -- and the connection
+context, in plain Python.
+
+Kept apart from models.py (pydantic) so that what only reads them starts without
+pydantic: the authorizer, $connect, $disconnect, heartbeat and $default. The
+pydantic models build their Literal types from these tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+# ISO 639-1 codes the transcription pipeline supports.
+SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ru", "ja", "ko", "zh",
+                                        "ar", "hi", "nl", "pl", "tr", "sv", "da", "no", "fi")
+QUALITY_TIERS: tuple[str, ...] = ("standard", "premium")
+SESSION_STATUSES: tuple[str, ...] = ("active", "paused", "ended")
+ACTIVE, PAUSED, ENDED = SESSION_STATUSES
+ROLES: tuple[str, ...] = ("speaker", "listener")
+SPEAKER, LISTENER = ROLES
+
+# Which statuses a session may move to from each status. Staying put is
+# allowed (idempotent retries); ended is final.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    ACTIVE: frozenset({ACTIVE, PAUSED, ENDED}),
+    PAUSED: frozenset({ACTIVE, PAUSED, ENDED}),
+    ENDED: frozenset(),
+}
+
+
+def can_transition(current: str, target: str) -> bool:
+    return target in TRANSITIONS.get(current, frozenset())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionContext:
+    """What the WebSocket authorizer decided at $connect. API Gateway hands it
+    to every later route of the connection as requestContext.authorizer."""
+
+    sessionId: str = ""  # empty on a legacy connection until it creates a session
+    role: str
+    userId: str = ""  # empty for anonymous listeners
+    targetLanguage: str = ""
+    legacy: bool = False
+
+    @classmethod
+    def from_authorizer(cls, context: Mapping) -> ConnectionContext:
+        """The context the authorizer returned; ValueError if it is not one (unknown keys, such as
+        API Gateway's principalId, are ignored). A boolean may arrive as "true"/"false"."""
+        role = context.get("role")
+        if role not in ROLES:
+            raise ValueError("no role")
+        legacy = context.get("legacy", False)
+        if isinstance(legacy, str) and legacy in ("true", "false"):
+            legacy = legacy == "true"
+        texts = {name: context.get(name, "") for name in ("sessionId", "userId", "targetLanguage")}
+        if not isinstance(legacy, bool) or not all(isinstance(value, str) for value in texts.values()):
+            raise ValueError("not an authorizer context")
+        return cls(role=role, legacy=legacy, **texts)
+
+    def as_authorizer_context(self) -> dict:
+        return asdict(self)
