@@ -69,8 +69,8 @@ SESSION_ID = "golden-eagle-427"
 # The authorizer is measured twice: a speaker with a token (PyJWT, the JWKS fetch, a signature) and an
 # anonymous listener (the crowd's path).
 ANONYMOUS_LISTENER = {"sessionId": SESSION_ID, "role": "listener", "targetLanguage": "es"}
-# $connect too: the sample event is the speaker (UpdateItem + PutItem); a listener joins the crowd with one
-# TransactWriteItems, on a connection of its own.
+# $connect too: the sample event is the speaker (UpdateItem + PutItem); a listener joins the crowd with
+# PutItem + UpdateItem, on a connection of its own.
 LISTENER_JOIN = {"requestContext.connectionId": "Lx3hQnNewListnr=",
                  "requestContext.authorizer": {"principalId": "anonymous", **ANONYMOUS_LISTENER, "userId": "",
                                                "legacy": False}}
