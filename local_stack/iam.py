@@ -127,7 +127,7 @@ def _translated(template: Template) -> dict:
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
-    data = copy.deepcopy(template._data)  # noqa: SLF001 - the raw template, Globals included
+    data = copy.deepcopy(template._data)
     for logical_id, resource in (data.get("Resources") or {}).items():
         props = resource.get("Properties") or {}
         for key in ("CodeUri", "ContentUri", "DefinitionUri"):
@@ -142,7 +142,7 @@ def _translated(template: Template) -> dict:
     os.environ.setdefault("AWS_DEFAULT_REGION", template.region)  # the translator asks boto3 for the partition
     try:
         return Translator(managed_policy_map={}, sam_parser=Parser()).translate(
-            data, parameter_values=parameters, get_managed_policy_map=lambda: {})
+            data, parameter_values=parameters, get_managed_policy_map=dict)
     except Exception as exc:  # noqa: BLE001 - the translator reports template errors as exceptions
         raise TemplateError(f"the SAM transform refused the template: {exc}") from None
 

@@ -39,7 +39,7 @@ class _QuietRequestHandler(web_protocol.RequestHandler):
     """aiohttp answers a request it cannot parse with plain text that quotes the request (a header's first
     bytes: a token); API Gateway answers with its JSON message and quotes nothing."""
 
-    def handle_error(self, request, status=500, exc=None, message=None):  # noqa: ANN001, ANN201 - aiohttp's
+    def handle_error(self, request, status=500, exc=None, message=None):
         if status == 500:
             return super().handle_error(request, status, exc, message)  # its 500 text names nothing sent
         response = too_large(431, "Request Header Fields Too Large") if isinstance(exc, LineTooLong) \

@@ -21,8 +21,20 @@ from websockets.exceptions import InvalidStatus
 
 from local_stack.iam import access_key_for
 from tests.e2e.conftest import LocalStackHandle
-from tests.e2e.test_websocket_api import (BROADCAST_WAIT, Sockets, closed, eventually_async, get_session, heartbeat,
-                                          items, new_session, of_type, open_ws, receive, run)
+from tests.e2e.test_websocket_api import (
+    BROADCAST_WAIT,
+    Sockets,
+    closed,
+    eventually_async,
+    get_session,
+    heartbeat,
+    items,
+    new_session,
+    of_type,
+    open_ws,
+    receive,
+    run,
+)
 
 BURST = 200
 
@@ -125,7 +137,7 @@ def test_a_repeated_end_restarts_a_teardown_that_failed_to_start(stack, http, re
                 again = await asyncio.to_thread(http.patch, f"/sessions/{session_id}", headers=stack.auth(),
                                                 json={"status": "ended"})
                 assert again.status_code == 409 and again.json()["error"]["code"] == "SESSION_ENDED", again.text
-            code, messages = await closed(listener, timeout=30)
+            _, messages = await closed(listener, timeout=30)
             assert any(m.get("type") == "sessionEnded" for m in messages), messages
 
     run(scenario())
@@ -186,7 +198,7 @@ def test_a_listener_whose_join_raced_its_own_status_broadcast_is_still_closed_at
             assert len(await asyncio.to_thread(items, stack, session_id, "CONN#")) == 1
             assert (await asyncio.to_thread(http.delete, f"/sessions/{session_id}",
                                             headers=stack.auth())).status_code == 204
-            code, messages = await closed(listener, timeout=30)
+            _, messages = await closed(listener, timeout=30)
             assert any(m.get("type") == "sessionEnded" for m in messages), messages
 
     run(scenario())
