@@ -10,6 +10,7 @@ import re
 import struct
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -136,7 +137,8 @@ def test_the_speaker_reconnects_without_losing_audio(console_stack, pages):
         TableName=stack["tableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
         ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":conn": {"S": "CONN#"}})["Items"]
     (speaker_connection,) = [c["connectionId"]["S"] for c in connections if c["role"]["S"] == "speaker"]
-    dropped = httpx.delete(f"{stack['managementApiUrl']}/@connections/{speaker_connection}")
+    # Connection IDs are base64: a "/" or "+" in one must be escaped in the path, as botocore does.
+    dropped = httpx.delete(f"{stack['managementApiUrl']}/@connections/{quote(speaker_connection, safe='')}")
     assert dropped.status_code == 204
     see(speaker, "#reconnects", "1")
     see(speaker, "#connection", "connected")
