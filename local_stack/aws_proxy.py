@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from .conflicts import TransactionConflicts
-from .iam import Iam, operation_of, requests_of
+from .iam import Iam, operation_of, request_payload, requests_of
 
 log = logging.getLogger("local_stack")
 
@@ -82,11 +82,12 @@ class AwsProxy:
         held: list = []
         if operation:
             service, name = operation
-            refusal = self._refusal(request, service, name, path, body)
+            payload = request_payload(request.headers, body)
+            refusal = self._refusal(request, service, name, path, payload)
             if refusal is not None:
                 return refusal
             if service == "dynamodb" and self.conflicts is not None:
-                error, held = self.conflicts.admit(name, _json(body))
+                error, held = self.conflicts.admit(name, payload)
                 if error is not None:
                     return _json_error(400, error, request)
         try:
@@ -98,9 +99,9 @@ class AwsProxy:
                 self.conflicts.release(held)
 
     def _refusal(self, request: web.Request, service: str, name: str, path: str,
-                 body: bytes) -> web.Response | None:
+                 payload: dict) -> web.Response | None:
         if self.iam is not None:
-            denial = self.iam.denial(request.headers, requests_of(service, name, path, body, self.region))
+            denial = self.iam.denial(request.headers, requests_of(service, name, path, payload, self.region))
             if denial:
                 if service == "lambda":  # a REST API: its own status and shape
                     return web.json_response({"Message": denial, "Type": "User"}, status=403,

@@ -121,7 +121,7 @@ class Role:
                 f"allows the {action} action")
 
 
-def _translated(template: Template) -> dict:
+def expanded(template: Template) -> dict:
     """The template as the SAM transform turns it into CloudFormation (local code paths become S3 URIs,
     as `sam package` makes them; the translator accepts nothing else)."""
     from samtranslator.parser.parser import Parser
@@ -147,9 +147,11 @@ def _translated(template: Template) -> dict:
         raise TemplateError(f"the SAM transform refused the template: {exc}") from None
 
 
-def function_roles(template: Template, physical: dict[str, Physical]) -> dict[str, Role]:
-    """function logical id -> its role, with every intrinsic resolved against the local resources."""
-    translated = _translated(template)
+def function_roles(template: Template, physical: dict[str, Physical],
+                   translated: dict | None = None) -> dict[str, Role]:
+    """function logical id -> its role, with every intrinsic resolved against the local resources
+    (translated: the template as expanded() gives it, if already at hand)."""
+    translated = translated if translated is not None else expanded(template)
     resources = translated.get("Resources") or {}
     resolver = template.resolver(physical)
     roles = {}
@@ -252,12 +254,19 @@ def _table_arn(region: str, name: str) -> str:
     return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{name}"
 
 
-def requests_of(service: str, operation: str, path: str, body: bytes, region: str) -> list[tuple[str, str]]:
-    """The (action, resource ARN) pairs IAM authorizes for one request."""
+def request_payload(headers: Any, body: bytes) -> dict:
+    """A request's parameters, read once: its JSON body, or a form body's fields (the query protocol)."""
+    if headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        return {name: values[0] for name, values in parse_qs(body.decode(errors="replace")).items()}
     try:
         payload = json.loads(body) if body and body.lstrip()[:1] == b"{" else {}
     except ValueError:
-        payload = {}
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def requests_of(service: str, operation: str, path: str, payload: dict, region: str) -> list[tuple[str, str]]:
+    """The (action, resource ARN) pairs IAM authorizes for one request (payload: request_payload's)."""
     if service == "dynamodb":
         return _dynamodb(operation, payload, region)
     if service == "kinesis":
@@ -268,7 +277,7 @@ def requests_of(service: str, operation: str, path: str, body: bytes, region: st
         resource = payload.get("stateMachineArn") or payload.get("executionArn") or "*"
         return [(f"states:{operation}", resource)]
     if service == "sqs":
-        url = payload.get("QueueUrl") or parse_qs(body.decode(errors="replace")).get("QueueUrl", [""])[0]
+        url = payload.get("QueueUrl", "")
         name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] if url else ""
         return [(f"sqs:{operation}", f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}" if name else "*")]
     if service == "lambda":

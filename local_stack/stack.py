@@ -21,12 +21,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws
+from . import aws, iam
 from .aws_proxy import AwsProxy
 from .conflicts import TransactionConflicts
 from .console import ConsoleServer, console_config
 from .http_api import HttpGateway
-from .iam import Iam, function_roles
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError, fake_api_id
@@ -149,11 +148,15 @@ class LocalStack:
         except aws.AwsError as exc:
             raise StackError(f"{exc} (choose another --aws-port)") from None
         self.proxy.moto_endpoint = self.moto.endpoint
-        self.provisioned = await asyncio.to_thread(aws.provision, self.template, self.moto.endpoint)
+        # The SAM transform (half a second, mostly its import) runs while moto is being provisioned.
+        self.provisioned, expanded_template = await asyncio.gather(
+            asyncio.to_thread(aws.provision, self.template, self.moto.endpoint),
+            asyncio.to_thread(iam.expanded, self.template))
 
         physical = self.provisioned.physical
         self.apis = self.template.http_apis(physical)
-        self.proxy.iam = Iam(function_roles(self.template, physical), cfg.region, enforce=cfg.iam)
+        self.proxy.iam = iam.Iam(iam.function_roles(self.template, physical, expanded_template), cfg.region,
+                                 enforce=cfg.iam)
         if cfg.transaction_conflicts:
             self.proxy.conflicts = TransactionConflicts(self._key_schemas())
         # WebSocket APIs listen before the functions start: their environment names the

@@ -57,21 +57,21 @@ def test_a_conditional_allow_grants_nothing():
 
 
 def test_what_a_request_asks_for():
-    transaction = json.dumps({"TransactItems": [
+    transaction = {"TransactItems": [
         {"Put": {"TableName": TABLE, "Item": {}}}, {"Update": {"TableName": TABLE, "Key": {}}},
-        {"ConditionCheck": {"TableName": TABLE, "Key": {}}}]}).encode()
+        {"ConditionCheck": {"TableName": TABLE, "Key": {}}}]}
     assert requests_of("dynamodb", "TransactWriteItems", "/", transaction, REGION) == [
         ("dynamodb:PutItem", TABLE_ARN), ("dynamodb:UpdateItem", TABLE_ARN), ("dynamodb:ConditionCheckItem", TABLE_ARN)]
-    query = json.dumps({"TableName": TABLE, "IndexName": "byOwner"}).encode()
+    query = {"TableName": TABLE, "IndexName": "byOwner"}
     assert requests_of("dynamodb", "Query", "/", query, REGION) == [("dynamodb:Query", TABLE_ARN + "/index/byOwner")]
-    put = json.dumps({"StreamName": "audio"}).encode()
+    put = {"StreamName": "audio"}
     assert requests_of("kinesis", "PutRecord", "/", put, REGION) == [
         ("kinesis:PutRecord", f"arn:aws:kinesis:{REGION}:{ACCOUNT_ID}:stream/audio")]
-    start = json.dumps({"stateMachineArn": "arn:aws:states:x"}).encode()
+    start = {"stateMachineArn": "arn:aws:states:x"}
     assert requests_of("states", "StartExecution", "/", start, REGION) == [("states:StartExecution", "arn:aws:states:x")]
     invoke = "/2015-03-31/functions/local-Fn/invocations"
     assert operation_of({}, invoke, b"") == ("lambda", "InvokeFunction")
-    assert requests_of("lambda", "InvokeFunction", invoke, b"", REGION) == [
+    assert requests_of("lambda", "InvokeFunction", invoke, {}, REGION) == [
         ("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:local-Fn")]
     assert operation_of({"X-Amz-Target": "DynamoDB_20120810.GetItem"}, "/", b"") == ("dynamodb", "GetItem")
 

@@ -230,7 +230,7 @@ def _join_refusal(session: dict | None, now: int, speaker_id: str | None = None)
     if session is None or int(session["expiresAt"]["N"]) <= now:
         return errors.SessionNotFound()
     if speaker_id is not None and session["speakerId"]["S"] != speaker_id:
-        return errors.Forbidden()
+        return errors.NotSessionOwner()
     if session["status"]["S"] == ENDED:
         return errors.SessionEnded()
     return errors.SessionFull()  # a listener's last condition: the cap
