@@ -41,7 +41,7 @@ def stream_mappings(template: Any) -> list[StreamMapping]:
         table = _stream_table(props.get("EventSourceArn"))
         if table is None:
             continue  # not a DynamoDB stream (SQS, Kinesis, ...): not polled locally
-        function = _function_ref(template, props.get("FunctionName"), f"{logical_id}.FunctionName")
+        function = template.function_of(props.get("FunctionName"), f"{logical_id}.FunctionName")
         mappings.append(_mapping(template, function, table, props))
     for logical_id, resource in template.resources_of_type("AWS::Serverless::Function").items():
         for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
@@ -62,20 +62,6 @@ def _stream_table(arn: Any) -> str | None:
     target = arn["Fn::GetAtt"]
     table, attribute = target.split(".", 1) if isinstance(target, str) else target
     return table if attribute == "StreamArn" else None
-
-
-def _function_ref(template: Any, value: Any, where: str) -> str:
-    """The function logical id of `!Ref <Function>` or `!GetAtt <Function>.Arn`."""
-    target = None
-    if isinstance(value, dict) and "Ref" in value:
-        target = value["Ref"]
-    elif isinstance(value, dict) and "Fn::GetAtt" in value:
-        getatt = value["Fn::GetAtt"]
-        target = (getatt.split(".", 1) if isinstance(getatt, str) else getatt)[0]
-    functions = template.resources_of_type("AWS::Serverless::Function", "AWS::Lambda::Function")
-    if target not in functions:
-        raise ValueError(f"{where}: the local stack needs !Ref <Function> (or its !GetAtt Arn) of this template")
-    return target
 
 
 def _mapping(template: Any, function: str, table: str, props: dict) -> StreamMapping:

@@ -440,6 +440,20 @@ class Template:
             log_level=logging_config.get("ApplicationLogLevel"),
         )
 
+    def function_of(self, value: Any, where: str) -> str:
+        """The logical id of the function a property names: `!Ref Fn`, SAM's `!Ref Fn.Alias` (the
+        AutoPublishAlias; the local stack has no versions) or `!GetAtt Fn.Arn`. ValueError otherwise."""
+        target = None
+        if isinstance(value, dict) and isinstance(value.get("Ref"), str):
+            target = value["Ref"].removesuffix(".Alias")
+        elif isinstance(value, dict) and "Fn::GetAtt" in value:
+            getatt = value["Fn::GetAtt"]
+            target = (getatt.split(".", 1) if isinstance(getatt, str) else getatt)[0]
+        if target not in self.resources_of_type(SERVERLESS_FUNCTION, "AWS::Lambda::Function"):
+            raise ValueError(f"{where}: the local stack needs !GetAtt <Function>.Arn, !Ref <Function> or "
+                             f"!Ref <Function>.Alias of this template here, got {value!r}")
+        return target
+
     # -------------------------------------------------------------- outputs
 
     def outputs(self, physical: dict[str, Physical] | None = None) -> dict[str, str]:

@@ -73,11 +73,12 @@ def websocket_apis(template: Any) -> list[WebSocketApiSpec]:
         props = resource.get("Properties", {})
         routes, two_way = {}, set()
         for key, route in props.get("Routes", {}).items():
-            routes[key] = _function_of(route.get("FunctionArn"), f"{logical_id}.Routes.{key}")
+            routes[key] = template.function_of(route.get("FunctionArn"), f"{logical_id}.Routes.{key}")
             if route.get("RouteResponseSelectionExpression"):
                 two_way.add(key)
         auth = props.get("Auth") or {}
-        authorizer = _function_of(auth["AuthArn"], f"{logical_id}.Auth") if auth.get("AuthType") == "CUSTOM" else None
+        authorizer = (template.function_of(auth["AuthArn"], f"{logical_id}.Auth")
+                      if auth.get("AuthType") == "CUSTOM" else None)
         specs.append(WebSocketApiSpec(
             logical_id=logical_id,
             api_id=fake_api_id(logical_id),
@@ -88,18 +89,6 @@ def websocket_apis(template: Any) -> list[WebSocketApiSpec]:
             authorizer=authorizer,
         ))
     return specs
-
-
-def _function_of(arn: Any, where: str) -> str:
-    # The template names functions by !GetAtt Fn.Arn, or by SAM's !Ref Fn.Alias (the AutoPublishAlias of a
-    # function with SnapStart); the local stack, which has no versions, invokes by logical id.
-    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
-        target = arn["Fn::GetAtt"]
-        return (target.split(".")[0] if isinstance(target, str) else target[0])
-    if isinstance(arn, dict) and isinstance(arn.get("Ref"), str) and arn["Ref"].endswith(".Alias"):
-        return arn["Ref"].removesuffix(".Alias")
-    raise ValueError(f"{where}: the local stack needs !GetAtt <Function>.Arn or !Ref <Function>.Alias here, "
-                     f"got {arn!r}")
 
 
 def _connection_id() -> str:
