@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect
 
 from deployed import aws_client, sign_in
 
+from .http_api import session_cycles
 from .stats import row, summary
 
 # Req 11: p95 budgets, in ms.
@@ -39,30 +40,6 @@ SIZES = {  # full run, then --short (the form `make test` runs against the local
 
 def ws_connect(url: str):
     return connect(url, proxy=None, ping_interval=None, open_timeout=30, max_size=None)
-
-
-async def _http(info: dict, token: str, clients: int, cycles: int) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {"create": [], "get": [], "update": [], "delete": []}
-    async with httpx.AsyncClient(base_url=info["httpApiUrl"], headers={"Authorization": f"Bearer {token}"},
-                                 timeout=30) as api:
-        async def timed(op: str, method: str, path: str, expect: int, **kw) -> httpx.Response:
-            start = time.perf_counter()
-            response = await api.request(method, path, **kw)
-            samples[op].append((time.perf_counter() - start) * 1000)
-            if response.status_code != expect:
-                raise RuntimeError(f"{op}: {response.status_code} {response.text[:200]}")
-            return response
-
-        async def client() -> None:
-            for _ in range(cycles):
-                created = await timed("create", "POST", "/sessions", 201, json={"sourceLanguage": "en"})
-                sid = created.json()["sessionId"]
-                await timed("get", "GET", f"/sessions/{sid}", 200)
-                await timed("update", "PATCH", f"/sessions/{sid}", 200, json={"status": "paused"})
-                await timed("delete", "DELETE", f"/sessions/{sid}", 204)
-
-        await asyncio.gather(*(client() for _ in range(clients)))
-    return samples
 
 
 def _session(info: dict, token: str) -> str:
@@ -152,7 +129,7 @@ def run(info: dict, suites: tuple[str, ...] = ("http", "websocket", "audio"), sh
 
     if "http" in suites:
         clients, cycles = size["clients"], size["cycles"]
-        samples = asyncio.run(_http(info, token, clients, cycles))
+        samples = asyncio.run(session_cycles(info["httpApiUrl"], token, clients, cycles))
         for op, method in (("create", "POST /sessions"), ("get", "GET /sessions/{id}"),
                            ("update", "PATCH /sessions/{id}")):
             rows.append(budget_row(op, f"HTTP {method} ({clients} clients)", samples[op]))

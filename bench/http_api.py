@@ -30,17 +30,20 @@ CYCLES = 25  # per client: 20 x 25 = 500 samples of each operation
 GOAL_RATIO = 2.0
 
 
-async def _api_samples(info: dict, token: str) -> dict[str, list[float]]:
+async def session_cycles(url: str, token: str, clients: int, cycles: int,
+                         warmup: int = 0) -> dict[str, list[float]]:
+    """`clients` concurrent clients each run create -> get -> update -> delete `cycles` times, after
+    `warmup` untimed cycles: the latency of each operation in ms (here and against a deployed stack)."""
     samples: dict[str, list[float]] = {"create": [], "get": [], "update": [], "delete": []}
     headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=info["httpApiUrl"], headers=headers, limits=limits, timeout=30) as api:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as api:
         async def timed(op: str, method: str, path: str, expect: int, **kw) -> httpx.Response:
             start = time.perf_counter()
             response = await api.request(method, path, **kw)
             samples[op].append((time.perf_counter() - start) * 1000)
             if response.status_code != expect:
-                raise RuntimeError(f"{op}: {response.status_code} {response.text}")
+                raise RuntimeError(f"{op}: {response.status_code} {response.text[:200]}")
             return response
 
         async def client(cycles: int) -> None:
@@ -50,10 +53,11 @@ async def _api_samples(info: dict, token: str) -> dict[str, list[float]]:
                 await timed("update", "PATCH", f"/sessions/{sid}", 200, json={"status": "paused"})
                 await timed("delete", "DELETE", f"/sessions/{sid}", 204)
 
-        await asyncio.gather(*(client(2) for _ in range(CLIENTS)))  # warm every worker
-        for values in samples.values():
-            values.clear()
-        await asyncio.gather(*(client(CYCLES) for _ in range(CLIENTS)))
+        if warmup:
+            await asyncio.gather(*(client(warmup) for _ in range(clients)))  # warm every worker
+            for values in samples.values():
+                values.clear()
+        await asyncio.gather(*(client(cycles) for _ in range(clients)))
     return samples
 
 
@@ -108,7 +112,7 @@ def run(info: dict) -> list[dict]:
     token = initiate_auth(info["awsEndpointUrl"], info["region"], info["userPoolClientId"],
                           user["username"], user["password"])["IdToken"]
     raw = _raw_samples(info)
-    api = asyncio.run(_api_samples(info, token))
+    api = asyncio.run(session_cycles(info["httpApiUrl"], token, CLIENTS, CYCLES, warmup=2))
     raw_again = _raw_samples(info)  # before and after, so drift on a noisy machine shows
     for op, values in raw_again.items():
         raw[op] += values
