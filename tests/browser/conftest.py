@@ -7,11 +7,8 @@ every test here fails with one line saying what to run: never a silent skip.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import struct
-import wave
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ import pytest
 from local_stack.console import CONSOLE_DIR
 from local_stack.launcher import LaunchError, running_stack
 from tests.e2e.conftest import LocalStackHandle
+from tests.support.audio import write_tone
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = "no Chromium found: install one with `apt-get install -y chromium` (as root), or set CHROMIUM_PATH"
@@ -41,18 +39,6 @@ def find_chromium() -> str | None:
     if configured:
         return configured if os.access(configured, os.X_OK) else None
     return next((path for path in map(shutil.which, BROWSERS) if path), None)
-
-
-def write_tone(path: Path, seconds: float = 5.0) -> Path:
-    """A mono 16-bit WAV at 48 kHz: the console must resample it to 16 kHz."""
-    frames = b"".join(struct.pack("<h", round(0.5 * 32767 * math.sin(2 * math.pi * TONE_HZ * n / WAV_RATE)))
-                      for n in range(int(WAV_RATE * seconds)))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(WAV_RATE)
-        out.writeframes(frames)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +66,8 @@ def console_stack(tmp_path_factory, chromium_path) -> LocalStackHandle:
 def browser(tmp_path_factory, chromium_path):
     from playwright.sync_api import sync_playwright
 
-    tone = write_tone(tmp_path_factory.mktemp("microphone") / "tone.wav")
+    tone = tmp_path_factory.mktemp("microphone") / "tone.wav"
+    write_tone(tone, 5.0, rate=WAV_RATE, hz=TONE_HZ, amplitude=0.5 * 32767)  # the console must resample it
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

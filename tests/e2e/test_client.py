@@ -19,7 +19,6 @@ import asyncio
 import base64
 import functools
 import json
-import math
 import os
 import re
 import socket
@@ -27,13 +26,13 @@ import struct
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import httpx
 import pytest
 
 from local_stack.aws import client as _aws_client
+from tests.support.audio import write_tone
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "client"
@@ -98,18 +97,6 @@ def run_cli(tmp_path: Path, *args: str, timeout: float = 90) -> subprocess.Compl
     # cwd=tmp_path: no .local/stack.json there, so only --local decides which stack is used.
     return subprocess.run(cli_command(*args), cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
                           timeout=timeout, check=False)
-
-
-def write_wav(path: Path, seconds: float, rate: int = 16_000) -> bytes:
-    """A 440 Hz tone, mono 16-bit PCM; returns its frames (what the speaker must send)."""
-    frames = b"".join(struct.pack("<h", round(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                      for i in range(round(rate * seconds)))
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(frames)
-    return frames
 
 
 async def wait_for_seq(stack, session_id: str, seq: int) -> None:
@@ -281,7 +268,7 @@ async def _collect(messages) -> list[dict]:
 
 
 def test_cli_speaker_streams_the_whole_wav_in_order_and_ends_the_session(stack, stack_json, config, tmp_path):
-    frames = write_wav(tmp_path / "tone.wav", seconds=1.5)  # 15 chunks of 100 ms
+    frames = write_tone(tmp_path / "tone.wav", seconds=1.5)  # 15 chunks of 100 ms
     result = run_cli(tmp_path, "speaker", "--file", str(tmp_path / "tone.wav"), "--language", "en",
                      "--local", str(stack_json))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -305,7 +292,7 @@ def test_cli_speaker_streams_the_whole_wav_in_order_and_ends_the_session(stack, 
 
 
 def test_cli_speaker_keep_leaves_the_session_open(stack, stack_json, config, tmp_path):
-    frames = write_wav(tmp_path / "short.wav", seconds=0.5)
+    frames = write_tone(tmp_path / "short.wav", seconds=0.5)
     result = run_cli(tmp_path, "speaker", "--file", str(tmp_path / "short.wav"), "--language", "fr",
                      "--quality", "premium", "--keep", "--local", str(stack_json))
     assert result.returncode == 0, result.stdout + result.stderr
