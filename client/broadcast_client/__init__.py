@@ -29,8 +29,9 @@ from .errors import (
     VersionConflict,
     WebSocketError,
 )
-from .http_service import PendingOperation, SessionHttpService
+from .http_service import SessionHttpService
 from .models import LANGUAGES, QUALITY_TIERS, STATUSES, QualityTier, Role, Session, SessionStatus
+from .offline import PendingOperation
 from .retry import RetryPolicy
 from .ws_client import WebSocketClient
 

@@ -6,10 +6,9 @@ appear in messages.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .http_service import PendingOperation
+from .offline import PendingOperation
 
 
 class BroadcastClientError(Exception):

@@ -24,8 +24,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -41,6 +40,7 @@ from .errors import (
     api_error,
 )
 from .models import QualityTier, Session, SessionStatus
+from .offline import ApiRequest, PendingOperation
 from .retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("broadcast_client.http")
@@ -53,64 +53,8 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
-@dataclass(frozen=True)
-class _Request:
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class _Unreachable(Exception):
     """Internal: the last try could not reach the service."""
-
-
-class PendingOperation(Generic[T]):
-    """A create/update/delete waiting in the offline queue."""
-
-    def __init__(self, description: str, request: _Request, parse: Callable[[httpx.Response], T]) -> None:
-        self.description = description
-        self._request = request
-        self._parse = parse
-        self._queue: deque[PendingOperation[Any]] | None = None
-        self._done = asyncio.Event()
-        self._result: T | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def idempotency_key(self) -> str | None:
-        return self._request.headers.get("Idempotency-Key")
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def cancel(self) -> bool:
-        """Takes the operation out of the queue; False if it already ran or is running."""
-        if self._queue is None or self not in self._queue:
-            return False
-        self._queue.remove(self)
-        self._finish(error=asyncio.CancelledError(f"{self.description} was cancelled"))
-        return True
-
-    async def wait(self) -> T:
-        """The result once replayed; raises the operation's error (SessionApiError...)."""
-        await self._done.wait()
-        return self.result()
-
-    def result(self) -> T:
-        if not self.done:
-            raise RuntimeError(f"{self.description} has not run yet")
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[return-value]
-
-    def _finish(self, result: T | None = None, error: BaseException | None = None) -> None:
-        self._result, self._error = result, error
-        self._done.set()
-
-    def __repr__(self) -> str:
-        return f"<PendingOperation {self.description!r} done={self.done}>"
 
 
 def _session(response: httpx.Response) -> Session:
@@ -184,11 +128,11 @@ class SessionHttpService:
         body |= {name: value for name, value in (("partialResultsEnabled", partial_results_enabled),
                                                  ("minStabilityThreshold", min_stability_threshold),
                                                  ("maxBufferTimeout", max_buffer_timeout)) if value is not None}
-        request = _Request("POST", "sessions", body, {"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
+        request = ApiRequest("POST", "sessions", body, {"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
         return await self._call(f"create a {source_language} session", request, _session, queueable=True)
 
     async def get_session(self, session_id: str) -> Session:
-        return await self._call(f"read session {session_id}", _Request("GET", _path(session_id)), _session,
+        return await self._call(f"read session {session_id}", ApiRequest("GET", _path(session_id)), _session,
                                 queueable=False)
 
     async def update_session(self, session_id: str, *, status: SessionStatus | None = None,
@@ -200,12 +144,12 @@ class SessionHttpService:
         if not changes:
             raise ValueError("give at least one of status, source_language, quality_tier")
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
-        return await self._call(f"update session {session_id}", _Request("PATCH", _path(session_id), changes, headers),
-                                _session, queueable=True)
+        return await self._call(f"update session {session_id}",
+                                ApiRequest("PATCH", _path(session_id), changes, headers), _session, queueable=True)
 
     async def delete_session(self, session_id: str) -> None:
         """DELETE /sessions/{id}: ends the session (ending an ended one is fine too)."""
-        await self._call(f"end session {session_id}", _Request("DELETE", _path(session_id)), _nothing,
+        await self._call(f"end session {session_id}", ApiRequest("DELETE", _path(session_id)), _nothing,
                          queueable=True)
 
     # ----------------------------------------------------------------- queue
@@ -246,7 +190,7 @@ class SessionHttpService:
             log.info("replayed queued operation: %s", operation.description)
         return completed
 
-    def _enqueue(self, description: str, request: _Request,
+    def _enqueue(self, description: str, request: ApiRequest,
                  parse: Callable[[httpx.Response], T]) -> NetworkUnavailable:
         if len(self._queue) >= self._max_queued:
             return QueueFull(f"The session service is unreachable and {len(self._queue)} operation(s) are "
@@ -259,7 +203,7 @@ class SessionHttpService:
 
     # ------------------------------------------------------------- requests
 
-    async def _call(self, description: str, request: _Request, parse: Callable[[httpx.Response], T], *,
+    async def _call(self, description: str, request: ApiRequest, parse: Callable[[httpx.Response], T], *,
                     queueable: bool) -> T:
         if self._queue:
             async with self._replay_lock:
@@ -272,7 +216,7 @@ class SessionHttpService:
             raise self._offline(description, request, parse, queueable, exc.__cause__) from exc.__cause__
         return self._parse(response, parse)
 
-    def _offline(self, description: str, request: _Request, parse: Callable[[httpx.Response], T],
+    def _offline(self, description: str, request: ApiRequest, parse: Callable[[httpx.Response], T],
                  queueable: bool, cause: BaseException | None) -> NetworkUnavailable:
         if queueable and self._max_queued > 0:
             return self._enqueue(description, request, parse)
@@ -292,7 +236,7 @@ class SessionHttpService:
         raise api_error(response.status_code, body, response.headers.get("apigw-requestid"),
                         parse_retry_after(response.headers.get("Retry-After"), self._clock()))
 
-    async def _send(self, request: _Request) -> httpx.Response:
+    async def _send(self, request: ApiRequest) -> httpx.Response:
         """The final response after retries and at most one token refresh.
         Raises _Unreachable (from the cause) or NetworkUnavailable."""
         retries, refreshed = 0, False
