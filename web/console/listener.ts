@@ -16,21 +16,17 @@ import {
 } from "../src/index.js";
 import {
   byId,
-  cognitoFor,
   CONNECTION_WORDS,
   describe,
-  loadConfig,
   notice,
+  openConsole,
   SESSION_ID,
+  showStatus,
   signInForm,
   text,
 } from "./shared.js";
 
-const config = await loadConfig().catch((error) => {
-  notice(`The console has no configuration: ${describe(error)}`, "error");
-  throw error;
-});
-const auth = cognitoFor(config);
+const { config, auth } = await openConsole();
 let live: WebSocketClient | undefined;
 
 signInForm(config, auth, () => {
@@ -83,13 +79,8 @@ async function join(sessionId: string): Promise<void> {
     }
   });
   client.onMessage((message: ServerMessage) => {
-    if (message.type === "status") {
-      if (typeof message.status === "string") text("status", message.status);
-      if (typeof message.listenerCount === "number") text("listener-count", message.listenerCount);
-    } else if (message.type === "sessionEnded") {
-      text("status", "ended");
-      notice("The session has ended.");
-    }
+    showStatus(message);
+    if (message.type === "sessionEnded") notice("The session has ended.");
   });
   text("connection", "connecting");
   try {

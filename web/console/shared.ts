@@ -6,13 +6,14 @@ import {
   CognitoAuth,
   configFromEnv,
   type ConnectionState,
+  type ServerMessage,
   SessionApiError,
 } from "../src/index.js";
 
 export type ConsoleConfig = BroadcastConfig & { localUsers?: string[] };
 
 /** Build-time VITE_* variables win; otherwise config.json next to the pages (the local stack serves one). */
-export async function loadConfig(): Promise<ConsoleConfig> {
+async function loadConfig(): Promise<ConsoleConfig> {
   const fromEnv = configFromEnv();
   if (fromEnv) return fromEnv;
   const response = await fetch("./config.json", { cache: "no-store" });
@@ -49,6 +50,16 @@ export const CONNECTION_WORDS: Record<ConnectionState, string> = {
   closed: "closed", failed: "closed (failed)",
 };
 
+/** Keeps the page's Status and Listeners facts up to date from the server's messages. */
+export function showStatus(message: ServerMessage): void {
+  if (message.type === "status") {
+    if (typeof message.status === "string") text("status", message.status);
+    if (typeof message.listenerCount === "number") text("listener-count", message.listenerCount);
+  } else if (message.type === "sessionEnded") {
+    text("status", "ended");
+  }
+}
+
 export const SESSION_ID = /^[a-z]+-[a-z]+-[0-9]+$/;
 
 /** Wires a sign-in form to a CognitoAuth; calls `signedIn` once it succeeds. */
@@ -76,6 +87,13 @@ export function signInForm(config: ConsoleConfig, auth: CognitoAuth, signedIn: (
   });
 }
 
-export function cognitoFor(config: ConsoleConfig): CognitoAuth {
-  return new CognitoAuth({ clientId: config.userPoolClientId, region: config.region, endpoint: config.cognitoEndpoint });
+/** The page's configuration and a CognitoAuth for its user pool; without a configuration the page says so and stops. */
+export async function openConsole(): Promise<{ config: ConsoleConfig; auth: CognitoAuth }> {
+  const config = await loadConfig().catch((error: unknown) => {
+    notice(`The console has no configuration: ${describe(error)}`, "error");
+    throw error;
+  });
+  const auth = new CognitoAuth({ clientId: config.userPoolClientId, region: config.region,
+    endpoint: config.cognitoEndpoint });
+  return { config, auth };
 }

@@ -13,13 +13,9 @@ import {
   SessionHttpService,
   WebSocketClient,
 } from "../src/index.js";
-import { byId, cognitoFor, CONNECTION_WORDS, describe, loadConfig, notice, signInForm, text } from "./shared.js";
+import { byId, CONNECTION_WORDS, describe, notice, openConsole, showStatus, signInForm, text } from "./shared.js";
 
-const config = await loadConfig().catch((error) => {
-  notice(`The console has no configuration: ${describe(error)}`, "error");
-  throw error;
-});
-const auth = cognitoFor(config);
+const { config, auth } = await openConsole();
 const http = new SessionHttpService({ baseUrl: config.httpApiUrl, tokenProvider: auth });
 let session: Session | undefined;
 let live: WebSocketClient | undefined;
@@ -129,11 +125,8 @@ byId("end").addEventListener("click", async () => {
 });
 
 function onServerMessage(message: ServerMessage): void {
-  if (message.type === "status") {
-    if (typeof message.status === "string") text("status", message.status);
-    if (typeof message.listenerCount === "number") text("listener-count", message.listenerCount);
-  } else if (message.type === "sessionEnded") {
-    text("status", "ended");
+  showStatus(message);
+  if (message.type === "sessionEnded") {
     stopped("The session has ended.");
   } else if (message.type === "error") {
     notice(`The server refused a message: ${String(message.message ?? message.code)}`, "error");
