@@ -78,9 +78,14 @@ def load_local_config(path: str | os.PathLike[str] | None = None) -> ClientConfi
     if not isinstance(info, dict):
         raise ConfigurationError(f"{file} is not a local stack description.")
     pid = info.get("pid")
-    if isinstance(pid, int) and not _alive(pid):
-        raise ConfigurationError(f"The local stack described by {file} is not running (pid {pid} is gone). "
-                                 f"Start it with `make dev`.")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)  # signal 0 sends nothing: it asks whether the stack's process is still there
+        except ProcessLookupError:
+            raise ConfigurationError(f"The local stack described by {file} is not running (pid {pid} is gone). "
+                                     f"Start it with `make dev`.") from None
+        except PermissionError:
+            pass  # it is there, run by another user
     missing = [key for key in ("httpApiUrl", "region", "userPoolClientId", "awsEndpointUrl") if not info.get(key)]
     if missing:
         raise ConfigurationError(f"{file} lacks {', '.join(missing)}; restart the local stack.")
@@ -126,12 +131,3 @@ def load_stack_config(stack_name: str, region: str, *, client: Any | None = None
         user_pool_id=outputs.get("UserPoolId"), cli_args=("--stack", stack_name, "--region", region),
     )
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
