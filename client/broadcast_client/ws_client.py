@@ -546,13 +546,12 @@ class WebSocketClient:
 
 
 def _decode(raw: str | bytes) -> ServerMessage | None:
-    if not isinstance(raw, str):
-        return None
+    """The JSON object of a text frame; None for a binary frame, for what is not JSON, and for other JSON."""
     try:
-        value = json.loads(raw)
+        message = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    return message if isinstance(message, dict) else None
 
 
 def _redact(text: str, token: str | None) -> str:
