@@ -342,16 +342,15 @@ async def test_session_ended_ends_the_messages_and_nothing_reconnects():
 
 @async_test
 async def test_frames_that_are_not_a_json_object_are_skipped_and_the_next_message_arrives():
-    async with FakeGateway() as gw:
-        async with client(gw, role="listener") as live:
-            server = gw.connections[0].ws
-            for frame in (b'{"type": "status"}', "not json", '["status"]', "42"):
-                await server.send(frame)
-            await server.send(json.dumps({"type": "sessionEnded", "sessionId": SESSION}))
+    async with FakeGateway() as gw, client(gw, role="listener") as live:
+        server = gw.connections[0].ws
+        for frame in (b'{"type": "status"}', "not json", '["status"]', "42"):
+            await server.send(frame)
+        await server.send(json.dumps({"type": "sessionEnded", "sessionId": SESSION}))
 
-            received = [message async for message in live.messages()]
+        received = [message async for message in live.messages()]
 
-            assert received == [{"type": "sessionEnded", "sessionId": SESSION}]
+        assert received == [{"type": "sessionEnded", "sessionId": SESSION}]
 
 
 @async_test
