@@ -10,15 +10,13 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from .serving import Invoker
 
 log = logging.getLogger("local_stack")
 
 POLL_INTERVAL = 0.05
-
-
-class Invoker(Protocol):
-    async def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
