@@ -27,6 +27,7 @@ from .console import ConsoleServer, console_config
 from .http_api import HttpGateway
 from .jwt_authorizer import JwtVerifier
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
+from .moto_server import moto_version_problem
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError, fake_api_id
 from .ws_api import IDLE_TIMEOUT, MAX_LIFETIME, WebSocketGateway, websocket_apis
@@ -115,6 +116,9 @@ class LocalStack:
 
     async def start(self) -> None:
         cfg = self.config
+        problem = moto_version_problem()
+        if problem:
+            raise StackError(problem)
         self.template = Template.load(cfg.template, parameter_overrides=cfg.parameter_overrides, region=cfg.region)
         aws.require_user_pool(self.template)
         running = read_running_stack(self.state_dir)
