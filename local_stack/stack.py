@@ -141,13 +141,13 @@ class LocalStack:
             raise StackError(f"{exc} (choose another --aws-port)") from None
         self.proxy.moto_endpoint = self.moto.endpoint
         # The SAM transform (half a second, mostly its import) runs while moto is being provisioned.
-        self.provisioned, expanded_template = await asyncio.gather(
+        self.provisioned, _ = await asyncio.gather(
             asyncio.to_thread(aws.provision, self.template, self.moto.endpoint),
-            asyncio.to_thread(iam.expanded, self.template))
+            asyncio.to_thread(lambda: self.template.expanded))
 
         physical = self.provisioned.physical
         self.apis = self.template.http_apis(physical)
-        self.proxy.iam = iam.Iam(iam.function_roles(self.template, physical, expanded_template), cfg.region,
+        self.proxy.iam = iam.Iam(iam.function_roles(self.template, physical), cfg.region,
                                  enforce=cfg.iam)
         if cfg.transaction_conflicts:
             self.proxy.conflicts = TransactionConflicts(self._key_schemas())

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,10 @@ IMPLICIT_HTTP_API = "ServerlessHttpApi"  # SAM's logical id for the implicit HTT
 
 # API Gateway's own ceiling for an integration, used when an event sets none.
 DEFAULT_INTEGRATION_TIMEOUT_MS = 30_000
+# `sam package` uploads each local folder (CodeUri, ContentUri) to S3 and names the object in the template;
+# the SAM transform accepts nothing else. The local stack names the folder itself in this bucket, and reads
+# it back from the deployed function's Code (the layer's Content).
+LOCAL_CODE_BUCKET = "local-code"
 
 
 class TemplateError(Exception):
@@ -254,6 +260,29 @@ class Template:
             raise TemplateError(f"cannot read template {path}: {exc.strerror}") from None
         return cls(load_yaml(text), path.parent, path=path, **kwargs)
 
+    @functools.cached_property
+    def expanded(self) -> dict:
+        """The template as the SAM transform hands it to CloudFormation: Globals applied, each function's
+        role, its deployed properties, the HTTP APIs' OpenAPI bodies. Intrinsics are left for the resolver."""
+        from samtranslator.parser.parser import Parser
+        from samtranslator.translator.translator import Translator
+
+        data = copy.deepcopy(self._data)
+        for section in [*(data.get("Globals") or {}).values(), *(
+                (resource.get("Properties") or {}) for resource in (data.get("Resources") or {}).values())]:
+            for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+                if isinstance(section, dict) and isinstance(section.get(key), str):
+                    section[key] = f"s3://{LOCAL_CODE_BUCKET}/{section[key]}"
+        parameters = dict(self.parameters) | {
+            "AWS::Region": self.region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
+            "AWS::StackName": self.stack_name}
+        os.environ.setdefault("AWS_DEFAULT_REGION", self.region)  # the translator asks boto3 for the partition
+        try:
+            return Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+                data, parameter_values=parameters, get_managed_policy_map=dict)
+        except Exception as exc:  # noqa: BLE001 - the translator reports template errors as exceptions
+            raise TemplateError(f"the SAM transform refused the template: {exc}") from None
+
     def _read_parameters(self, declared: dict, overrides: dict[str, str]) -> dict[str, Any]:
         unknown = sorted(set(overrides) - set(declared))
         if unknown:
@@ -315,7 +344,7 @@ class Template:
             if "Condition" in resource and not self.condition(resource["Condition"]):
                 continue
             resource = copy.deepcopy(resource)
-            section = {SERVERLESS_FUNCTION: "Function", SERVERLESS_HTTP_API: "HttpApi"}.get(resource["Type"])
+            section = {SERVERLESS_HTTP_API: "HttpApi"}.get(resource["Type"])
             if section and global_sections.get(section):
                 resource["Properties"] = _merge_globals(copy.deepcopy(global_sections[section]),
                                                         resource.get("Properties") or {})
@@ -374,20 +403,24 @@ class Template:
     # ----------------------------------------------------------- functions
 
     def functions(self, physical: dict[str, Physical] | None = None) -> dict[str, FunctionSpec]:
-        resolver = self.resolver(physical)
-        return {lid: self._function(lid, res["Properties"], resolver)
-                for lid, res in self.resources_of_type(SERVERLESS_FUNCTION).items()}
+        """Each function as CloudFormation deploys it (the SAM transform's AWS::Lambda::Function)."""
+        resolver, deployed = self.resolver(physical), self.expanded["Resources"]
+        return {lid: self._function(lid, deployed, resolver) for lid in self.resources_of_type(SERVERLESS_FUNCTION)}
 
-    def _function(self, logical_id: str, props: dict, resolver: _Resolver) -> FunctionSpec:
+    def _local_folder(self, code: Any, what: str) -> Path:
+        if not (isinstance(code, dict) and code.get("S3Bucket") == LOCAL_CODE_BUCKET and code.get("S3Key")):
+            raise TemplateError(f"{what} must be a local folder")
+        return (self.base_dir / code["S3Key"]).resolve()
+
+    def _function(self, logical_id: str, deployed: dict, resolver: _Resolver) -> FunctionSpec:
         where = f"Resources.{logical_id}.Properties"
+        props = deployed[logical_id]["Properties"]
         if props.get("PackageType", "Zip") != "Zip":
             raise TemplateError(f"{logical_id}: only Zip functions run locally (PackageType is {props['PackageType']})")
         runtime = str(resolver.resolve(props.get("Runtime", ""), f"{where}.Runtime"))
         if not runtime.startswith("python"):
             raise TemplateError(f"{logical_id}: runtime {runtime or '(none)'} is not supported locally, only python")
-        code_uri = resolver.resolve(props.get("CodeUri"), f"{where}.CodeUri")
-        if not isinstance(code_uri, str) or not code_uri:
-            raise TemplateError(f"{logical_id}: CodeUri must be a local folder")
+        code_dir = self._local_folder(props.get("Code"), f"{logical_id}: CodeUri")
         handler = resolver.resolve(props.get("Handler"), f"{where}.Handler")
         if not isinstance(handler, str) or "." not in handler:
             raise TemplateError(f"{logical_id}: Handler must look like module.function")
@@ -395,13 +428,11 @@ class Template:
         layer_dirs: list[Path] = []
         skipped: list[str] = []
         for index, layer in enumerate(props.get("Layers") or []):
+            # The transform renames a template's layer (a hash of its content is appended) and refers to it by Ref.
             target = layer.get("Ref") if isinstance(layer, dict) and set(layer) == {"Ref"} else None
-            if target in self.resources and self.resources[target]["Type"] == SERVERLESS_LAYER:
-                content = resolver.resolve(self.resources[target]["Properties"].get("ContentUri"),
-                                           f"Resources.{target}.Properties.ContentUri")
-                if not isinstance(content, str):
-                    raise TemplateError(f"layer {target}: ContentUri must be a local folder")
-                layer_dirs.append((self.base_dir / content).resolve())
+            if (deployed.get(target) or {}).get("Type") == "AWS::Lambda::LayerVersion":
+                layer_dirs.append(self._local_folder(deployed[target]["Properties"].get("Content"),
+                                                     f"layer {target}: ContentUri"))
             else:
                 # Managed layers (Powertools) are provided by the venv.
                 skipped.append(str(resolver.resolve(layer, f"{where}.Layers[{index}]")))
@@ -427,7 +458,7 @@ class Template:
         return FunctionSpec(
             logical_id=logical_id,
             function_name=function_name,
-            code_dir=(self.base_dir / code_uri).resolve(),
+            code_dir=code_dir,
             handler=handler,
             runtime=runtime,
             layer_dirs=tuple(layer_dirs),
