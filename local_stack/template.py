@@ -445,15 +445,24 @@ class Template:
             log_level=logging_config.get("ApplicationLogLevel"),
         )
 
+    def deployed(self, *types: str) -> dict[str, dict]:
+        """The resources of these types CloudFormation creates (the SAM transform's output) whose Condition holds."""
+        return {lid: res for lid, res in self.expanded["Resources"].items()
+                if res.get("Type") in types and ("Condition" not in res or self.condition(res["Condition"]))}
+
     def function_of(self, value: Any, where: str) -> str:
-        """The logical id of the function a property names: `!Ref Fn`, SAM's `!Ref Fn.Alias` (the
-        AutoPublishAlias; the local stack has no versions) or `!GetAtt Fn.Arn`. ValueError otherwise."""
+        """The logical id of the function a property names: `!Ref Fn`, SAM's `!Ref Fn.Alias` or the alias
+        the transform makes of it (the AutoPublishAlias; the local stack has no versions) or `!GetAtt Fn.Arn`.
+        ValueError otherwise."""
         target = None
         if isinstance(value, dict) and isinstance(value.get("Ref"), str):
             target = value["Ref"].removesuffix(".Alias")
         elif isinstance(value, dict) and "Fn::GetAtt" in value:
             getatt = value["Fn::GetAtt"]
             target = (getatt.split(".", 1) if isinstance(getatt, str) else getatt)[0]
+        alias = self.deployed("AWS::Lambda::Alias").get(target) if isinstance(target, str) else None
+        if alias:
+            target = ((alias.get("Properties") or {}).get("FunctionName") or {}).get("Ref")
         if target not in self.resources_of_type(SERVERLESS_FUNCTION, "AWS::Lambda::Function"):
             raise ValueError(f"{where}: the local stack needs !GetAtt <Function>.Arn, !Ref <Function> or "
                              f"!Ref <Function>.Alias of this template here, got {value!r}")
@@ -490,7 +499,7 @@ class Template:
                 continue
             where = f"Resources.{lid}"
             authorizers = self._authorizers(body, where, resolver)
-            routes = tuple(self._route(lid, path, method, operation, body, authorizers, deployed, resolver)
+            routes = tuple(self._route(lid, path, method, operation, body, authorizers, resolver)
                            for path, methods in (body.get("paths") or {}).items()
                            for method, operation in methods.items() if isinstance(operation, dict))
             stage = next((props.get("StageName") for res in deployed.values()
@@ -504,7 +513,7 @@ class Template:
         return specs
 
     def _route(self, api_id: str, path: str, method: str, operation: dict, body: dict,
-               authorizers: dict[str, JwtAuthorizer], deployed: dict, resolver: _Resolver) -> Route:
+               authorizers: dict[str, JwtAuthorizer], resolver: _Resolver) -> Route:
         method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
         where = f"Resources.{api_id}: route {method} {path}"
         integration = operation.get("x-amazon-apigateway-integration") or {}
@@ -517,23 +526,21 @@ class Template:
             raise TemplateError(f"{where}: AWS_IAM authorization is not emulated locally")
         if name not in (None, "NONE") and name not in authorizers:
             raise TemplateError(f"{where}: authorizer {name!r} is not defined on {api_id}")
-        return Route(api_id, method, path, self._integrated_function(operation, deployed, where),
+        return Route(api_id, method, path, self._integrated_function(operation, where),
                      authorizers.get(name), tuple(str(s) for s in scopes) if name in authorizers else (),
                      int(resolver.resolve(integration.get("timeoutInMillis", DEFAULT_INTEGRATION_TIMEOUT_MS), where)))
 
     _INVOCATION = re.compile(r"/functions/\$\{([^}.]+)(?:\.Arn)?\}/invocations$")
 
-    def _integrated_function(self, operation: dict, deployed: dict, where: str) -> str:
+    def _integrated_function(self, operation: dict, where: str) -> str:
         """The function behind a route: SAM's integration URI names it, or its AutoPublishAlias."""
         uri = (operation.get("x-amazon-apigateway-integration") or {}).get("uri")
         found = self._INVOCATION.search(uri.get("Fn::Sub", "")) if isinstance(uri, dict) else None
-        target = found.group(1) if found else None
-        alias = deployed.get(target) or {}
-        if alias.get("Type") == "AWS::Lambda::Alias":
-            target = ((alias.get("Properties") or {}).get("FunctionName") or {}).get("Ref")
-        if target not in self.resources_of_type(SERVERLESS_FUNCTION):
-            raise TemplateError(f"{where}: the local stack runs only functions of this template behind a route")
-        return target
+        try:
+            return self.function_of({"Ref": found.group(1) if found else None}, where)
+        except ValueError:
+            raise TemplateError(f"{where}: the local stack runs only functions of this template behind a route") \
+                from None
 
     @staticmethod
     def _cors(config: Any) -> Cors | None:

@@ -6,6 +6,7 @@ from textwrap import dedent
 
 import pytest
 
+from local_stack.streams import stream_mappings
 from local_stack.template import IMPLICIT_HTTP_API, Cors, Template, TemplateError, load_yaml
 
 IMPLICIT = """
@@ -69,3 +70,36 @@ def test_a_template_the_transform_refuses_is_a_template_error():
     t = template(IMPLICIT.replace("    Runtime: python3.13\n", "    Runtime: python3.13\n    NoSuchProperty: 1\n"))
     with pytest.raises(TemplateError, match="the SAM transform refused the template"):
         t.functions()
+
+
+STREAMS = """
+Parameters:
+  Broadcast: {Type: String, Default: "yes"}
+Conditions:
+  WithBroadcast: !Equals [!Ref Broadcast, "yes"]
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
+  Broadcaster:
+    Type: AWS::Serverless::Function
+    Condition: WithBroadcast
+    Properties:
+      CodeUri: fn
+      Handler: app.handler
+      Runtime: python3.13
+      AutoPublishAlias: live
+      Events:
+        Changes:
+          Type: DynamoDB
+          Properties: {Stream: !GetAtt Table.StreamArn, StartingPosition: LATEST, BatchSize: 10}
+"""
+
+
+def test_stream_events_are_the_transforms_mappings_through_the_alias_and_under_the_condition():
+    (mapping,) = stream_mappings(template(STREAMS))
+    assert (mapping.function, mapping.table, mapping.batch_size) == ("Broadcaster", "Table", 10)
+    off = Template(load_yaml(dedent(STREAMS)), Path("/project"), parameter_overrides={"Broadcast": "no"})
+    assert stream_mappings(off) == []
