@@ -1,9 +1,9 @@
-"""The running local stack: moto, provisioned resources, Lambda workers, the HTTP gateway.
+"""The running local stack: the AWS endpoint, moto and its provisioned resources, the Lambda runtime,
+the stream pollers, the HTTP and WebSocket gateways and the console, started by ``LocalStack.start``.
 
-Components start in dependency order and each registers its own stop on an
-AsyncExitStack, so shutdown is the exact reverse and a later component (the
-WebSocket API, a Lambda Invoke endpoint, a Step Functions runner) is one more
-``start`` + ``push_async_callback`` in ``LocalStack.start``.
+Components start in dependency order and each registers its stop on an AsyncExitStack before it
+starts, so shutdown (or a failed start) runs the exact reverse. A new server is one more
+``_serve`` call there.
 """
 
 from __future__ import annotations
