@@ -1,10 +1,12 @@
 """Reads a SAM/CloudFormation template into what the local stack runs.
 
 The template is the single source of truth: functions, their environment,
-routes, authorizers, CORS and tables all come from it, with intrinsic
-functions resolved against LOCAL physical values (the moto table name, the
-moto user pool id, ...). Nothing here talks to AWS; physical values of the
-resources the stack provisions are passed in as a ``{logical_id: Physical}``
+routes, authorizers, CORS and tables all come from it. What SAM expands
+(Globals, functions, HTTP APIs, event source mappings, roles) is read from the
+SAM transform's output (``Template.expanded``), as CloudFormation receives it.
+Intrinsic functions are resolved against LOCAL physical values (the moto table
+name, the moto user pool id, ...). Nothing here talks to AWS; physical values of
+the resources the stack provisions are passed in as a ``{logical_id: Physical}``
 map, and every other resource gets a deterministic stand-in.
 """
 
@@ -502,10 +504,9 @@ class Template:
             routes = tuple(self._route(lid, path, method, operation, body, authorizers, resolver)
                            for path, methods in (body.get("paths") or {}).items()
                            for method, operation in methods.items() if isinstance(operation, dict))
-            stage = next((props.get("StageName") for res in deployed.values()
-                          if res.get("Type") == "AWS::ApiGatewayV2::Stage"
-                          for props in [res.get("Properties") or {}] if props.get("ApiId") == {"Ref": lid}),
-                         "$default")
+            stages = [res["Properties"].get("StageName") for res in self.deployed("AWS::ApiGatewayV2::Stage").values()
+                      if (res.get("Properties") or {}).get("ApiId") == {"Ref": lid}]
+            stage = stages[0] if stages else "$default"
             cors = resolver.resolve(body.get("x-amazon-apigateway-cors"), f"{where}.CorsConfiguration")
             api_id = str(resolver.ref(lid, lid)) if lid in self.resources else fake_api_id(lid)
             specs.append(HttpApiSpec(lid, api_id, str(resolver.resolve(stage, f"{where}.StageName")),
@@ -526,8 +527,9 @@ class Template:
             raise TemplateError(f"{where}: AWS_IAM authorization is not emulated locally")
         if name not in (None, "NONE") and name not in authorizers:
             raise TemplateError(f"{where}: authorizer {name!r} is not defined on {api_id}")
+        scopes = resolver.resolve(scopes, f"{where}.AuthorizationScopes") if name in authorizers else []
         return Route(api_id, method, path, self._integrated_function(operation, where),
-                     authorizers.get(name), tuple(str(s) for s in scopes) if name in authorizers else (),
+                     authorizers.get(name), tuple(str(s) for s in scopes),
                      int(resolver.resolve(integration.get("timeoutInMillis", DEFAULT_INTEGRATION_TIMEOUT_MS), where)))
 
     _INVOCATION = re.compile(r"/functions/\$\{([^}.]+)(?:\.Arn)?\}/invocations$")
