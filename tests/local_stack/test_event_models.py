@@ -100,12 +100,12 @@ def ws_events():
         gateway = WebSocketGateway(WS, invoker, port=0, region="eu-west-1")
         await gateway.start()
         try:
-            async with aiohttp.ClientSession() as client:
-                async with client.ws_connect(f"{gateway.url}?token=t1&token=t2&role=speaker",
-                                             headers={"User-Agent": "test-agent", "X-Custom": "v"}) as ws:
-                    await ws.send_str(json.dumps({"action": "sendaudio", "seq": 1}))
-                    await ws.send_str("not json")
-                    await asyncio.sleep(0.2)
+            # A connection's messages are handled in order, each before the close that follows them.
+            async with aiohttp.ClientSession() as client, client.ws_connect(
+                    f"{gateway.url}?token=t1&token=t2&role=speaker",
+                    headers={"User-Agent": "test-agent", "X-Custom": "v"}) as ws:
+                await ws.send_str(json.dumps({"action": "sendaudio", "seq": 1}))
+                await ws.send_str("not json")
             await asyncio.wait_for(invoker.disconnected.wait(), 5)
         finally:
             await gateway.stop()
