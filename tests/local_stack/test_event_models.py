@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketMessageEventModel,
 )
 
-from local_stack.http_api import build_event
+from local_stack.http_api import HttpGateway, build_event
 from local_stack.template import HttpApiSpec, JwtAuthorizer, Route
 from local_stack.ws_api import WebSocketApiSpec, WebSocketGateway
 
@@ -69,6 +69,37 @@ def test_http_api_event_without_authorizer_or_body_parses_as_payload_2():
     assert event.requestContext.authorizer is None and event.body is None and event.cookies is None
     assert event.queryStringParameters is None and event.pathParameters is None
     assert event.requestContext.http.userAgent == ""
+
+
+class Verifier:
+    def verify(self, token):
+        return {"sub": "u1", "client_id": "client", "token_use": "access", "exp": 1700003600}
+
+
+def test_the_gateways_event_for_a_real_request_parses_as_payload_2():
+    route = Route("Api", "PUT", "/sessions/{sessionId}", "Fn", AUTH)
+    spec = HttpApiSpec("Api", "abcdef1234", "dev", None, (route,))
+
+    async def main():
+        invoker = RecordingInvoker()
+        gateway = HttpGateway([spec], invoker, lambda authorizer: Verifier(), port=0)
+        await gateway.start()
+        try:
+            async with aiohttp.ClientSession() as client, client.put(
+                    f"{gateway.url(spec)}/sessions/s%201?x=1", data=b"\x00\x01",
+                    headers={"Authorization": "Bearer t", "Content-Type": "application/octet-stream"}) as response:
+                assert response.status == 200
+        finally:
+            await gateway.stop()
+        return invoker.events["Fn"][0]
+
+    event = parse(asyncio.run(main()), model=APIGatewayProxyEventV2Model)
+    assert event.routeKey == "PUT /sessions/{sessionId}" and event.pathParameters == {"sessionId": "s 1"}
+    assert event.rawPath == "/dev/sessions/s%201" and event.queryStringParameters == {"x": "1"}
+    assert event.isBase64Encoded is True and event.body == "AAE="  # binary bodies arrive base64-encoded
+    assert event.headers["x-forwarded-proto"] == "http" and event.headers["x-amzn-trace-id"].startswith("Root=1-")
+    assert event.requestContext.authorizer.jwt.claims["client_id"] == "client"
+    assert event.requestContext.authorizer.jwt.scopes is None
 
 
 WS = WebSocketApiSpec(
