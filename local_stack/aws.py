@@ -2,8 +2,8 @@
 
 Creates every DynamoDB table and the Cognito user pool and app client the
 template declares, with their template properties, plus ready-to-use users.
-Provisioners are per resource type (``PROVISIONERS``), so new resource types
-(a Kinesis stream, ...) slot in as one function each.
+Provisioners are per resource type (``PROVISIONERS``): a new resource type is
+one function there.
 """
 
 from __future__ import annotations

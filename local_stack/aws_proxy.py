@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from .conflicts import TransactionConflicts
 from .iam import Iam, operation_of, request_payload, requests_of
+from .serving import Invoker, Listener
 
 log = logging.getLogger("local_stack")
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
-
-
-class Invoker(Protocol):
-    async def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any: ...
 
 
 class AwsProxy:
@@ -49,7 +45,7 @@ class AwsProxy:
         self._faults: dict[str, int] = {}  # operation -> requests that still answer 500
         self.host, self.requested_port = host, port
         self.port: int | None = None
-        self._runner: web.AppRunner | None = None
+        self._listener = Listener(host, port, shutdown_timeout=2.0)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -60,15 +56,10 @@ class AwsProxy:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=120))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.requested_port).start()
-        self.port = self._runner.addresses[0][1]
+        self.port = await self._listener.start(app)
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._listener.stop()
         if self._session:
             await self._session.close()
             self._session = None

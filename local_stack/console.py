@@ -14,6 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .serving import Listener
+
 log = logging.getLogger("local_stack")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +44,7 @@ class ConsoleServer:
         self.root = root
         self.host, self.requested_port = host, port
         self.port: int | None = None
-        self._runner: web.AppRunner | None = None
+        self._listener = Listener(host, port, shutdown_timeout=1.0)
 
     @property
     def url(self) -> str:
@@ -59,15 +61,10 @@ class ConsoleServer:
         app.router.add_get("/config.json", self._config_json)
         app.router.add_get("/", self._index)
         app.router.add_get("/{path:.*}", self._file)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.requested_port).start()
-        self.port = self._runner.addresses[0][1]
+        self.port = await self._listener.start(app)
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._listener.stop()
 
     async def _config_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._config())

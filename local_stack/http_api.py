@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 
 from .lambdas import InvocationError
 from .limits import HTTP_REQUEST_LINE_AND_HEADERS, PARSER_LIMITS, install_quiet_parser_errors, request_line_and_headers
+from .serving import Invoker, Listener
 from .template import ACCOUNT_ID, Cors, HttpApiSpec, JwtAuthorizer, Route
 
 log = logging.getLogger("local_stack")
@@ -35,10 +36,6 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API payload limit
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Response headers the gateway owns: the function can't set them.
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
-
-
-class Invoker(Protocol):
-    async def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any: ...
 
 
 class Verifier(Protocol):
@@ -348,7 +345,8 @@ class HttpGateway:
         self._apis.sort(key=lambda item: -len(item[0]))
         self._verifiers = {(api.logical_id, route.authorizer.name): verifier_for(route.authorizer)
                            for api in apis for route in api.routes if route.authorizer}
-        self._runner: web.AppRunner | None = None
+        # In-flight requests get a few seconds to finish when the stack stops.
+        self._listener = Listener(host, port, shutdown_timeout=5.0)
 
     def url(self, api: HttpApiSpec) -> str:
         stage = "" if api.stage == "$default" else f"/{api.stage}"
@@ -359,16 +357,10 @@ class HttpGateway:
         app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args=PARSER_LIMITS)
         # Every path, control characters included (a bare ".*" misses a decoded %0A and aiohttp's own 404 answers).
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
-        # In-flight requests get a few seconds to finish when the stack stops.
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.requested_port).start()
-        self.port = self._runner.addresses[0][1]  # the real port when 0 was asked for
+        self.port = await self._listener.start(app)
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._listener.stop()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()

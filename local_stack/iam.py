@@ -11,11 +11,9 @@ interpreter) and are not checked, like an administrator's in the account.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,38 +119,10 @@ class Role:
                 f"allows the {action} action")
 
 
-def expanded(template: Template) -> dict:
-    """The template as the SAM transform turns it into CloudFormation (local code paths become S3 URIs,
-    as `sam package` makes them; the translator accepts nothing else)."""
-    from samtranslator.parser.parser import Parser
-    from samtranslator.translator.translator import Translator
-
-    data = copy.deepcopy(template._data)
-    for logical_id, resource in (data.get("Resources") or {}).items():
-        props = resource.get("Properties") or {}
-        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
-            if isinstance(props.get(key), str):
-                props[key] = f"s3://local-stack/{logical_id}"
-    for section in (data.get("Globals") or {}).values():
-        if isinstance(section, dict) and isinstance(section.get("CodeUri"), str):
-            section["CodeUri"] = "s3://local-stack/globals"
-    parameters = {name: value for name, value in template.parameters.items()}
-    parameters |= {"AWS::Region": template.region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
-                   "AWS::StackName": template.stack_name}
-    os.environ.setdefault("AWS_DEFAULT_REGION", template.region)  # the translator asks boto3 for the partition
-    try:
-        return Translator(managed_policy_map={}, sam_parser=Parser()).translate(
-            data, parameter_values=parameters, get_managed_policy_map=dict)
-    except Exception as exc:  # noqa: BLE001 - the translator reports template errors as exceptions
-        raise TemplateError(f"the SAM transform refused the template: {exc}") from None
-
-
-def function_roles(template: Template, physical: dict[str, Physical],
-                   translated: dict | None = None) -> dict[str, Role]:
-    """function logical id -> its role, with every intrinsic resolved against the local resources
-    (translated: the template as expanded() gives it, if already at hand)."""
-    translated = translated if translated is not None else expanded(template)
-    resources = translated.get("Resources") or {}
+def function_roles(template: Template, physical: dict[str, Physical]) -> dict[str, Role]:
+    """function logical id -> its role as the SAM transform expands it, with every intrinsic resolved
+    against the local resources."""
+    resources = template.expanded["Resources"]
     resolver = template.resolver(physical)
     roles = {}
     for logical_id in template.resources_of_type(SERVERLESS_FUNCTION):

@@ -5,8 +5,8 @@ and then serves invocations one at a time over lean newline-JSON pipes. A pool
 per function keeps idle workers warm, spawns more on demand up to a concurrency
 limit, kills a worker that overruns the function's Timeout, and turns handler
 exceptions into Lambda-shaped error payloads. Everything that invokes a function
-(the HTTP gateway now; later the WebSocket API, Step Functions tasks and a
-Lambda Invoke endpoint) goes through ``LambdaRuntime.invoke``.
+(the HTTP and WebSocket gateways, the stream pollers, and the Lambda Invoke API of
+the AWS endpoint, which Step Functions tasks call) goes through ``LambdaRuntime.invoke``.
 """
 
 from __future__ import annotations

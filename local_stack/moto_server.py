@@ -17,6 +17,25 @@ import signal
 import socket
 import sys
 import threading
+from importlib import metadata
+
+# The patches below reach into moto's internals (module paths, private functions, the DynamoDB backend's
+# transaction code) as this version has them; on another they could break silently, so they refuse to run.
+SUPPORTED_MOTO = "5.2.5"
+
+
+def moto_version_problem(installed: str | None = None) -> str | None:
+    """Why the patches can't be applied to the installed moto (None: they can)."""
+    if installed is None:
+        try:
+            installed = metadata.version("moto")
+        except metadata.PackageNotFoundError:
+            installed = "none"
+    if installed == SUPPORTED_MOTO:
+        return None
+    return (f"the local stack's moto patches are written for moto {SUPPORTED_MOTO}, but moto {installed} is "
+            f"installed; install moto[server]=={SUPPORTED_MOTO} (requirements/dev.txt) or review the patches "
+            f"in local_stack/moto_server.py for {installed} and update SUPPORTED_MOTO")
 
 
 def _port_free(host: str, port: int) -> str | None:
@@ -148,7 +167,7 @@ def main() -> int:
             return False
         return True
 
-    problem = _port_free(args.host, args.port)
+    problem = moto_version_problem() or _port_free(args.host, args.port)
     if problem:
         report({"error": problem})
         return 1

@@ -1,9 +1,9 @@
-"""The running local stack: moto, provisioned resources, Lambda workers, the HTTP gateway.
+"""The running local stack: the AWS endpoint, moto and its provisioned resources, the Lambda runtime,
+the stream pollers, the HTTP and WebSocket gateways and the console, started by ``LocalStack.start``.
 
-Components start in dependency order and each registers its own stop on an
-AsyncExitStack, so shutdown is the exact reverse and a later component (the
-WebSocket API, a Lambda Invoke endpoint, a Step Functions runner) is one more
-``start`` + ``push_async_callback`` in ``LocalStack.start``.
+Components start in dependency order and each registers its stop on an AsyncExitStack before it
+starts, so shutdown (or a failed start) runs the exact reverse. A new server is one more
+``_serve`` call there.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,9 @@ from .aws_proxy import AwsProxy
 from .conflicts import TransactionConflicts
 from .console import ConsoleServer, console_config
 from .http_api import HttpGateway
+from .jwt_authorizer import JwtVerifier
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
+from .moto_server import moto_version_problem
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError, fake_api_id
 from .ws_api import IDLE_TIMEOUT, MAX_LIFETIME, WebSocketGateway, websocket_apis
@@ -93,18 +94,6 @@ def write_atomically(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_token_verifier(layer_dirs: list[Path]) -> type:
-    """session_core.auth.TokenVerifier from the template's local layer: the same rules the functions use."""
-    for layer in layer_dirs:
-        if str(layer) not in sys.path:
-            sys.path.append(str(layer))  # appended: the layer must not shadow the stack's own packages
-    try:
-        from session_core.auth import TokenVerifier
-    except ImportError as exc:
-        raise StackError(f"JWT authorizers need session_core.auth.TokenVerifier from a local layer: {exc}") from None
-    return TokenVerifier
-
-
 # ----------------------------------------------------------------------- stack
 
 
@@ -122,11 +111,14 @@ class LocalStack:
         self.ws_gateways: list[WebSocketGateway] = []
         self.console: ConsoleServer | None = None
         self.apis = []
-        self._verifiers: list[Any] = []
+        self._verifiers: list[JwtVerifier] = []
         self._stack_file_written = False
 
     async def start(self) -> None:
         cfg = self.config
+        problem = moto_version_problem()
+        if problem:
+            raise StackError(problem)
         self.template = Template.load(cfg.template, parameter_overrides=cfg.parameter_overrides, region=cfg.region)
         aws.require_user_pool(self.template)
         running = read_running_stack(self.state_dir)
@@ -149,13 +141,13 @@ class LocalStack:
             raise StackError(f"{exc} (choose another --aws-port)") from None
         self.proxy.moto_endpoint = self.moto.endpoint
         # The SAM transform (half a second, mostly its import) runs while moto is being provisioned.
-        self.provisioned, expanded_template = await asyncio.gather(
+        self.provisioned, _ = await asyncio.gather(
             asyncio.to_thread(aws.provision, self.template, self.moto.endpoint),
-            asyncio.to_thread(iam.expanded, self.template))
+            asyncio.to_thread(lambda: self.template.expanded))
 
         physical = self.provisioned.physical
         self.apis = self.template.http_apis(physical)
-        self.proxy.iam = iam.Iam(iam.function_roles(self.template, physical, expanded_template), cfg.region,
+        self.proxy.iam = iam.Iam(iam.function_roles(self.template, physical), cfg.region,
                                  enforce=cfg.iam)
         if cfg.transaction_conflicts:
             self.proxy.conflicts = TransactionConflicts(self._key_schemas())
@@ -165,12 +157,7 @@ class LocalStack:
             gateway = WebSocketGateway(spec, _LateInvoker(self), port=cfg.ws_port + index if cfg.ws_port else 0,
                                        region=cfg.region, idle_timeout=cfg.ws_idle_timeout,
                                        max_lifetime=cfg.ws_max_lifetime, iam=self.proxy.iam)
-            self._exit.push_async_callback(gateway.stop)
-            try:
-                await gateway.start()
-            except OSError as exc:
-                raise StackError(f"cannot serve the WebSocket API on 127.0.0.1:{cfg.ws_port}: {exc.strerror} "
-                                 f"(choose another --ws-port)") from None
+            await self._serve(gateway, "the WebSocket API", cfg.ws_port, "--ws-port")
             self.ws_gateways.append(gateway)
         functions = self._with_local_endpoints(self.template.functions(physical))
         for spec in functions.values():
@@ -190,25 +177,14 @@ class LocalStack:
             poller = StreamPoller(mapping, stream_arn, streams, self.runtime)
             self._exit.push_async_callback(poller.stop)
             await poller.start()
-        verifier_for = self._verifier_factory([d for spec in functions.values() for d in spec.layer_dirs])
         try:
-            self.gateway = HttpGateway(self.apis, self.runtime, verifier_for, port=cfg.http_port)
+            self.gateway = HttpGateway(self.apis, self.runtime, self._verifier_for, port=cfg.http_port)
         except ValueError as exc:
             raise StackError(str(exc)) from None
-        self._exit.push_async_callback(self.gateway.stop)
-        try:
-            await self.gateway.start()
-        except OSError as exc:
-            raise StackError(f"cannot serve the HTTP API on 127.0.0.1:{cfg.http_port}: {exc.strerror} "
-                             f"(choose another --http-port)") from None
+        await self._serve(self.gateway, "the HTTP API", cfg.http_port, "--http-port")
         self.console = ConsoleServer(lambda: console_config(self.describe(), self.template.parameters),
                                      port=cfg.console_port)
-        self._exit.push_async_callback(self.console.stop)
-        try:
-            await self.console.start()
-        except OSError as exc:
-            raise StackError(f"cannot serve the console on 127.0.0.1:{cfg.console_port}: {exc.strerror} "
-                             f"(choose another --console-port)") from None
+        await self._serve(self.console, "the console", cfg.console_port, "--console-port")
         await asyncio.gather(self.runtime.warm(), asyncio.to_thread(self._check_sign_in))
         # Published where a deployed stack's are: tests and benchmarks find both through describe_stacks.
         try:
@@ -227,23 +203,29 @@ class LocalStack:
             self._stack_file_written = False
         await self._exit.aclose()
 
-    def _verifier_factory(self, layer_dirs: list[Path]):
-        if not any(route.authorizer for api in self.apis for route in api.routes):
-            return lambda authorizer: None
-        token_verifier = load_token_verifier(layer_dirs)
+    async def _serve(self, server: Any, what: str, port: int, option: str) -> None:
+        """Starts one of the stack's servers; its stop is registered first, so a failed start cleans up too."""
+        self._exit.push_async_callback(server.stop)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StackError(f"cannot serve {what} on 127.0.0.1:{port}: {exc.strerror} "
+                             f"(choose another {option})") from None
+
+    def _local_jwks(self, issuer: str) -> str | None:
+        """Where moto serves the keys of a local user pool's issuer (None: the issuer is no local pool)."""
         pool_ids = [p.ref for lid, p in self.provisioned.physical.items()
                     if self.template.resources[lid]["Type"] == "AWS::Cognito::UserPool"]
+        return aws.local_jwks_url(issuer, self.moto.endpoint, self.config.region, pool_ids)
 
-        def verifier_for(authorizer: JwtAuthorizer) -> Any:
-            jwks = aws.local_jwks_url(authorizer.issuer, self.moto.endpoint, self.config.region, pool_ids)
-            if jwks is None:
-                log.warning("authorizer %s: issuer %s is not a local user pool; its tokens can't be checked "
-                            "offline, so its routes will answer 401", authorizer.name, authorizer.issuer)
-            verifier = token_verifier(authorizer.issuer, list(authorizer.audiences), jwks_url=jwks)
-            self._verifiers.append(verifier)
-            return verifier
-
-        return verifier_for
+    def _verifier_for(self, authorizer: JwtAuthorizer) -> JwtVerifier:
+        jwks = self._local_jwks(authorizer.issuer)
+        if jwks is None:
+            log.warning("authorizer %s: issuer %s is not a local user pool; its tokens can't be checked "
+                        "offline, so its routes will answer 401", authorizer.name, authorizer.issuer)
+        verifier = JwtVerifier(authorizer.issuer, authorizer.audiences, jwks)
+        self._verifiers.append(verifier)
+        return verifier
 
     def _local_urls(self) -> dict[str, str]:
         """execute-api URLs as the template builds them -> the local gateways serving them."""
@@ -268,12 +250,10 @@ class LocalStack:
         point at the local gateway, and a function that verifies tokens of a local pool (JWT_ISSUER)
         gets JWKS_URL, because moto serves the pool's keys at its own endpoint, not at the issuer."""
         replacements = self._local_urls()
-        pool_ids = [p.ref for lid, p in self.provisioned.physical.items()
-                    if self.template.resources[lid]["Type"] == "AWS::Cognito::UserPool"]
         local = {}
         for lid, spec in functions.items():
             env = {key: replacements.get(value, value) for key, value in spec.environment.items()}
-            jwks = aws.local_jwks_url(env.get("JWT_ISSUER", ""), self.moto.endpoint, self.config.region, pool_ids)
+            jwks = self._local_jwks(env.get("JWT_ISSUER", ""))
             if jwks and not env.get("JWKS_URL"):  # the template declares it empty for `sam local`
                 env["JWKS_URL"] = jwks
             local[lid] = dataclasses.replace(spec, environment=env)

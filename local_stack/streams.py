@@ -10,15 +10,13 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from .serving import Invoker
 
 log = logging.getLogger("local_stack")
 
 POLL_INTERVAL = 0.05
-
-
-class Invoker(Protocol):
-    async def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -33,25 +31,20 @@ class StreamMapping:
 
 
 def stream_mappings(template: Any) -> list[StreamMapping]:
-    """Every mapping of a table's stream to a function: explicit EventSourceMapping resources
-    (FunctionName: !Ref <Function> or its !GetAtt Arn) and SAM `Type: DynamoDB` events."""
+    """Every mapping of a table's stream to a function, as CloudFormation creates them: the template's
+    EventSourceMapping resources and those the SAM transform makes of `Type: DynamoDB` events
+    (FunctionName: !Ref <Function>, its alias or its !GetAtt Arn)."""
     mappings = []
-    for logical_id, resource in template.resources_of_type("AWS::Lambda::EventSourceMapping").items():
+    for logical_id, resource in template.deployed("AWS::Lambda::EventSourceMapping").items():
         props = resource.get("Properties", {})
-        table = _stream_table(props.get("EventSourceArn"))
+        arn = props.get("EventSourceArn")
+        table = _stream_table(arn)
+        if table is None and isinstance(arn, str) and ":dynamodb:" in arn:
+            raise ValueError(f"{logical_id}.EventSourceArn: the local stack needs !GetAtt <Table>.StreamArn")
         if table is None:
             continue  # not a DynamoDB stream (SQS, Kinesis, ...): not polled locally
         function = template.function_of(props.get("FunctionName"), f"{logical_id}.FunctionName")
         mappings.append(_mapping(template, function, table, props))
-    for logical_id, resource in template.resources_of_type("AWS::Serverless::Function").items():
-        for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
-            if event.get("Type") != "DynamoDB":
-                continue
-            props = event.get("Properties", {})
-            table = _stream_table(props.get("Stream"))
-            if table is None:
-                raise ValueError(f"{logical_id}.Events.{name}: the local stack needs !GetAtt <Table>.StreamArn")
-            mappings.append(_mapping(template, logical_id, table, props))
     return mappings
 
 

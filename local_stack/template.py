@@ -1,10 +1,12 @@
 """Reads a SAM/CloudFormation template into what the local stack runs.
 
 The template is the single source of truth: functions, their environment,
-routes, authorizers, CORS and tables all come from it, with intrinsic
-functions resolved against LOCAL physical values (the moto table name, the
-moto user pool id, ...). Nothing here talks to AWS; physical values of the
-resources the stack provisions are passed in as a ``{logical_id: Physical}``
+routes, authorizers, CORS and tables all come from it. What SAM expands
+(Globals, functions, HTTP APIs, event source mappings, roles) is read from the
+SAM transform's output (``Template.expanded``), as CloudFormation receives it.
+Intrinsic functions are resolved against LOCAL physical values (the moto table
+name, the moto user pool id, ...). Nothing here talks to AWS; physical values of
+the resources the stack provisions are passed in as a ``{logical_id: Physical}``
 map, and every other resource gets a deterministic stand-in.
 """
 
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,10 @@ IMPLICIT_HTTP_API = "ServerlessHttpApi"  # SAM's logical id for the implicit HTT
 
 # API Gateway's own ceiling for an integration, used when an event sets none.
 DEFAULT_INTEGRATION_TIMEOUT_MS = 30_000
+# `sam package` uploads each local folder (CodeUri, ContentUri) to S3 and names the object in the template;
+# the SAM transform accepts nothing else. The local stack names the folder itself in this bucket, and reads
+# it back from the deployed function's Code (the layer's Content).
+LOCAL_CODE_BUCKET = "local-code"
 
 
 class TemplateError(Exception):
@@ -189,26 +197,6 @@ class HttpApiSpec:
 # ----------------------------------------------------------------------- template
 
 
-_INTRINSICS = frozenset({"Ref", "Condition"} | {f"Fn::{n}" for n in _SHORT_TAGS} | {"Fn::GetAtt"})
-
-
-def _is_intrinsic(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _INTRINSICS
-
-
-def _merge_globals(global_value: Any, own_value: Any) -> Any:
-    """SAM's Globals rules: maps merge, lists add (globals first), scalars override."""
-    if isinstance(global_value, dict) and isinstance(own_value, dict) \
-            and not _is_intrinsic(global_value) and not _is_intrinsic(own_value):
-        merged = dict(global_value)
-        for key, value in own_value.items():
-            merged[key] = _merge_globals(global_value[key], value) if key in global_value else value
-        return merged
-    if isinstance(global_value, list) and isinstance(own_value, list):
-        return global_value + own_value
-    return own_value
-
-
 def _param_str(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -223,7 +211,7 @@ NO_VALUE = _NoValue()
 
 
 class Template:
-    """A parsed template: parameters and conditions evaluated, SAM globals merged."""
+    """A parsed template: parameters and conditions evaluated; what SAM expands is read from the SAM transform."""
 
     def __init__(self, data: Any, base_dir: Path, *, parameter_overrides: dict[str, str] | None = None,
                  region: str = DEFAULT_REGION, stack_name: str = DEFAULT_STACK_NAME,
@@ -240,7 +228,6 @@ class Template:
         self._conditions: dict[str, bool] = {}
         self.conditions = {name: self.condition(name) for name in self._condition_defs}
         self.mappings = data.get("Mappings") or {}
-        self._global_sections = data.get("Globals") or {}
         self.resources = self._read_resources(data["Resources"])
 
     # ---------------------------------------------------------------- loading
@@ -253,6 +240,29 @@ class Template:
         except OSError as exc:
             raise TemplateError(f"cannot read template {path}: {exc.strerror}") from None
         return cls(load_yaml(text), path.parent, path=path, **kwargs)
+
+    @functools.cached_property
+    def expanded(self) -> dict:
+        """The template as the SAM transform hands it to CloudFormation: Globals applied, each function's
+        role, its deployed properties, the HTTP APIs' OpenAPI bodies. Intrinsics are left for the resolver."""
+        from samtranslator.parser.parser import Parser
+        from samtranslator.translator.translator import Translator
+
+        data = copy.deepcopy(self._data)
+        for section in [*(data.get("Globals") or {}).values(), *(
+                (resource.get("Properties") or {}) for resource in (data.get("Resources") or {}).values())]:
+            for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+                if isinstance(section, dict) and isinstance(section.get(key), str):
+                    section[key] = f"s3://{LOCAL_CODE_BUCKET}/{section[key]}"
+        parameters = dict(self.parameters) | {
+            "AWS::Region": self.region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
+            "AWS::StackName": self.stack_name}
+        os.environ.setdefault("AWS_DEFAULT_REGION", self.region)  # the translator asks boto3 for the partition
+        try:
+            return Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+                data, parameter_values=parameters, get_managed_policy_map=dict)
+        except Exception as exc:  # noqa: BLE001 - the translator reports template errors as exceptions
+            raise TemplateError(f"the SAM transform refused the template: {exc}") from None
 
     def _read_parameters(self, declared: dict, overrides: dict[str, str]) -> dict[str, Any]:
         unknown = sorted(set(overrides) - set(declared))
@@ -307,7 +317,6 @@ class Template:
         return value
 
     def _read_resources(self, resources: dict) -> dict[str, dict]:
-        global_sections = self._global_sections
         active: dict[str, dict] = {}
         for logical_id, resource in resources.items():
             if not isinstance(resource, dict) or "Type" not in resource:
@@ -315,10 +324,6 @@ class Template:
             if "Condition" in resource and not self.condition(resource["Condition"]):
                 continue
             resource = copy.deepcopy(resource)
-            section = {SERVERLESS_FUNCTION: "Function", SERVERLESS_HTTP_API: "HttpApi"}.get(resource["Type"])
-            if section and global_sections.get(section):
-                resource["Properties"] = _merge_globals(copy.deepcopy(global_sections[section]),
-                                                        resource.get("Properties") or {})
             resource.setdefault("Properties", {})
             active[logical_id] = resource
         return active
@@ -374,20 +379,24 @@ class Template:
     # ----------------------------------------------------------- functions
 
     def functions(self, physical: dict[str, Physical] | None = None) -> dict[str, FunctionSpec]:
-        resolver = self.resolver(physical)
-        return {lid: self._function(lid, res["Properties"], resolver)
-                for lid, res in self.resources_of_type(SERVERLESS_FUNCTION).items()}
+        """Each function as CloudFormation deploys it (the SAM transform's AWS::Lambda::Function)."""
+        resolver, deployed = self.resolver(physical), self.expanded["Resources"]
+        return {lid: self._function(lid, deployed, resolver) for lid in self.resources_of_type(SERVERLESS_FUNCTION)}
 
-    def _function(self, logical_id: str, props: dict, resolver: _Resolver) -> FunctionSpec:
+    def _local_folder(self, code: Any, what: str) -> Path:
+        if not (isinstance(code, dict) and code.get("S3Bucket") == LOCAL_CODE_BUCKET and code.get("S3Key")):
+            raise TemplateError(f"{what} must be a local folder")
+        return (self.base_dir / code["S3Key"]).resolve()
+
+    def _function(self, logical_id: str, deployed: dict, resolver: _Resolver) -> FunctionSpec:
         where = f"Resources.{logical_id}.Properties"
+        props = deployed[logical_id]["Properties"]
         if props.get("PackageType", "Zip") != "Zip":
             raise TemplateError(f"{logical_id}: only Zip functions run locally (PackageType is {props['PackageType']})")
         runtime = str(resolver.resolve(props.get("Runtime", ""), f"{where}.Runtime"))
         if not runtime.startswith("python"):
             raise TemplateError(f"{logical_id}: runtime {runtime or '(none)'} is not supported locally, only python")
-        code_uri = resolver.resolve(props.get("CodeUri"), f"{where}.CodeUri")
-        if not isinstance(code_uri, str) or not code_uri:
-            raise TemplateError(f"{logical_id}: CodeUri must be a local folder")
+        code_dir = self._local_folder(props.get("Code"), f"{logical_id}: CodeUri")
         handler = resolver.resolve(props.get("Handler"), f"{where}.Handler")
         if not isinstance(handler, str) or "." not in handler:
             raise TemplateError(f"{logical_id}: Handler must look like module.function")
@@ -395,13 +404,11 @@ class Template:
         layer_dirs: list[Path] = []
         skipped: list[str] = []
         for index, layer in enumerate(props.get("Layers") or []):
+            # The transform renames a template's layer (a hash of its content is appended) and refers to it by Ref.
             target = layer.get("Ref") if isinstance(layer, dict) and set(layer) == {"Ref"} else None
-            if target in self.resources and self.resources[target]["Type"] == SERVERLESS_LAYER:
-                content = resolver.resolve(self.resources[target]["Properties"].get("ContentUri"),
-                                           f"Resources.{target}.Properties.ContentUri")
-                if not isinstance(content, str):
-                    raise TemplateError(f"layer {target}: ContentUri must be a local folder")
-                layer_dirs.append((self.base_dir / content).resolve())
+            if (deployed.get(target) or {}).get("Type") == "AWS::Lambda::LayerVersion":
+                layer_dirs.append(self._local_folder(deployed[target]["Properties"].get("Content"),
+                                                     f"layer {target}: ContentUri"))
             else:
                 # Managed layers (Powertools) are provided by the venv.
                 skipped.append(str(resolver.resolve(layer, f"{where}.Layers[{index}]")))
@@ -427,7 +434,7 @@ class Template:
         return FunctionSpec(
             logical_id=logical_id,
             function_name=function_name,
-            code_dir=(self.base_dir / code_uri).resolve(),
+            code_dir=code_dir,
             handler=handler,
             runtime=runtime,
             layer_dirs=tuple(layer_dirs),
@@ -440,15 +447,24 @@ class Template:
             log_level=logging_config.get("ApplicationLogLevel"),
         )
 
+    def deployed(self, *types: str) -> dict[str, dict]:
+        """The resources of these types CloudFormation creates (the SAM transform's output) whose Condition holds."""
+        return {lid: res for lid, res in self.expanded["Resources"].items()
+                if res.get("Type") in types and ("Condition" not in res or self.condition(res["Condition"]))}
+
     def function_of(self, value: Any, where: str) -> str:
-        """The logical id of the function a property names: `!Ref Fn`, SAM's `!Ref Fn.Alias` (the
-        AutoPublishAlias; the local stack has no versions) or `!GetAtt Fn.Arn`. ValueError otherwise."""
+        """The logical id of the function a property names: `!Ref Fn`, SAM's `!Ref Fn.Alias` or the alias
+        the transform makes of it (the AutoPublishAlias; the local stack has no versions) or `!GetAtt Fn.Arn`.
+        ValueError otherwise."""
         target = None
         if isinstance(value, dict) and isinstance(value.get("Ref"), str):
             target = value["Ref"].removesuffix(".Alias")
         elif isinstance(value, dict) and "Fn::GetAtt" in value:
             getatt = value["Fn::GetAtt"]
             target = (getatt.split(".", 1) if isinstance(getatt, str) else getatt)[0]
+        alias = self.deployed("AWS::Lambda::Alias").get(target) if isinstance(target, str) else None
+        if alias:
+            target = ((alias.get("Properties") or {}).get("FunctionName") or {}).get("Ref")
         if target not in self.resources_of_type(SERVERLESS_FUNCTION, "AWS::Lambda::Function"):
             raise ValueError(f"{where}: the local stack needs !GetAtt <Function>.Arn, !Ref <Function> or "
                              f"!Ref <Function>.Alias of this template here, got {value!r}")
@@ -473,106 +489,101 @@ class Template:
     # ------------------------------------------------------------ HTTP APIs
 
     def http_apis(self, physical: dict[str, Physical] | None = None) -> list[HttpApiSpec]:
-        resolver = self.resolver(physical)
-        apis = dict(self.resources_of_type(SERVERLESS_HTTP_API))
-        routes: dict[str, list[Route]] = {lid: [] for lid in apis}
-        pending: list[tuple[str, str, dict]] = []
-        for function_id, res in self.resources_of_type(SERVERLESS_FUNCTION).items():
-            for event_id, event in (res["Properties"].get("Events") or {}).items():
-                if isinstance(event, dict) and event.get("Type") == "HttpApi":
-                    pending.append((function_id, event_id, event.get("Properties") or {}))
-        if any("ApiId" not in props for _, _, props in pending) and IMPLICIT_HTTP_API not in apis:
-            # SAM's implicit API: $default stage, Globals.HttpApi applies.
-            apis[IMPLICIT_HTTP_API] = {"Type": SERVERLESS_HTTP_API, "Properties": _merge_globals(
-                copy.deepcopy(self._global_sections.get("HttpApi") or {}), {"StageName": "$default"})}
-            routes[IMPLICIT_HTTP_API] = []
-
-        authorizers = {lid: self._authorizers(lid, res["Properties"], resolver) for lid, res in apis.items()}
-        for function_id, event_id, props in pending:
-            where = f"Resources.{function_id}.Properties.Events.{event_id}.Properties"
-            api_ref = props.get("ApiId", {"Ref": IMPLICIT_HTTP_API})
-            api_id = api_ref.get("Ref") if isinstance(api_ref, dict) else None
-            if api_id not in apis:
-                raise TemplateError(f"{where}.ApiId must be !Ref to an AWS::Serverless::HttpApi of this template")
-            if str(props.get("PayloadFormatVersion", "2.0")) != "2.0":
-                raise TemplateError(f"{where}: only PayloadFormatVersion 2.0 is emulated locally")
-            method = str(resolver.resolve(props.get("Method", "ANY"), f"{where}.Method")).upper()
-            path = str(resolver.resolve(props.get("Path", "$default"), f"{where}.Path"))
-            if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
-                method = "ANY"
-            if path != "$default" and not path.startswith("/"):
-                raise TemplateError(f"{where}.Path must start with /")
-            authorizer, scopes = self._route_auth(api_id, authorizers[api_id], apis[api_id]["Properties"],
-                                                  props.get("Auth") or {}, where, resolver)
-            timeout_ms = int(resolver.resolve(props.get("TimeoutInMillis", DEFAULT_INTEGRATION_TIMEOUT_MS),
-                                              f"{where}.TimeoutInMillis"))
-            routes[api_id].append(Route(api_id, method, path, function_id, authorizer, scopes, timeout_ms))
-
+        """Each HTTP API as CloudFormation deploys it: the OpenAPI body the SAM transform writes (routes, their
+        integrations, authorizers and CORS; Globals applied) and the API's stage. The implicit API of
+        events without ApiId is SAM's ServerlessHttpApi."""
+        resolver, deployed = self.resolver(physical), self.expanded["Resources"]
         specs = []
-        for lid, res in apis.items():
-            props = res["Properties"]
-            stage = str(resolver.resolve(props.get("StageName", "$default"), f"Resources.{lid}.StageName"))
-            cors = self._cors(resolver.resolve(props.get("CorsConfiguration"), f"Resources.{lid}.CorsConfiguration"))
+        for lid in [*self.resources_of_type(SERVERLESS_HTTP_API), IMPLICIT_HTTP_API]:
+            api = deployed.get(lid) or {}
+            body = (api.get("Properties") or {}).get("Body")
+            if api.get("Type") != "AWS::ApiGatewayV2::Api" or not isinstance(body, dict):
+                continue
+            where = f"Resources.{lid}"
+            authorizers = self._authorizers(body, where, resolver)
+            routes = tuple(self._route(lid, path, method, operation, body, authorizers, resolver)
+                           for path, methods in (body.get("paths") or {}).items()
+                           for method, operation in methods.items() if isinstance(operation, dict))
+            stages = [res["Properties"].get("StageName") for res in self.deployed("AWS::ApiGatewayV2::Stage").values()
+                      if (res.get("Properties") or {}).get("ApiId") == {"Ref": lid}]
+            stage = stages[0] if stages else "$default"
+            cors = resolver.resolve(body.get("x-amazon-apigateway-cors"), f"{where}.CorsConfiguration")
             api_id = str(resolver.ref(lid, lid)) if lid in self.resources else fake_api_id(lid)
-            specs.append(HttpApiSpec(lid, api_id, stage, cors, tuple(routes[lid])))
+            specs.append(HttpApiSpec(lid, api_id, str(resolver.resolve(stage, f"{where}.StageName")),
+                                     self._cors(cors), routes))
         return specs
+
+    def _route(self, api_id: str, path: str, method: str, operation: dict, body: dict,
+               authorizers: dict[str, JwtAuthorizer], resolver: _Resolver) -> Route:
+        method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+        where = f"Resources.{api_id}: route {method} {path}"
+        integration = operation.get("x-amazon-apigateway-integration") or {}
+        if str(resolver.resolve(integration.get("payloadFormatVersion", "2.0"), where)) != "2.0":
+            raise TemplateError(f"{where}: only PayloadFormatVersion 2.0 is emulated locally")
+        # An operation's security overrides the API's; SAM writes each route's, NONE for no authorizer.
+        requirement = (operation.get("security", body.get("security")) or [{}])[0]
+        name, scopes = next(iter(requirement.items()), (None, []))
+        if name == "AWS_IAM":
+            raise TemplateError(f"{where}: AWS_IAM authorization is not emulated locally")
+        if name not in (None, "NONE") and name not in authorizers:
+            raise TemplateError(f"{where}: authorizer {name!r} is not defined on {api_id}")
+        scopes = resolver.resolve(scopes, f"{where}.AuthorizationScopes") if name in authorizers else []
+        return Route(api_id, method, path, self._integrated_function(operation, where),
+                     authorizers.get(name), tuple(str(s) for s in scopes),
+                     int(resolver.resolve(integration.get("timeoutInMillis", DEFAULT_INTEGRATION_TIMEOUT_MS), where)))
+
+    _INVOCATION = re.compile(r"/functions/\$\{([^}.]+)(?:\.Arn)?\}/invocations$")
+
+    def _integrated_function(self, operation: dict, where: str) -> str:
+        """The function behind a route: SAM's integration URI names it, or its AutoPublishAlias."""
+        uri = (operation.get("x-amazon-apigateway-integration") or {}).get("uri")
+        found = self._INVOCATION.search(uri.get("Fn::Sub", "")) if isinstance(uri, dict) else None
+        try:
+            return self.function_of({"Ref": found.group(1) if found else None}, where)
+        except ValueError:
+            raise TemplateError(f"{where}: the local stack runs only functions of this template behind a route") \
+                from None
 
     @staticmethod
     def _cors(config: Any) -> Cors | None:
-        if config is None or config is NO_VALUE or config is False:
-            return None
-        if config is True:
-            return Cors(allow_origins=("*",), allow_headers=("*",), allow_methods=("*",))
+        """x-amazon-apigateway-cors as the transform writes it (CorsConfiguration: true is allowOrigins *)."""
         if not isinstance(config, dict):
-            raise TemplateError("CorsConfiguration must be true or a map")
+            return None
 
         def strings(key: str) -> tuple[str, ...]:
             value = config.get(key) or []
             return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
 
-        max_age = config.get("MaxAge")
+        max_age = config.get("maxAge")
         return Cors(
-            allow_origins=strings("AllowOrigins"),
-            allow_headers=tuple(h.lower() for h in strings("AllowHeaders")),
-            allow_methods=tuple(m.upper() for m in strings("AllowMethods")),
-            expose_headers=tuple(h.lower() for h in strings("ExposeHeaders")),
-            allow_credentials=str(config.get("AllowCredentials", False)).lower() == "true",
+            allow_origins=strings("allowOrigins"),
+            allow_headers=tuple(h.lower() for h in strings("allowHeaders")),
+            allow_methods=tuple(m.upper() for m in strings("allowMethods")),
+            expose_headers=tuple(h.lower() for h in strings("exposeHeaders")),
+            allow_credentials=str(config.get("allowCredentials", False)).lower() == "true",
             max_age=int(max_age) if max_age is not None else None,
         )
 
-    def _authorizers(self, api_id: str, props: dict, resolver: _Resolver) -> dict[str, JwtAuthorizer]:
-        auth = props.get("Auth") or {}
-        found = {}
-        for name, config in (auth.get("Authorizers") or {}).items():
-            where = f"Resources.{api_id}.Properties.Auth.Authorizers.{name}"
-            config = config or {}
-            if "JwtConfiguration" not in config:
-                raise TemplateError(f"{where}: only JWT authorizers are emulated locally")
-            jwt_config = resolver.resolve(config["JwtConfiguration"], f"{where}.JwtConfiguration")
-            issuer = jwt_config.get("issuer", jwt_config.get("Issuer"))
-            audience = jwt_config.get("audience", jwt_config.get("Audience")) or []
-            audience = [audience] if isinstance(audience, str) else audience
-            if not isinstance(issuer, str) or not issuer:
-                raise TemplateError(f"{where}: JwtConfiguration.issuer is required")
-            source = resolver.resolve(config.get("IdentitySource", "$request.header.Authorization"),
-                                      f"{where}.IdentitySource")
-            sources = [s.strip() for s in (source.split(",") if isinstance(source, str) else source)]
-            found[name] = JwtAuthorizer(name, issuer, tuple(str(a) for a in audience), tuple(sources))
-        return found
-
     @staticmethod
-    def _route_auth(api_id: str, authorizers: dict[str, JwtAuthorizer], api_props: dict, route_auth: dict,
-                    where: str, resolver: _Resolver) -> tuple[JwtAuthorizer | None, tuple[str, ...]]:
-        api_auth = api_props.get("Auth") or {}
-        name = route_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
-        if name is None or name == "NONE":
-            return None, ()
-        if name == "AWS_IAM":
-            raise TemplateError(f"{where}: AWS_IAM authorization is not emulated locally")
-        if name not in authorizers:
-            raise TemplateError(f"{where}: authorizer {name!r} is not defined on {api_id}")
-        scopes = resolver.resolve(route_auth.get("AuthorizationScopes", []), f"{where}.Auth.AuthorizationScopes")
-        return authorizers[name], tuple(str(s) for s in scopes)
+    def _authorizers(body: dict, where: str, resolver: _Resolver) -> dict[str, JwtAuthorizer]:
+        found = {}
+        for name, scheme in ((body.get("components") or {}).get("securitySchemes") or {}).items():
+            if name == "AWS_IAM":
+                continue  # refused on the routes that use it
+            config = scheme.get("x-amazon-apigateway-authorizer") or {}
+            here = f"{where}.Properties.Auth.Authorizers.{name}"
+            if config.get("type") != "jwt":
+                raise TemplateError(f"{here}: only JWT authorizers are emulated locally")
+            jwt_config = resolver.resolve(config.get("jwtConfiguration") or {}, f"{here}.JwtConfiguration")
+            issuer, audience = jwt_config.get("issuer"), jwt_config.get("audience") or []
+            if not isinstance(issuer, str) or not issuer:
+                raise TemplateError(f"{here}: JwtConfiguration.issuer is required")
+            source = resolver.resolve(config.get("identitySource", "$request.header.Authorization"),
+                                      f"{here}.IdentitySource")
+            sources = [s.strip() for s in (source.split(",") if isinstance(source, str) else source)]
+            audiences = [audience] if isinstance(audience, str) else audience
+            found[name] = JwtAuthorizer(name, issuer, tuple(str(a) for a in audiences), tuple(sources))
+        return found
 
 
 # ----------------------------------------------------------------------- resolver

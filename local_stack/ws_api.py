@@ -34,12 +34,13 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .limits import PARSER_LIMITS, WEBSOCKET_URL_CHARACTERS, install_quiet_parser_errors, too_large
 from .iam import Iam
+from .limits import PARSER_LIMITS, WEBSOCKET_URL_CHARACTERS, install_quiet_parser_errors, too_large
+from .serving import Invoker, Listener
 from .template import ACCOUNT_ID, fake_api_id
 
 log = logging.getLogger("local_stack")
@@ -49,10 +50,6 @@ IDLE_TIMEOUT = 600.0
 MAX_LIFETIME = 7200.0
 CLOSE_UNSUPPORTED = 1003  # binary frame
 CLOSE_GOING_AWAY = 1001  # idle timeout, lifetime, DeleteConnection
-
-
-class Invoker(Protocol):
-    async def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,7 @@ class WebSocketGateway:
         self.idle_timeout, self.max_lifetime = idle_timeout, max_lifetime
         self._invoker = invoker
         self._connections: dict[str, Connection] = {}
-        self._runner: web.AppRunner | None = None
+        self._listener = Listener(host, port, shutdown_timeout=2.0)
         self._tasks: set[asyncio.Task] = set()
         self._faults: dict[str, int] = {}  # connection id -> posts that still answer 500 (@faults)
         self._connect_delays: list[float] = []  # seconds each of the next handshakes is held (@faults/$connect)
@@ -177,10 +174,7 @@ class WebSocketGateway:
         app.router.add_route("*", f"/{stage}/@connections/{{connection_id}}", self._manage)
         app.router.add_post(f"/{stage}/@faults/$connect", self._delay_connects)
         app.router.add_post(f"/{stage}/@faults/{{connection_id}}", self._inject_fault)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.requested_port).start()
-        self.port = self._runner.addresses[0][1]
+        self.port = await self._listener.start(app)
 
     async def stop(self) -> None:
         for connection in list(self._connections.values()):
@@ -188,9 +182,7 @@ class WebSocketGateway:
                 await connection.ws.close(code=CLOSE_GOING_AWAY, message=b"Going away")
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
-        if self._runner:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._listener.stop()
 
     # ---------------------------------------------------------------- handshake
 

@@ -106,9 +106,8 @@ def test_users_sign_in_and_tokens_match_the_template_issuer(provisioned):
     access = jwt.decode(tokens["AccessToken"], options={"verify_signature": False})
     assert access["client_id"] == result.user_pool_client_id and access["token_use"] == "access"
 
-    from session_core.auth import TokenVerifier  # the layer's verifier, as the gateway uses it
-    verifier = TokenVerifier(claims["iss"], [result.user_pool_client_id],
-                             jwks_url=aws.jwks_url(endpoint, result.user_pool_id))
+    from local_stack.jwt_authorizer import JwtVerifier  # the HTTP API's authorizer, on moto's keys
+    verifier = JwtVerifier(claims["iss"], [result.user_pool_client_id], aws.jwks_url(endpoint, result.user_pool_id))
     assert verifier.verify(tokens["IdToken"])["sub"] == verifier.verify(tokens["AccessToken"])["sub"]
     assert aws.local_jwks_url(claims["iss"], endpoint, template.region, [result.user_pool_id]) == \
         aws.jwks_url(endpoint, result.user_pool_id)

@@ -274,7 +274,9 @@ def test_lambda_authorizers_are_reported_as_unsupported():
         Properties:
           Auth:
             Authorizers:
-              Custom: {FunctionArn: arn:aws:lambda:eu-west-1:123456789012:function:auth}
+              Custom:  # as SAM accepts it (the transform requires the payload format)
+                FunctionArn: arn:aws:lambda:eu-west-1:123456789012:function:auth
+                AuthorizerPayloadFormatVersion: "2.0"
     """)
     with pytest.raises(TemplateError, match="only JWT authorizers"):
         t.http_apis()
