@@ -2,8 +2,8 @@
 clients while LegacyWebSocketSessionCreation is enabled (LegacySessionCreation and
 LegacyProtocolMessage metrics), answered in their own format (session_core.legacy)."""
 
-from session_core import legacy
-from session_core.ws import ws_handler
+from session_core.api import legacy
+from session_core.api.ws import ws_handler
 
 
 def create_session(request):
