@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def lint_imports(layer_dir: Path) -> subprocess.CompletedProcess:
     """import-linter's contracts from pyproject.toml, over the session_core package found in `layer_dir`."""
     env = {**os.environ, "PYTHONPATH": str(layer_dir)}
     return subprocess.run([str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_the_layer_keeps_its_import_rules():
@@ -76,3 +77,25 @@ def test_the_functions_rule_sees_a_crossing_import(tmp_path):
     app.write_text("from session_core.api.ws import ws_handler\nfrom session_core.data import connections\n"
                    "from session_core import settings\n")
     assert not_allowed(layer_imports(app)) == {"session_core.data.connections", "session_core.settings"}
+
+
+def modules_matching(pattern: str) -> set[str]:
+    return {path.relative_to(LAYER / "session_core").as_posix() for path in (LAYER / "session_core").rglob("*.py")
+            if re.search(pattern, path.read_text())}
+
+
+def test_only_the_table_module_builds_item_keys():
+    # Docstrings may show the layout; code building a key writes f"SESSION#{...}" and the like.
+    assert modules_matching(r'f"(SESSION|CONN|AUDIO|LEGACY)#\{') == {"data/table.py"}
+
+
+def test_aws_failures_are_translated_in_one_place():
+    # platform/aws.py turns every failure into a ServiceUnavailable (or a Declined the caller asked for);
+    # only the Management API tells a gone socket (410) from a failure.
+    assert modules_matching(r"\bunavailable\(") == {"platform/aws.py"}
+    assert modules_matching(r"\b(ClientError|BotoCoreError)\b") == {"platform/aws.py", "platform/management.py"}
+
+
+def test_only_the_data_wing_speaks_dynamodb():
+    # Its requests (table.py, and Powertools' idempotency records) and its stream's records (sessions.py).
+    assert modules_matching(r'"dynamodb"') == {"data/table.py", "data/idempotency.py", "data/sessions.py"}

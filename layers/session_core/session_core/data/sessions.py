@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from .. import errors
 from ..domain import ACTIVE, ENDED
 from ..platform.observability import logger
-from .table import ConditionFailed, SessionAlreadyEnded, request, session_key, why_refused
+from .table import META, ConditionFailed, SessionAlreadyEnded, request, session_key, why_refused
 
 if TYPE_CHECKING:
     from ..models import Session
 
-__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "create", "finish_teardown", "from_item", "get", "update"]
+__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "create", "finish_teardown", "from_item", "get", "update",
+           "written_states"]
 
 
 def to_item(session: Session) -> dict:
@@ -141,3 +142,20 @@ def finish_teardown(session_id: str) -> tuple[int, int] | None:
         logger.warning("session record gone before teardown finished")
         return None
     return int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"])
+
+
+def written_states(records: list[dict]):
+    """Each session item write in a batch of the table's stream, in order: (sessionId, (status, listenerCount)
+    after, (status, listenerCount) before or None for a new item). Other items' writes are skipped."""
+    for record in records:
+        change = record.get("dynamodb") or {}
+        new, old = change.get("NewImage"), change.get("OldImage")
+        # Session items only: the stream carries every write to the table.
+        if not new or new.get("sk", {}).get("S") != META or "S" not in new.get("sessionId", {}):
+            continue
+        before = (old.get("status", {}).get("S"), _listener_count(old)) if old else None
+        yield new["sessionId"]["S"], (new["status"]["S"], _listener_count(new)), before
+
+
+def _listener_count(image: dict) -> int:
+    return int(image.get("listenerCount", {"N": "0"})["N"])

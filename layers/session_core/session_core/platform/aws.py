@@ -45,11 +45,9 @@ def call(service: str, operation: str, /, *, expected: tuple[str, ...] = (), **p
     """One request; an error whose code is in `expected` raises Declined, any other failure ServiceUnavailable."""
     try:
         return getattr(client(service), operation)(**parameters)
-    except ClientError as exc:
-        if error_code(exc) in expected:
+    except (ClientError, BotoCoreError) as exc:
+        if isinstance(exc, ClientError) and error_code(exc) in expected:
             raise Declined(error_code(exc), exc.response.get("Item")) from None
-        raise unavailable(exc) from None
-    except BotoCoreError as exc:
         raise unavailable(exc) from None
 
 

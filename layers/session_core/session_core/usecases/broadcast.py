@@ -11,10 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from botocore.exceptions import ClientError
-
 from ..data import connections as stored_connections
-from ..data.table import META
+from ..data import sessions as stored_sessions
 from ..domain import ENDED, LISTENER
 from ..platform import management
 from ..platform.observability import logger, metric
@@ -37,20 +35,13 @@ class Delivery(NamedTuple):
 def changed_sessions(records: list[dict]) -> dict[str, dict]:
     """sessionId -> status message, for session items whose status or listener count changed."""
     latest: dict[str, dict] = {}
-    for record in records:
-        change = record.get("dynamodb") or {}
-        new, old = change.get("NewImage"), change.get("OldImage") or {}
-        # Session items only: the stream carries every write to the table.
-        if not new or new.get("sk", {}).get("S") != META or "S" not in new.get("sessionId", {}):
-            continue
-        status, count = new["status"]["S"], int(new.get("listenerCount", {"N": "0"})["N"])
+    for session_id, (status, count), before in stored_sessions.written_states(records):
         if status == ENDED:
-            latest.pop(new["sessionId"]["S"], None)  # teardown says goodbye instead
+            latest.pop(session_id, None)  # teardown says goodbye instead
             continue
-        if old and old.get("status", {}).get("S") == status and int(old.get("listenerCount", {"N": "0"})["N"]) == count:
+        if before == (status, count):
             continue
-        latest[new["sessionId"]["S"]] = {"type": "status", "sessionId": new["sessionId"]["S"],
-                                         "status": status, "listenerCount": count}
+        latest[session_id] = {"type": "status", "sessionId": session_id, "status": status, "listenerCount": count}
     return latest
 
 
@@ -62,7 +53,7 @@ def broadcast(session_id: str, message: dict) -> Delivery:
     connecting_since = int(time.time()) - CONNECTING_SECONDS
     with ThreadPoolExecutor(POST_THREADS) as pool:
         for page in stored_connections.pages(session_id):
-            results = pool.map(lambda c: (c, _post(c["connectionId"], message)), page)
+            results = pool.map(lambda c: (c, management.offer(c["connectionId"], message)), page)
             for connection, delivered in results:
                 if delivered:
                     sent += 1
@@ -77,15 +68,6 @@ def broadcast(session_id: str, message: dict) -> Delivery:
     if listeners_left:
         metric("ListenerLeft", listeners_left)
     return Delivery(sent, gone, connecting)
-
-
-def _post(connection_id: str, message: dict) -> bool | None:
-    """True sent, False gone, None failed for another reason (logged; the next change reaches it)."""
-    try:
-        return management.post(connection_id, message)
-    except ClientError as exc:
-        logger.warning("status post failed", extra={"awsErrorCode": exc.response.get("Error", {}).get("Code")})
-        return None
 
 
 def broadcast_changes(records: list[dict]) -> dict:
