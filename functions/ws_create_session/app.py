@@ -1,6 +1,6 @@
 """WebSocket createSession: the legacy way to create a session, kept for existing
 clients while LegacyWebSocketSessionCreation is enabled (LegacySessionCreation and
-LegacyProtocolMessage metrics), answered in their own format (session_core.legacy)."""
+LegacyProtocolMessage metrics), answered in their own format (session_core.api.legacy)."""
 
 from session_core.api import legacy
 from session_core.api.ws import ws_handler

@@ -1,5 +1,5 @@
 """WebSocket sendAudio: {"action": "sendAudio", "seq": 17, "data": "<base64>"} from the speaker;
-also the old clients' audioChunk, the same message in their words (session_core.legacy)."""
+also the old clients' audioChunk, the same message in their words (session_core.api.legacy)."""
 
 from session_core.api import legacy
 from session_core.api.ws import require_speaker, ws_handler

@@ -1,5 +1,5 @@
 """WebSocket pause / resume from the speaker (same rules as PATCH /sessions/{id}); also the old
-clients' pauseBroadcast / resumeBroadcast, the same messages in their words (session_core.legacy)."""
+clients' pauseBroadcast / resumeBroadcast, the same messages in their words (session_core.api.legacy)."""
 
 from session_core.api import legacy
 from session_core.api.ws import require_speaker, ws_handler
