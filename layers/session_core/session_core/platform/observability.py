@@ -26,7 +26,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
-from .settings import settings
+from .settings import stage
 
 # Requests that emit no business metric are normal (GET, errors); the warning is noise.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -59,6 +59,7 @@ def tracing_enabled() -> bool:
 
 logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
+metrics.set_default_dimensions(stage=stage())
 
 __all__ = ["MetricUnit", "logger", "metric", "metrics", "observed", "redact", "tracer"]
 
@@ -117,9 +118,6 @@ def observed(correlation_id_path: str | None = None, *, traced: bool = True):
         @functools.wraps(handler)
         def invoke(event, context):
             nonlocal cold
-            if "stage" not in metrics.default_dimensions:
-                # Read on the first invocation, not at import: settings are checked when first read.
-                metrics.set_default_dimensions(stage=settings().stage)
             if cold:
                 cold = False
                 metric("ColdStart", function=getattr(context, "function_name", "") or "unknown")

@@ -50,7 +50,7 @@ def settings() -> Settings:
     return Settings(
         table_name=_text("TABLE_NAME", required=True),
         session_ttl_seconds=_whole_number("SESSION_TTL_HOURS", 24) * 3600,
-        stage=_text("STAGE_NAME", "dev"),
+        stage=stage(),
         max_listeners=_whole_number("MAX_LISTENERS_PER_SESSION", 500),
         max_audio_bytes=_whole_number("MAX_AUDIO_BYTES", 1024 * 1024),
         pause_buffer_seconds=_whole_number("PAUSE_BUFFER_SECONDS", 30, minimum=0),
@@ -64,6 +64,11 @@ def settings() -> Settings:
         teardown_state_machine_arn=_text("TEARDOWN_STATE_MACHINE_ARN"),
         sam_local=os.environ.get("AWS_SAM_LOCAL") == "true",
     )
+
+
+def stage() -> str:
+    """The stage alone: every metric carries it from import on, whether or not the other settings are valid."""
+    return _text("STAGE_NAME", "dev")
 
 
 def _text(name: str, default: str = "", *, required: bool = False) -> str:
