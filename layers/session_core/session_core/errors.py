@@ -1,8 +1,9 @@
 """Errors a caller may see. Each has an HTTP status and a machine-readable code;
 the message is safe to show (no internal names, no exception text).
 
-Every message a caller may read stands in MESSAGES, by code, so they are
-reviewed together; an error class names its code, its base its status.
+Every error's default message stands in MESSAGES, by code, so they are reviewed
+together (a raise may give a more precise one); an error class names its code,
+its base its status.
 """
 
 from __future__ import annotations
