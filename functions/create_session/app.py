@@ -1,8 +1,8 @@
 """POST /sessions: create a broadcast session owned by the caller."""
 
-from session_core import sessions
-from session_core.http import caller_id, http_app, http_handler, parse_body, session_response
+from session_core.api.http import caller_id, http_app, http_handler, parse_body, session_response
 from session_core.models import CreateSessionRequest
+from session_core.usecases import sessions
 
 app = http_app()
 

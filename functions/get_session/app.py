@@ -1,7 +1,7 @@
 """GET /sessions/{sessionId}: read one session."""
 
-from session_core import sessions
-from session_core.http import http_app, http_handler, session_response
+from session_core.api.http import http_app, http_handler, session_response
+from session_core.usecases import sessions
 
 app = http_app()
 

@@ -1,13 +1,11 @@
 """Teardown workflow step: tell a batch of sockets the session ended and close them."""
 
-from session_core import teardown
-from session_core.observability import logger, observed
+from session_core.api.events import workflow_step
+from session_core.usecases import teardown
 
 
-@observed("executionName")
-def lambda_handler(event: dict, context) -> dict:
-    # Correlation ID: the workflow's execution name (<sessionId>-<createdAt>).
-    logger.append_keys(sessionId=event.get("sessionId"))
-    closed = teardown.disconnect_batch(event["sessionId"], event["connections"])
-    logger.info("request", extra={"step": "disconnectBatch", "closed": closed})
-    return {"closed": closed}
+def disconnect_batch(event: dict) -> dict:
+    return {"closed": teardown.disconnect_batch(event["sessionId"], event["connections"])}
+
+
+lambda_handler = workflow_step("disconnectBatch", disconnect_batch)

@@ -1,8 +1,8 @@
 """PATCH /sessions/{sessionId}: change status or settings (owner only)."""
 
-from session_core import sessions
-from session_core.http import caller_id, expected_version, http_app, http_handler, parse_body, session_response
+from session_core.api.http import caller_id, expected_version, http_app, http_handler, parse_body, session_response
 from session_core.models import UpdateSessionRequest
+from session_core.usecases import sessions
 
 app = http_app()
 

@@ -2,8 +2,8 @@
 where a handshake is refused for the session: missing, ended, expired, full, or
 (for a speaker) someone else's; the authorizer does not read the session."""
 
-from session_core import membership
-from session_core.ws import ws_handler
+from session_core.api.ws import ws_handler
+from session_core.usecases import membership
 
 
 def connect(request):

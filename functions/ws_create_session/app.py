@@ -1,9 +1,9 @@
 """WebSocket createSession: the legacy way to create a session, kept for existing
 clients while LegacyWebSocketSessionCreation is enabled (LegacySessionCreation and
-LegacyProtocolMessage metrics), answered in their own format (session_core.legacy)."""
+LegacyProtocolMessage metrics), answered in their own format (session_core.api.legacy)."""
 
-from session_core import legacy
-from session_core.ws import ws_handler
+from session_core.api import legacy
+from session_core.api.ws import ws_handler
 
 
 def create_session(request):

@@ -1,7 +1,7 @@
 """WebSocket $default: frames that are not JSON or name no known action."""
 
 from session_core import errors
-from session_core.ws import ws_handler
+from session_core.api.ws import ws_handler
 
 
 def unknown(request):

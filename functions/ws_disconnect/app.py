@@ -1,7 +1,7 @@
 """WebSocket $disconnect: forgets the connection; the session stays."""
 
-from session_core import membership
-from session_core.ws import ws_handler
+from session_core.api.ws import ws_handler
+from session_core.usecases import membership
 
 
 def disconnect(request):

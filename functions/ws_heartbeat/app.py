@@ -2,7 +2,7 @@
 
 import time
 
-from session_core.ws import ws_handler
+from session_core.api.ws import ws_handler
 
 
 def heartbeat(request):

@@ -1,8 +1,9 @@
 """WebSocket sendAudio: {"action": "sendAudio", "seq": 17, "data": "<base64>"} from the speaker;
-also the old clients' audioChunk, the same message in their words (session_core.legacy)."""
+also the old clients' audioChunk, the same message in their words (session_core.api.legacy)."""
 
-from session_core import audio, legacy, membership
-from session_core.ws import require_speaker, ws_handler
+from session_core.api import legacy
+from session_core.api.ws import require_speaker, ws_handler
+from session_core.usecases import audio, membership
 
 
 def send_audio(request):

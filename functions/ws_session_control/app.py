@@ -1,8 +1,9 @@
 """WebSocket pause / resume from the speaker (same rules as PATCH /sessions/{id}); also the old
-clients' pauseBroadcast / resumeBroadcast, the same messages in their words (session_core.legacy)."""
+clients' pauseBroadcast / resumeBroadcast, the same messages in their words (session_core.api.legacy)."""
 
-from session_core import audio, legacy, membership
-from session_core.ws import require_speaker, ws_handler
+from session_core.api import legacy
+from session_core.api.ws import require_speaker, ws_handler
+from session_core.usecases import audio, membership
 
 STATUS_FOR = {"pause": "paused", "resume": "active"}
 

@@ -6,7 +6,7 @@
 - Kinesis throttling in sendAudio: SERVICE_UNAVAILABLE, no record, nothing buffered;
 - the JWKS endpoint down (connection refused) or hanging (accepts, never answers): 401 within 5 s.
 
-The faults are injected by shadowing one operation on the shared, cached client (session_core.aws.client),
+The faults are injected by shadowing one operation on the shared, cached client (session_core.platform.aws.client),
 so every other call still reaches moto.
 """
 
@@ -19,8 +19,8 @@ import time
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from session_core import aws
-from session_core import settings as settings_module
+from session_core.platform import aws
+from session_core.platform import settings as settings_module
 
 from tests.support.lambdas import http_event, ws_event
 
@@ -41,7 +41,7 @@ FAULTS = {
 
 @pytest.fixture(autouse=True)
 def fresh_settings():
-    from session_core import auth
+    from session_core.platform import auth
     settings_module.settings.cache_clear()
     auth.configured_verifier.cache_clear()
     yield
@@ -198,7 +198,7 @@ def _closed_port_url() -> str:
 
 @pytest.mark.parametrize("down", ["refused", "hanging"])
 def test_jwks_endpoint_down_is_a_quick_401_never_a_hang(invoke, users, monkeypatch, hanging_server, down):
-    from session_core import auth
+    from session_core.platform import auth
     session = new_session(invoke, users["alice"]["sub"])
     monkeypatch.setenv("JWKS_URL", _closed_port_url() if down == "refused" else hanging_server)
     settings_module.settings.cache_clear()

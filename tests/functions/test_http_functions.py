@@ -128,7 +128,7 @@ def test_missing_session_is_404(invoke, name):
 
 def test_expired_session_is_404_even_before_ttl_removes_it(invoke, monkeypatch):
     sid = create(invoke)["sessionId"]
-    import session_core.sessions as sessions
+    import session_core.usecases.sessions as sessions
     real_now = sessions._now
     monkeypatch.setattr(sessions, "_now", lambda: real_now() + 10 * 24 * 3600)
     for name in ("get_session", "update_session", "delete_session"):

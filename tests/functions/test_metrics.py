@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from session_core import observability
-from session_core import settings as settings_module
+from session_core.platform import observability
+from session_core.platform import settings as settings_module
 
 from tests.support.emf import BASE
 from tests.support.lambdas import Context, http_event, load_handler, sample_event, ws_event

@@ -3,7 +3,7 @@ functions verify the bearer token themselves; anywhere else they never do."""
 
 import pytest
 
-from session_core import auth, settings
+from session_core.platform import auth, settings
 from tests.support.lambdas import http_event
 
 

@@ -5,6 +5,7 @@ import uuid
 
 import boto3
 import pytest
+from session_core.platform import settings as settings_module
 
 from tests.support.lambdas import http_event, sample_event, ws_event
 
@@ -128,9 +129,11 @@ def test_a_failed_teardown_start_is_made_good_by_the_retried_delete(invoke, monk
     session = create(invoke)
     real = os.environ["TEARDOWN_STATE_MACHINE_ARN"]
     monkeypatch.setenv("TEARDOWN_STATE_MACHINE_ARN", real.replace("teardown-test", "missing"))
+    settings_module.settings.cache_clear()  # settings are read once per execution environment
     status, _, body = invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
     assert (status, body["error"]["code"]) == (503, "SERVICE_UNAVAILABLE")
     monkeypatch.setenv("TEARDOWN_STATE_MACHINE_ARN", real)
+    settings_module.settings.cache_clear()
     assert teardowns_of(session) == []
     assert invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))[0] == 204
     assert len(teardowns_of(session)) == 1

@@ -9,14 +9,14 @@ import uuid
 import boto3
 import pytest
 
-from session_core import settings as settings_module
+from session_core.platform import settings as settings_module
 from tests.support.lambdas import http_event, sample_event, ws_event
 
 
 @pytest.fixture(autouse=True)
 def fresh_settings():
     # Tests change environment variables; settings are cached per environment.
-    from session_core import auth
+    from session_core.platform import auth
     settings_module.settings.cache_clear()
     auth.configured_verifier.cache_clear()
     yield
@@ -448,7 +448,7 @@ def test_audio_on_a_legacy_connection_without_session_is_refused(invoke, users):
     assert send(invoke, legacy(users), audio(1), connection_id=new_connection())["code"] == "SESSION_NOT_FOUND"
 
 
-# --- the old clients' vocabulary (session_core.legacy) ----------------------------------------
+# --- the old clients' vocabulary (session_core.api.legacy) ----------------------------------------
 
 OLD_CREATE = {"action": "createSession", "sourceLanguage": "fr", "qualityTier": "premium", "partialResults": True,
               "minStability": 0.85, "maxBufferTimeout": 5.0}
@@ -485,8 +485,8 @@ def log_lines():
     """The JSON log lines the handlers write during the test."""
     import io
 
-    from session_core import legacy as legacy_module
-    from session_core.observability import logger
+    from session_core.api import legacy as legacy_module
+    from session_core.platform.observability import logger
     legacy_module._logged.clear()  # ignored fields are logged once per execution environment
     buffer = io.StringIO()
     previous = logger.registered_handler.setStream(buffer)
@@ -643,7 +643,7 @@ def _status_event(session: dict) -> dict:
 
 def test_status_changes_reach_every_socket_and_gone_ones_are_dropped(invoke, session, users, management_api,
                                                                      monkeypatch):
-    from session_core import broadcast
+    from session_core.usecases import broadcast
     monkeypatch.setattr(broadcast, "CONNECTING_SECONDS", -1)  # every connection is older than that
     management_api.reset()
     ids = [new_connection() for _ in range(3)]
@@ -665,12 +665,12 @@ def test_a_connection_still_connecting_is_kept_though_it_answers_410(invoke, ses
     before = read_session(invoke, session["sessionId"])["listenerCount"]
     invoke.raw("status_broadcast", _status_event(session))
     assert read_session(invoke, session["sessionId"])["listenerCount"] == before
-    from session_core.broadcast import broadcast
+    from session_core.usecases.broadcast import broadcast
     assert broadcast(session["sessionId"], {"type": "status"}).connecting >= 1
 
 
 def test_unchanged_and_ended_sessions_are_not_broadcast(invoke, management_api):
-    from session_core.broadcast import changed_sessions
+    from session_core.usecases.broadcast import changed_sessions
     record = sample_event("status_broadcast")["Records"][0]
     same = json.loads(json.dumps(record))
     same["dynamodb"]["NewImage"]["status"]["S"] = "active"
@@ -692,7 +692,7 @@ def test_a_failing_socket_does_not_hold_back_the_others(invoke, session, managem
     for c in ids:
         assert connect(invoke, listener(session), c) == 200
     management_api.failing[ids[0]] = 10  # outlasts botocore's retries
-    from session_core.broadcast import broadcast
+    from session_core.usecases.broadcast import broadcast
     delivery = broadcast(session["sessionId"], {"type": "status", "status": "paused"})
     assert (delivery.sent, delivery.gone) == (1, 0)
     assert management_api.posts[ids[1]] == [{"type": "status", "status": "paused"}]

@@ -12,7 +12,7 @@ import re
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from session_core.broadcast import POST_THREADS
+from session_core.usecases.broadcast import POST_THREADS
 
 # AWS quotas (API Gateway: account throttle per region, WebSocket frame size; Kinesis: record size).
 ACCOUNT_RATE, ACCOUNT_BURST = 10_000, 5_000

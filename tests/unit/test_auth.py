@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from session_core.auth import InvalidToken, TokenVerifier
+from session_core.platform.auth import InvalidToken, TokenVerifier
 from tests.support import tokens
 
 

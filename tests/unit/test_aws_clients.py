@@ -1,6 +1,7 @@
 """The AWS clients hold a connection for every thread that posts through them."""
 
-from session_core import aws, broadcast, management, settings, teardown
+from session_core.platform import aws, management, settings
+from session_core.usecases import broadcast, teardown
 
 
 def test_the_widest_fan_out_never_waits_for_a_pooled_connection(monkeypatch):

@@ -1,126 +1,98 @@
 """Errors a caller may see. Each has an HTTP status and a machine-readable code;
-the message is safe to show (no internal names, no exception text)."""
+the message is safe to show (no internal names, no exception text).
+
+Every error's default message stands in MESSAGES, by code, so they are reviewed
+together (a raise may give a more precise one); an error class names its code,
+its base its status.
+"""
 
 from __future__ import annotations
+
+MESSAGES = {
+    "INTERNAL_ERROR": "The service could not complete the request.",
+    "VALIDATION_ERROR": "The request is not valid.",
+    "INVALID_JSON": "The request body is not valid JSON.",
+    "BODY_TOO_LARGE": "The request body is larger than 16 KB.",
+    "INVALID_SESSION_ID": "Session IDs look like 'golden-eagle-427': two lowercase words and three digits.",
+    "UNAUTHORIZED": "Unauthorized",
+    "FORBIDDEN": "Only the speaker who created the session may change it.",
+    "SESSION_NOT_FOUND": "No session with this ID exists (or it has expired).",
+    "ROUTE_NOT_FOUND": "No such route.",
+    "SESSION_ENDED": "The session has ended and can no longer change.",
+    "VERSION_CONFLICT": "The session changed since the version given in If-Match; read it again and retry.",
+    "IDEMPOTENCY_KEY_REUSED": "This Idempotency-Key was used with a different request body.",
+    "REQUEST_IN_PROGRESS": "A request with this Idempotency-Key is still being processed; retry shortly.",
+    "SERVICE_UNAVAILABLE": "The service is busy; retry with backoff.",
+    # WebSocket-only refusals.
+    "INVALID_MESSAGE": "Messages are JSON objects with an \"action\" field.",
+    "UNKNOWN_ACTION": "Unknown action; use sendAudio, heartbeat, pause, resume or createSession.",
+    "INVALID_SEQ": "seq must be a non-negative integer.",
+    "INVALID_AUDIO": "data must be base64-encoded audio.",
+    "AUDIO_TOO_LARGE": "The audio chunk is larger than the allowed size.",
+    "SPEAKER_ONLY": "Only the session's speaker may do this.",
+    "SESSION_FULL": "The session has reached its listener limit.",
+    "LEGACY_CREATION_DISABLED": "Creating sessions over the WebSocket is switched off; use POST /sessions.",
+    "ALREADY_IN_SESSION": "This connection already belongs to a session.",
+    "SESSION_MISMATCH": "sessionId must be the session of this connection.",
+}
 
 
 class ServiceError(Exception):
     status = 500
     code = "INTERNAL_ERROR"
-    default_message = "The service could not complete the request."
+    default_message = MESSAGES[code]
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None, **kwargs) -> None:
+        # `class X(Base, code="...")`: the code's message, else the base's (a code that is never sent has none).
+        super().__init_subclass__(**kwargs)
+        cls.status = status or cls.status
+        cls.code = code or cls.code
+        cls.default_message = MESSAGES.get(code, cls.default_message) if code else cls.default_message
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
 
 
-class ValidationError(ServiceError):
-    status, code, default_message = 400, "VALIDATION_ERROR", "The request is not valid."
+# The statuses, as bases of the errors below (never raised themselves).
+class _BadRequest(ServiceError, status=400): ...
+class _Refused(ServiceError, status=403): ...
+class _NotFound(ServiceError, status=404): ...
+class _Conflict(ServiceError, status=409): ...
 
 
-class InvalidJson(ServiceError):
-    status, code, default_message = 400, "INVALID_JSON", "The request body is not valid JSON."
+class Unauthorized(ServiceError, status=401, code="UNAUTHORIZED"):
+    """Answered with API Gateway's bare body, so nothing about the token leaks."""
 
 
-class BodyTooLarge(ServiceError):
-    status, code, default_message = 400, "BODY_TOO_LARGE", "The request body is larger than 16 KB."
-
-
-class InvalidSessionId(ServiceError):
-    status, code = 400, "INVALID_SESSION_ID"
-    default_message = "Session IDs look like 'golden-eagle-427': two lowercase words and three digits."
-
-
-class Forbidden(ServiceError):
-    status, code, default_message = 403, "FORBIDDEN", "Only the speaker who created the session may change it."
-
-
-class NotSessionOwner(Forbidden):
-    """A speaker connecting to someone else's session (a refused handshake: never sent)."""
-
-    code = "NOT_SESSION_OWNER"
-
-
-class SessionNotFound(ServiceError):
-    status, code, default_message = 404, "SESSION_NOT_FOUND", "No session with this ID exists (or it has expired)."
-
-
-class RouteNotFound(ServiceError):
-    status, code, default_message = 404, "ROUTE_NOT_FOUND", "No such route."
-
-
-class SessionEnded(ServiceError):
-    status, code, default_message = 409, "SESSION_ENDED", "The session has ended and can no longer change."
-
-
-class VersionConflict(ServiceError):
-    status, code = 409, "VERSION_CONFLICT"
-    default_message = "The session changed since the version given in If-Match; read it again and retry."
-
-
-class IdempotencyKeyReused(ServiceError):
-    status, code = 409, "IDEMPOTENCY_KEY_REUSED"
-    default_message = "This Idempotency-Key was used with a different request body."
-
-
-class RequestInProgress(ServiceError):
-    status, code = 409, "REQUEST_IN_PROGRESS"
-    default_message = "A request with this Idempotency-Key is still being processed; retry shortly."
-
-
-class ServiceUnavailable(ServiceError):
-    status, code, default_message = 503, "SERVICE_UNAVAILABLE", "The service is busy; retry with backoff."
+class ServiceUnavailable(ServiceError, status=503, code="SERVICE_UNAVAILABLE"):
+    """Any failure of AWS behind the request: never the caller's fault."""
 
 
 class SessionIdExhausted(ServiceUnavailable):
     """No free session ID was found in the bounded number of tries."""
 
 
-class Unauthorized(ServiceError):
-    """Answered with API Gateway's bare body, so nothing about the token leaks."""
-
-    status, code, default_message = 401, "UNAUTHORIZED", "Unauthorized"
-
-
-# WebSocket-only refusals (sent as {"type": "error", "code": ...} messages).
-class InvalidMessage(ServiceError):
-    status, code, default_message = 400, "INVALID_MESSAGE", "Messages are JSON objects with an \"action\" field."
-
-
-class UnknownAction(ServiceError):
-    status, code = 400, "UNKNOWN_ACTION"
-    default_message = "Unknown action; use sendAudio, heartbeat, pause, resume or createSession."
-
-
-class InvalidSeq(ServiceError):
-    status, code, default_message = 400, "INVALID_SEQ", "seq must be a non-negative integer."
-
-
-class InvalidAudio(ServiceError):
-    status, code, default_message = 400, "INVALID_AUDIO", "data must be base64-encoded audio."
-
-
-class AudioTooLarge(ServiceError):
-    status, code, default_message = 400, "AUDIO_TOO_LARGE", "The audio chunk is larger than the allowed size."
-
-
-class SpeakerOnly(ServiceError):
-    status, code, default_message = 403, "SPEAKER_ONLY", "Only the session's speaker may do this."
-
-
-class SessionFull(ServiceError):
-    status, code, default_message = 403, "SESSION_FULL", "The session has reached its listener limit."
-
-
-class LegacyCreationDisabled(ServiceError):
-    status, code = 403, "LEGACY_CREATION_DISABLED"
-    default_message = "Creating sessions over the WebSocket is switched off; use POST /sessions."
-
-
-class AlreadyInSession(ServiceError):
-    status, code, default_message = 409, "ALREADY_IN_SESSION", "This connection already belongs to a session."
-
-
-class NotThisSession(ServiceError):
-    status, code = 403, "SESSION_MISMATCH"
-    default_message = "sessionId must be the session of this connection."
+# The rest, by status; those from INVALID_MESSAGE on are WebSocket-only (sent as {"type": "error", ...}).
+class ValidationError(_BadRequest, code="VALIDATION_ERROR"): ...
+class InvalidJson(_BadRequest, code="INVALID_JSON"): ...
+class BodyTooLarge(_BadRequest, code="BODY_TOO_LARGE"): ...
+class InvalidSessionId(_BadRequest, code="INVALID_SESSION_ID"): ...
+class InvalidMessage(_BadRequest, code="INVALID_MESSAGE"): ...
+class UnknownAction(_BadRequest, code="UNKNOWN_ACTION"): ...
+class InvalidSeq(_BadRequest, code="INVALID_SEQ"): ...
+class InvalidAudio(_BadRequest, code="INVALID_AUDIO"): ...
+class AudioTooLarge(_BadRequest, code="AUDIO_TOO_LARGE"): ...
+class Forbidden(_Refused, code="FORBIDDEN"): ...
+class NotSessionOwner(Forbidden, code="NOT_SESSION_OWNER"): ...  # a refused handshake: never sent
+class SpeakerOnly(_Refused, code="SPEAKER_ONLY"): ...
+class SessionFull(_Refused, code="SESSION_FULL"): ...
+class LegacyCreationDisabled(_Refused, code="LEGACY_CREATION_DISABLED"): ...
+class NotThisSession(_Refused, code="SESSION_MISMATCH"): ...
+class SessionNotFound(_NotFound, code="SESSION_NOT_FOUND"): ...
+class RouteNotFound(_NotFound, code="ROUTE_NOT_FOUND"): ...
+class SessionEnded(_Conflict, code="SESSION_ENDED"): ...
+class VersionConflict(_Conflict, code="VERSION_CONFLICT"): ...
+class IdempotencyKeyReused(_Conflict, code="IDEMPOTENCY_KEY_REUSED"): ...
+class RequestInProgress(_Conflict, code="REQUEST_IN_PROGRESS"): ...
+class AlreadyInSession(_Conflict, code="ALREADY_IN_SESSION"): ...

@@ -2,7 +2,7 @@
 
 The ID space is len(ADJECTIVES) * len(NOUNS) * 900, about 25 million IDs
 (see docs/architecture.md for the collision odds). Uniqueness is enforced by
-the conditional write in the repository, not here; this module only draws
+the conditional write in data/sessions.py, not here; this module only draws
 candidates.
 """
 

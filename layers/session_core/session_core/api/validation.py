@@ -6,7 +6,7 @@ from typing import TypeVar
 
 import pydantic
 
-from . import errors
+from .. import errors
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 

@@ -11,13 +11,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from botocore.exceptions import ClientError
-
-from . import management
-from .connections import ConnectionRepository
-from .domain import ENDED, LISTENER
-from .observability import logger, metric
-from .settings import settings
+from ..data import connections as stored_connections
+from ..data import sessions as stored_sessions
+from ..domain import ENDED, LISTENER
+from ..platform import management
+from ..platform.observability import logger, metric
 
 # Posting is network-bound; a few threads keep a 500-listener fan-out short.
 POST_THREADS = 16
@@ -37,20 +35,13 @@ class Delivery(NamedTuple):
 def changed_sessions(records: list[dict]) -> dict[str, dict]:
     """sessionId -> status message, for session items whose status or listener count changed."""
     latest: dict[str, dict] = {}
-    for record in records:
-        change = record.get("dynamodb") or {}
-        new, old = change.get("NewImage"), change.get("OldImage") or {}
-        # Session items only: the stream carries every write to the table.
-        if not new or new.get("sk", {}).get("S") != "META" or "S" not in new.get("sessionId", {}):
-            continue
-        status, count = new["status"]["S"], int(new.get("listenerCount", {"N": "0"})["N"])
+    for session_id, (status, count), before in stored_sessions.written_states(records):
         if status == ENDED:
-            latest.pop(new["sessionId"]["S"], None)  # teardown says goodbye instead
+            latest.pop(session_id, None)  # teardown says goodbye instead
             continue
-        if old and old.get("status", {}).get("S") == status and int(old.get("listenerCount", {"N": "0"})["N"]) == count:
+        if before == (status, count):
             continue
-        latest[new["sessionId"]["S"]] = {"type": "status", "sessionId": new["sessionId"]["S"],
-                                         "status": status, "listenerCount": count}
+        latest[session_id] = {"type": "status", "sessionId": session_id, "status": status, "listenerCount": count}
     return latest
 
 
@@ -58,14 +49,11 @@ def broadcast(session_id: str, message: dict) -> Delivery:
     """Posts `message` to each connection of the session; drops the gone ones.
     A gone listener whose record this removed counts as ListenerLeft (its own
     $disconnect then finds nothing, so each leave counts once)."""
-    connections = ConnectionRepository(settings().table_name)
     sent = gone = connecting = listeners_left = 0
-    start = None
     connecting_since = int(time.time()) - CONNECTING_SECONDS
     with ThreadPoolExecutor(POST_THREADS) as pool:
-        while True:
-            page, start = connections.page(session_id, start)
-            results = pool.map(lambda c: (c, _post(c["connectionId"], message)), page)
+        for page in stored_connections.pages(session_id):
+            results = pool.map(lambda c: (c, management.offer(c["connectionId"], message)), page)
             for connection, delivered in results:
                 if delivered:
                     sent += 1
@@ -75,18 +63,19 @@ def broadcast(session_id: str, message: dict) -> Delivery:
                     connecting += 1
                 else:
                     gone += 1
-                    removed = connections.remove(session_id, connection["connectionId"], connection["role"])
+                    removed = stored_connections.remove(session_id, connection["connectionId"], connection["role"])
                     listeners_left += removed and connection["role"] == LISTENER
-            if not start:
-                if listeners_left:
-                    metric("ListenerLeft", listeners_left)
-                return Delivery(sent, gone, connecting)
+    if listeners_left:
+        metric("ListenerLeft", listeners_left)
+    return Delivery(sent, gone, connecting)
 
 
-def _post(connection_id: str, message: dict) -> bool | None:
-    """True sent, False gone, None failed for another reason (logged; the next change reaches it)."""
-    try:
-        return management.post(connection_id, message)
-    except ClientError as exc:
-        logger.warning("status post failed", extra={"awsErrorCode": exc.response.get("Error", {}).get("Code")})
-        return None
+def broadcast_changes(records: list[dict]) -> dict:
+    """Tells the sockets of each session the stream records changed its new state; the batch's summary."""
+    changed = changed_sessions(records)
+    sent = gone = 0
+    for session_id, message in changed.items():
+        delivery = broadcast(session_id, message)
+        sent, gone = sent + delivery.sent, gone + delivery.gone
+        logger.info("status broadcast", extra={"sessionId": session_id, **delivery._asdict()})
+    return {"sessions": len(changed), "sent": sent, "gone": gone}

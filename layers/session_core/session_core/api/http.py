@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from typing import Callable, TypeVar
 
@@ -16,9 +15,10 @@ import pydantic
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
-from . import errors
-from .models import Session
-from .observability import logger, metric, observed
+from .. import errors
+from ..models import Session
+from ..platform.observability import logger, metric, observed
+from ..platform.settings import settings
 from .validation import parse_json
 
 MAX_BODY_BYTES = 16 * 1024
@@ -88,9 +88,9 @@ def caller_id(app: APIGatewayHttpResolver) -> str:
     the WebSocket authorizer. Anywhere else a request without claims is refused.
     """
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    if not claims and os.environ.get("AWS_SAM_LOCAL") == "true":
+    if not claims and settings().sam_local:
         # Imported here: PyJWT and cryptography cost a cold start ~150 ms, and only SAM CLI needs them.
-        from .auth import InvalidToken, configured_verifier
+        from ..platform.auth import InvalidToken, configured_verifier
 
         try:
             claims = configured_verifier().verify(app.current_event.headers.get("authorization"))

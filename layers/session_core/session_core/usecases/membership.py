@@ -3,22 +3,17 @@ creating a session from a speaker connection."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
-from . import errors, management
-from .connections import ConnectionRepository
-from .domain import SPEAKER, ConnectionContext
-from .observability import logger, metric
-from .settings import settings
+from .. import errors
+from ..data import connections as stored_connections
+from ..domain import SPEAKER, ConnectionContext
+from ..platform import management
+from ..platform.observability import logger, metric
+from ..platform.settings import settings
 
 if TYPE_CHECKING:  # pydantic's models: $connect and $disconnect start without them
-    from .models import CreateSessionRequest, Session
-
-
-@cache
-def connections() -> ConnectionRepository:
-    return ConnectionRepository(settings().table_name)
+    from ..models import CreateSessionRequest, Session
 
 
 def join(connection_id: str, who: ConnectionContext) -> None:
@@ -27,14 +22,14 @@ def join(connection_id: str, who: ConnectionContext) -> None:
     if who.legacy:
         return  # no session yet: createSession links one
     if who.role == SPEAKER:
-        previous = connections().add_speaker(who.sessionId, connection_id, who.userId)
+        previous = stored_connections.add_speaker(who.sessionId, connection_id, who.userId)
         if previous:
             logger.info("speaker connection replaced", extra={"previousConnectionId": previous})
             management.post(previous, {"type": "error", "code": "SPEAKER_REPLACED",
                                        "message": "Another connection of this speaker took over the session."})
             management.disconnect(previous)
         return
-    connections().add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
+    stored_connections.add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
                                settings().max_listeners)
     metric("ListenerJoined")
 
@@ -45,18 +40,18 @@ def leave(connection_id: str, who: ConnectionContext) -> None:
     session_id = session_of(connection_id, who, required=False)
     if not session_id:
         return
-    removed = connections().remove(session_id, connection_id, who.role)
+    removed = stored_connections.remove(session_id, connection_id, who.role)
     if removed and who.role != SPEAKER:
         metric("ListenerLeft")
     if who.legacy:
         from .sessions import end_session
 
-        connections().unlink_legacy(connection_id)
+        stored_connections.unlink_legacy(connection_id)
         end_session(session_id, who.userId)
 
 
 def session_of(connection_id: str, who: ConnectionContext, required: bool = True) -> str | None:
-    session_id = who.sessionId or (connections().legacy_session_of(connection_id) if who.legacy else None)
+    session_id = who.sessionId or (stored_connections.legacy_session_of(connection_id) if who.legacy else None)
     if not session_id and required:
         raise errors.SessionNotFound("This connection has no session yet; send createSession first.")
     return session_id
@@ -69,14 +64,14 @@ def create_legacy_session(connection_id: str, who: ConnectionContext, request: C
         raise errors.LegacyCreationDisabled()
     if who.role != SPEAKER:
         raise errors.SpeakerOnly()
-    if not who.legacy or connections().legacy_session_of(connection_id):
+    if not who.legacy or stored_connections.legacy_session_of(connection_id):
         raise errors.AlreadyInSession()
     session = create_session(who.userId, request, api=WEBSOCKET_API)
     try:
-        connections().link_legacy(connection_id, session.sessionId)
+        stored_connections.link_legacy(connection_id, session.sessionId)
     except errors.AlreadyInSession:
         end_session(session.sessionId, who.userId, disconnect_sockets=False)  # lost a race; no sockets yet
         raise
-    connections().add_speaker(session.sessionId, connection_id, who.userId)
+    stored_connections.add_speaker(session.sessionId, connection_id, who.userId)
     metric("LegacySessionCreation")
     return session

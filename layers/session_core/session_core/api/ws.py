@@ -13,9 +13,9 @@ from typing import Callable
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from . import errors
-from .domain import SPEAKER, ConnectionContext
-from .observability import logger, metric, observed
+from .. import errors
+from ..domain import SPEAKER, ConnectionContext
+from ..platform.observability import logger, metric, observed
 
 
 @dataclass(frozen=True)

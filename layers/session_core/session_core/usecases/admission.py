@@ -15,10 +15,10 @@ reason (403). The reason goes to the log, never to the caller.
 
 from __future__ import annotations
 
-from . import errors
-from .domain import LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
-from .session_ids import is_valid_session_id
-from .settings import settings
+from .. import errors
+from ..domain import LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
+from ..platform.settings import settings
+from ..session_ids import is_valid_session_id
 
 # The authorizer does not read the session. $connect's single conditional write
 # checks, atomically, everything a read here could: the session exists, is not
@@ -35,7 +35,7 @@ class Refused(errors.ServiceError):
 def user_of(token: str | None) -> str:
     # PyJWT and cryptography load on the first token, not at cold start: an
     # anonymous listener's authorizer never needs them.
-    from .auth import InvalidToken, configured_verifier
+    from ..platform.auth import InvalidToken, configured_verifier
     try:
         return configured_verifier().verify(token)["sub"]
     except InvalidToken as exc:

@@ -9,6 +9,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from .aws import CONFIG
+from .observability import logger
 from .settings import settings
 
 
@@ -32,6 +33,16 @@ def post(connection_id: str, message: dict) -> bool:
             return False
         raise
     return True
+
+
+def offer(connection_id: str, message: dict) -> bool | None:
+    """post() for a message the next one makes good (a status): True sent, False gone, None failed for
+    another reason (logged, not raised, so that one socket's trouble does not hold back the others)."""
+    try:
+        return post(connection_id, message)
+    except ClientError as exc:
+        logger.warning("status post failed", extra={"awsErrorCode": exc.response.get("Error", {}).get("Code")})
+        return None
 
 
 def disconnect(connection_id: str) -> None:

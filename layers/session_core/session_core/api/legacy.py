@@ -24,8 +24,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from . import audio, errors, membership
-from .models import (
+from .. import errors
+from ..models import (
     DEFAULT_MAX_BUFFER_TIMEOUT,
     DEFAULT_MIN_STABILITY,
     DEFAULT_PARTIAL_RESULTS,
@@ -36,8 +36,9 @@ from .models import (
     QualityTier,
     Session,
 )
-from .observability import logger, metric
-from .settings import settings
+from ..platform.observability import logger, metric
+from ..platform.settings import settings
+from ..usecases import audio, membership
 from .validation import validated
 from .ws import WsRequest, require_speaker
 

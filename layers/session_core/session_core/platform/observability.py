@@ -26,6 +26,8 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
+from .settings import stage
+
 # Requests that emit no business metric are normal (GET, errors); the warning is noise.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
@@ -49,14 +51,15 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 def tracing_enabled() -> bool:
     """Powertools' own rule (Tracer._is_tracer_disabled): tracing is off when POWERTOOLS_TRACE_DISABLED is
-    true, outside Lambda (no LAMBDA_TASK_ROOT) and under the SAM CLI (AWS_SAM_LOCAL)."""
+    true, outside Lambda (no LAMBDA_TASK_ROOT) and under the SAM CLI (AWS_SAM_LOCAL). These are Powertools'
+    and Lambda's own variables, read as Powertools reads them, so they are read here, not in settings."""
     disabled = resolve_truthy_env_var_choice(env=os.environ.get("POWERTOOLS_TRACE_DISABLED", "false"))
     return not disabled and bool(os.environ.get("LAMBDA_TASK_ROOT")) and os.environ.get("AWS_SAM_LOCAL") != "true"
 
 
 logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
-metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "dev"))
+metrics.set_default_dimensions(stage=stage())
 
 __all__ = ["MetricUnit", "logger", "metric", "metrics", "observed", "redact", "tracer"]
 
@@ -109,6 +112,7 @@ def observed(correlation_id_path: str | None = None, *, traced: bool = True):
     invocation and its init."""
 
     def decorate(handler):
+        # Lambda's own variable: how this execution environment was started.
         cold = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "provisioned-concurrency"
 
         @functools.wraps(handler)

@@ -1,5 +1,5 @@
-"""Cognito JWT verification, shared by the WebSocket authorizer, the SAM CLI
-fallback of the HTTP functions and the local stack's JWT authorizer.
+"""Cognito JWT verification, shared by the WebSocket authorizer and the SAM CLI
+fallback of the HTTP functions.
 
 It applies the same rules as API Gateway's JWT authorizer: RS256 signature
 against the pool's JWKS, exp/nbf, issuer, and audience ("aud" for ID tokens,

@@ -4,24 +4,21 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from . import management
-from .aws import client
-from .connections import ConnectionRepository
-from .domain import LISTENER
-from .observability import MetricUnit, logger, metric
-from .repository import error_code, session_key, unavailable
-from .settings import settings
+from ..data import connections as stored_connections
+from ..data import sessions as stored_sessions
+from ..domain import LISTENER
+from ..platform import management
+from ..platform.aws import Declined, call
+from ..platform.observability import MetricUnit, logger, metric
+from ..platform.settings import settings
 
 if TYPE_CHECKING:  # annotations only: the teardown functions start without pydantic
-    from .models import Session
+    from ..models import Session
 
 # Posting is network-bound: a batch of 50 closes in about two round trips.
 POST_THREADS = 25
@@ -36,16 +33,11 @@ def execution_name(session: Session) -> str:
 def start(session: Session) -> None:
     """Starts the teardown of an ended session; a second start is harmless."""
     try:
-        client("stepfunctions").start_execution(
-            stateMachineArn=os.environ["TEARDOWN_STATE_MACHINE_ARN"],
-            name=execution_name(session),
-            input=json.dumps({"sessionId": session.sessionId}),
-        )
-    except ClientError as exc:
-        if error_code(exc) != "ExecutionAlreadyExists":
-            raise unavailable(exc) from None
-    except BotoCoreError as exc:
-        raise unavailable(exc) from None
+        call("stepfunctions", "start_execution", expected=("ExecutionAlreadyExists",),
+             stateMachineArn=settings().required("teardown_state_machine_arn"), name=execution_name(session),
+             input=json.dumps({"sessionId": session.sessionId}))
+    except Declined:
+        pass  # started already: the execution name is the session's
 
 
 def disconnect_batch(session_id: str, connections: list[dict]) -> int:
@@ -55,7 +47,6 @@ def disconnect_batch(session_id: str, connections: list[dict]) -> int:
     A connection that is already gone (410) counts as closed. Raises on any
     other failure so the workflow retries the batch; a retry finds the records
     gone, counts nothing again and re-posts, which a socket survives."""
-    repository_ = ConnectionRepository(settings().table_name)
     message = {"type": "sessionEnded", "sessionId": session_id,
                "message": "The speaker ended this session."}
     ids = [connection["connectionId"]["S"] for connection in connections]
@@ -65,15 +56,15 @@ def disconnect_batch(session_id: str, connections: list[dict]) -> int:
             management.disconnect(connection_id)
 
     with ThreadPoolExecutor(POST_THREADS) as pool:
-        existed = list(pool.map(lambda connection_id: repository_.forget(session_id, connection_id), ids))
+        existed = list(pool.map(lambda connection_id: stored_connections.forget(session_id, connection_id), ids))
         listeners_left = 0
         for connection, was_there in zip(connections, existed):
             if was_there and connection["role"]["S"] == LISTENER:
                 listeners_left += 1
             elif was_there:
-                repository_.release_speaker(session_id, connection["connectionId"]["S"])
+                stored_connections.release_speaker(session_id, connection["connectionId"]["S"])
         if listeners_left:
-            repository_.release_listeners(session_id, listeners_left)
+            stored_connections.release_listeners(session_id, listeners_left)
             metric("ListenerLeft", listeners_left)  # here, not in the threads: one writer
         list(pool.map(close, ids))  # re-raises the first failure
     return len(connections)
@@ -81,22 +72,10 @@ def disconnect_batch(session_id: str, connections: list[dict]) -> int:
 
 def finish(session_id: str, started_at: str) -> int:
     """Marks the teardown complete and records the session's and the teardown's durations."""
-    now = int(time.time())
-    try:
-        result = client("dynamodb").update_item(
-            TableName=settings().table_name, Key=session_key(session_id),
-            UpdateExpression="SET teardownCompletedAt = :now",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":now": {"N": str(now)}},
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            logger.warning("session record gone before teardown finished")
-            return 0
-        raise unavailable(exc) from None
-    item = result["Attributes"]
-    created, ended = int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"])
+    lifetime = stored_sessions.finish_teardown(session_id)
+    if lifetime is None:
+        return 0
+    created, ended = lifetime
     duration = max(0, ended - created)
     metric("SessionDuration", duration, MetricUnit.Seconds)
     started = datetime.fromisoformat(started_at).timestamp()

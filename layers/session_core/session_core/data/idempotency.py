@@ -23,9 +23,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
-from . import errors
-from .aws import client
-from .settings import settings
+from .. import errors
+from ..platform.aws import client
+from ..platform.settings import settings
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 REPLAY_WINDOW_SECONDS = 3600

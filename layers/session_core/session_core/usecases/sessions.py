@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from functools import cache
 
-from . import errors
-from .models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
-from .observability import metric
-from .repository import SessionAlreadyEnded, SessionIdTaken, SessionRepository
-from .session_ids import is_valid_session_id, new_session_id
-from .settings import settings
+from .. import errors
+from ..data import sessions as stored_sessions
+from ..data.sessions import SessionAlreadyEnded, SessionIdTaken
+from ..models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
+from ..platform.observability import metric
+from ..platform.settings import settings
+from ..session_ids import is_valid_session_id, new_session_id
 
 # The `api` dimension of SessionCreated: POST /sessions, or the legacy
 # createSession WebSocket message.
@@ -19,11 +19,6 @@ HTTP_API, WEBSOCKET_API = "http", "websocket"
 # With ~25 million IDs and a million live sessions a draw collides 4 % of the
 # time, so ten draws all colliding is a ~1e-14 event.
 MAX_ID_ATTEMPTS = 10
-
-
-@cache
-def repository() -> SessionRepository:
-    return SessionRepository(settings().table_name)
 
 
 def _now() -> int:
@@ -43,7 +38,7 @@ def create_session(speaker_id: str, request: CreateSessionRequest, idempotency_k
     counted again)."""
     if idempotency_key is None:
         return _create(speaker_id, request, api)
-    from . import idempotency  # only the create function pays for importing it
+    from ..data import idempotency  # only the create function pays for importing it
 
     first = idempotency.once(lambda: _create(speaker_id, request, api).model_dump(), speaker_id, idempotency_key,
                              request.model_dump(), lambda_context)
@@ -69,7 +64,7 @@ def _create(speaker_id: str, request: CreateSessionRequest, api: str) -> Session
             version=1,
         )
         try:
-            repository().create(session)
+            stored_sessions.create(session)
         except SessionIdTaken:
             continue
         metric("SessionCreated", api=api)
@@ -78,14 +73,14 @@ def _create(speaker_id: str, request: CreateSessionRequest, api: str) -> Session
 
 
 def get_session(session_id: str) -> Session:
-    return repository().get(checked_session_id(session_id), _now())
+    return stored_sessions.get(checked_session_id(session_id), _now())
 
 
 def update_session(session_id: str, caller_id: str, request: UpdateSessionRequest,
                    expected_version: int | None = None) -> Session:
     session_id = checked_session_id(session_id)
     try:
-        session = repository().update(session_id, caller_id, request.changes(), _now(), expected_version)
+        session = stored_sessions.update(session_id, caller_id, request.changes(), _now(), expected_version)
     except SessionAlreadyEnded as ended:
         if request.status == ENDED:
             # The owner retrying an end whose teardown start may have failed.
@@ -104,7 +99,7 @@ def end_session(session_id: str, caller_id: str, disconnect_sockets: bool = True
     refuses the duplicate execution name, so there is still only one."""
     session_id = checked_session_id(session_id)
     try:
-        session = repository().update(session_id, caller_id, {"status": ENDED}, _now())
+        session = stored_sessions.update(session_id, caller_id, {"status": ENDED}, _now())
         ended_now = True
         metric("SessionEnded")
     except SessionAlreadyEnded as ended:

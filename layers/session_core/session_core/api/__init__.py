@@ -1,0 +1,1 @@
+"""Request and response glue: what the functions' entry points are built from."""

@@ -1,0 +1,34 @@
+"""Entry points for the events that are not API requests: the teardown workflow's steps and the table stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..platform.observability import logger, observed
+
+
+def workflow_step(step: str, work: Callable[[dict], dict]) -> Callable[[dict, object], dict]:
+    """The Lambda entry point of a teardown workflow step: `work(event)` is the step's result, which is
+    also logged as the invocation's one summary line."""
+
+    @observed("executionName")
+    def lambda_handler(event: dict, context: object) -> dict:
+        # Correlation ID: the workflow's execution name (<sessionId>-<createdAt>).
+        logger.append_keys(sessionId=event.get("sessionId"))
+        result = work(event)
+        logger.info("request", extra={"step": step, **result})
+        return result
+
+    return lambda_handler
+
+
+def stream_consumer(work: Callable[[list[dict]], dict]) -> Callable[[dict, object], None]:
+    """The Lambda entry point of a table stream consumer: `work(records)` returns the batch's summary, logged
+    as the invocation's one summary line. Raising fails the batch, which the event source mapping retries."""
+
+    @observed()
+    def lambda_handler(event: dict, context: object) -> None:
+        records = event.get("Records", [])
+        logger.info("request", extra={"records": len(records), **work(records)})
+
+    return lambda_handler

@@ -1,0 +1,65 @@
+"""Audio kept while a session is paused (pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<seq>"; see
+table.py), counted on the session item (bufferedChunks) so that a resume knows there is something to forward."""
+
+from __future__ import annotations
+
+from ..domain import PAUSED
+from .table import (
+    BUFFER_PREFIX,
+    ConditionFailed,
+    buffer_key,
+    delete_all,
+    query_items,
+    request,
+    session_key,
+    session_partition,
+)
+
+BUFFER_TTL_SECONDS = 3600
+
+
+def keep(session_id: str, seq: int, data: str, received_ms: int) -> bool:
+    """Keeps the chunk, then counts it on the session while it is still paused. Two single-item writes,
+    not a transaction: a transaction on the session item conflicts with every other write to it.
+
+    False: the session was resumed (or ended) between the caller's read and this write; the caller
+    takes the chunk back (take_back)."""
+    key = buffer_key(session_id, received_ms, seq)
+    request("put_item", Item={**key, "seq": {"N": str(seq)}, "data": {"S": data},
+                              "receivedAtMs": {"N": str(received_ms)},
+                              "expiresAt": {"N": str(received_ms // 1000 + BUFFER_TTL_SECONDS)}})
+    try:
+        request("update_item", Key=session_key(session_id), UpdateExpression="ADD bufferedChunks :one",
+                ConditionExpression="#status = :paused", ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":paused": {"S": PAUSED}})
+    except ConditionFailed:
+        return False
+    return True
+
+
+def take_back(session_id: str, seq: int, received_ms: int) -> bool:
+    """Deletes a chunk `keep` could not count; True if it was still there (no flush forwarded it)."""
+    return "Attributes" in request("delete_item", Key=buffer_key(session_id, received_ms, seq), ReturnValues="ALL_OLD")
+
+
+def claim(session_id: str, seen: int) -> bool:
+    """Claims the buffer for one flusher: resets the count it saw; False if another invocation got there first."""
+    try:
+        request("update_item", Key=session_key(session_id), UpdateExpression="SET bufferedChunks = :zero",
+                ConditionExpression="bufferedChunks = :seen",
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":seen": {"N": str(seen)}})
+    except ConditionFailed:
+        return False
+    return True
+
+
+def chunks(session_id: str):
+    """The kept chunks, oldest first: (key, seq, data, receivedAtMs)."""
+    for page in query_items(session_partition(session_id), BUFFER_PREFIX, ConsistentRead=True):
+        for item in page.get("Items", []):
+            yield ({"pk": item["pk"], "sk": item["sk"]}, int(item["seq"]["N"]), item["data"]["S"],
+                   int(item["receivedAtMs"]["N"]))
+
+
+def drop(keys: list[dict]) -> None:
+    delete_all(keys)

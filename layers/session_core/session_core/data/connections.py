@@ -1,0 +1,177 @@
+"""WebSocket connections of a session, stored beside it in the sessions table
+(pk = "SESSION#<sessionId>", sk = "CONN#<connectionId>"; see table.py), so a
+session's connections are one Query (paged by LastEvaluatedKey).
+
+Joining and leaving are single-item writes, never transactions: DynamoDB
+cancels concurrent transactions on one item, and a crowd joining one session
+is exactly that (docs/architecture.md, "Listener count"). A join records the
+connection first, then counts it on the session under the cap (undoing the
+record if refused); a leave deletes the record and, only if it was there,
+counts it off. The record is the guard: a connection removed twice
+(disconnect racing a teardown or a 410) is counted off once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import errors
+from ..domain import ENDED, LISTENER, SPEAKER
+from ..platform.observability import logger
+from .table import (
+    CONNECTION_PREFIX,
+    ConditionFailed,
+    connection_key,
+    legacy_key,
+    query_items,
+    request,
+    session_key,
+    session_partition,
+    why_refused,
+)
+
+# API Gateway closes every connection after 2 hours; the record outlives it a little.
+CONNECTION_TTL_SECONDS = 2 * 3600 + 600
+# What a live session's join condition adds to "exists, not ended, not expired".
+_LIVE = "attribute_exists(pk) AND #status <> :ended AND expiresAt > :now"
+
+
+def _connection_item(session_id: str, connection_id: str, role: str, user_id: str, target_language: str,
+                     now: int) -> dict:
+    return {
+        **connection_key(session_id, connection_id),
+        "connectionId": {"S": connection_id},
+        "sessionId": {"S": session_id},
+        "role": {"S": role},
+        "userId": {"S": user_id},
+        "targetLanguage": {"S": target_language},
+        "connectedAt": {"N": str(now)},
+        "expiresAt": {"N": str(now + CONNECTION_TTL_SECONDS)},
+    }
+
+
+def _join_session(session_id: str, now: int, update: str, condition: str, values: dict, *,
+                  speaker_id: str | None = None, **more) -> dict:
+    """The join's conditional write to the live session; its refusal told from the session item."""
+    try:
+        return request("update_item", Key=session_key(session_id), UpdateExpression=update,
+                       ConditionExpression=f"{_LIVE} AND {condition}", ExpressionAttributeNames={"#status": "status"},
+                       ExpressionAttributeValues={":ended": {"S": ENDED}, ":now": {"N": str(now)}, **values},
+                       ReturnValuesOnConditionCheckFailure="ALL_OLD", **more)
+    except ConditionFailed as failed:
+        refusal = why_refused(failed.item, now, caller_id=speaker_id, not_owner=errors.NotSessionOwner)
+        raise refusal or errors.SessionFull() from None  # a listener's last condition: the cap
+
+
+def add_listener(session_id: str, connection_id: str, user_id: str, target_language: str, max_listeners: int) -> None:
+    now = int(time.time())
+    try:
+        request("put_item", ConditionExpression="attribute_not_exists(pk)",
+                Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now))
+    except ConditionFailed:
+        return  # the same connection joined already (a retried $connect)
+    try:
+        _join_session(session_id, now, "ADD listenerCount :one", "listenerCount < :cap",
+                      {":one": {"N": "1"}, ":cap": {"N": str(max_listeners)}})
+    except errors.ServiceError:
+        _undo_join(session_id, connection_id)
+        raise
+
+
+def _undo_join(session_id: str, connection_id: str) -> None:
+    """Drops the record of a join that was not counted (refused or failed)."""
+    try:
+        forget(session_id, connection_id)
+    except errors.ServiceUnavailable:
+        # Left behind uncounted: a later removal would count it off once too often (floored at 0).
+        logger.warning("uncounted connection record left behind")
+
+
+def add_speaker(session_id: str, connection_id: str, user_id: str) -> str | None:
+    """Makes this connection the session's speaker; returns the one it replaces."""
+    now = int(time.time())
+    result = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
+                           {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
+                           ReturnValues="UPDATED_OLD")
+    request("put_item", Item=_connection_item(session_id, connection_id, SPEAKER, user_id, "", now))
+    previous = result.get("Attributes", {}).get("speakerConnectionId", {}).get("S")
+    return previous if previous != connection_id else None
+
+
+def remove(session_id: str, connection_id: str, role: str) -> bool:
+    """Deletes the connection record and counts a listener off; False if it was already gone."""
+    if role != LISTENER:
+        existed = forget(session_id, connection_id)
+        release_speaker(session_id, connection_id)
+        return existed
+    if not forget(session_id, connection_id):
+        return False
+    _update_session_if(session_id, UpdateExpression="ADD listenerCount :minus",
+                       ConditionExpression="attribute_exists(pk) AND listenerCount > :zero",
+                       ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}})
+    return True
+
+
+def release_speaker(session_id: str, connection_id: str) -> None:
+    """Clears the session's speaker, unless a newer speaker connection took over already."""
+    _update_session_if(session_id, UpdateExpression="REMOVE speakerConnectionId",
+                       ConditionExpression="speakerConnectionId = :conn",
+                       ExpressionAttributeValues={":conn": {"S": connection_id}})
+
+
+# Teardown drops records one by one and then counts them off the session in one write.
+def forget(session_id: str, connection_id: str) -> bool:
+    """Deletes a connection record without touching the session; True if it existed."""
+    return "Attributes" in request("delete_item", Key=connection_key(session_id, connection_id),
+                                   ReturnValues="ALL_OLD")
+
+
+def release_listeners(session_id: str, count: int) -> None:
+    """Takes `count` forgotten listeners off the ended session's listenerCount (unless the session is
+    gone: TTL). A join that recorded its connection and was then refused because the session ended
+    was never counted; if the teardown forgot its record, the count would go below zero: stop at 0."""
+    if not _update_session_if(session_id, UpdateExpression="ADD listenerCount :minus",
+                              ConditionExpression="attribute_exists(pk) AND listenerCount >= :count",
+                              ExpressionAttributeValues={":minus": {"N": str(-count)}, ":count": {"N": str(count)}}):
+        _update_session_if(session_id, UpdateExpression="SET listenerCount = :zero",
+                           ConditionExpression="attribute_exists(pk) AND listenerCount < :count",
+                           ExpressionAttributeValues={":zero": {"N": "0"}, ":count": {"N": str(count)}})
+
+
+def _update_session_if(session_id: str, **update) -> bool:
+    """One conditional write to the session item; a failed condition (False) means there is nothing to do."""
+    try:
+        request("update_item", Key=session_key(session_id), **update)
+    except ConditionFailed:
+        return False
+    return True
+
+
+def pages(session_id: str, limit: int = 100):
+    """The session's connections, a page at a time: [{connectionId, role, connectedAt}, ...]."""
+    for page in query_items(session_partition(session_id), CONNECTION_PREFIX, Limit=limit,
+                            ProjectionExpression="connectionId, #role, connectedAt",
+                            ExpressionAttributeNames={"#role": "role"}):
+        yield [{"connectionId": i["connectionId"]["S"], "role": i["role"]["S"],
+                "connectedAt": int(i.get("connectedAt", {"N": "0"})["N"])} for i in page.get("Items", [])]
+
+
+# A legacy connection created its session after $connect, so the
+# authorizer context does not name it: a pointer item does.
+def link_legacy(connection_id: str, session_id: str) -> None:
+    now = int(time.time())
+    try:
+        request("put_item", Item={**legacy_key(connection_id), "sessionId": {"S": session_id},
+                                  "expiresAt": {"N": str(now + CONNECTION_TTL_SECONDS)}},
+                ConditionExpression="attribute_not_exists(pk)")
+    except ConditionFailed:
+        raise errors.AlreadyInSession() from None
+
+
+def legacy_session_of(connection_id: str) -> str | None:
+    item = request("get_item", Key=legacy_key(connection_id), ConsistentRead=True).get("Item")
+    return item["sessionId"]["S"] if item else None
+
+
+def unlink_legacy(connection_id: str) -> None:
+    request("delete_item", Key=legacy_key(connection_id))

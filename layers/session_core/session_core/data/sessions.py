@@ -1,0 +1,161 @@
+"""Sessions in DynamoDB (pk = "SESSION#<sessionId>", sk = "META"; see table.py).
+
+Every write is a single conditional request, so concurrent writers never lose
+each other's changes and no read-modify-write window exists.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .. import errors
+from ..domain import ACTIVE, ENDED
+from ..platform.observability import logger
+from .table import META, ConditionFailed, SessionAlreadyEnded, request, session_key, why_refused
+
+if TYPE_CHECKING:
+    from ..models import Session
+
+__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "create", "finish_teardown", "from_item", "get", "update",
+           "written_states"]
+
+
+def to_item(session: Session) -> dict:
+    item = {
+        **session_key(session.sessionId),
+        "sessionId": {"S": session.sessionId},
+        "speakerId": {"S": session.speakerId},
+        "sourceLanguage": {"S": session.sourceLanguage},
+        "qualityTier": {"S": session.qualityTier},
+        "status": {"S": session.status},
+        "partialResultsEnabled": {"BOOL": session.partialResultsEnabled},
+        "minStabilityThreshold": {"N": str(session.minStabilityThreshold)},
+        "maxBufferTimeout": {"N": str(session.maxBufferTimeout)},
+        "listenerCount": {"N": str(session.listenerCount)},
+        "createdAt": {"N": str(session.createdAt)},
+        "updatedAt": {"N": str(session.updatedAt)},
+        "expiresAt": {"N": str(session.expiresAt)},
+        "version": {"N": str(session.version)},
+    }
+    if session.endedAt is not None:
+        item["endedAt"] = {"N": str(session.endedAt)}
+    return item
+
+
+def attribute_value(attr: dict):
+    if "S" in attr:
+        return attr["S"]
+    if "BOOL" in attr:
+        return attr["BOOL"]
+    number = attr["N"]
+    return float(number) if "." in number or "e" in number.lower() else int(number)
+
+
+def from_item(item: dict) -> Session:
+    # pydantic loads with the first session read, not at import: $connect and $disconnect
+    # only write (their conditions check the session) and start without it.
+    from ..models import Session
+
+    values = {}
+    for name in Session.model_fields:
+        attr = item.get(name)
+        if attr is not None:
+            values[name] = attribute_value(attr)
+    return Session.model_validate(values)
+
+
+class SessionIdTaken(Exception):
+    """The candidate session ID is already in use."""
+
+
+def create(session: Session) -> None:
+    try:
+        request("put_item", Item=to_item(session), ConditionExpression="attribute_not_exists(pk)")
+    except ConditionFailed:
+        raise SessionIdTaken(session.sessionId) from None
+
+
+def get(session_id: str, now: int) -> Session:
+    item = request("get_item", Key=session_key(session_id)).get("Item")
+    # TTL deletes lazily, so an expired item may still be there.
+    if item is None or int(item["expiresAt"]["N"]) <= now:
+        raise errors.SessionNotFound()
+    return from_item(item)
+
+
+def update(session_id: str, caller_id: str, changes: dict[str, str], now: int,
+           expected_version: int | None = None) -> Session:
+    """Applies `changes` if the caller owns the live, not-ended session.
+
+    Raises SessionNotFound, Forbidden, SessionAlreadyEnded or VersionConflict,
+    decided from the item DynamoDB returns when the condition fails.
+    """
+    values = {f":{name}": {"S": value} for name, value in changes.items()}
+    sets = [f"#{name} = :{name}" for name in changes]
+    if changes.get("status") == ENDED:
+        sets.append("endedAt = :now")
+    elif changes.get("status") == ACTIVE:
+        # Paused audio is forwarded relative to this moment (see usecases/audio.py).
+        sets.append("resumedAt = :now")
+    condition = "attribute_exists(pk) AND speakerId = :caller AND #status <> :ended AND expiresAt > :now"
+    if expected_version is not None:
+        condition += " AND version = :expected"
+        values[":expected"] = {"N": str(expected_version)}
+    values |= {":caller": {"S": caller_id}, ":ended": {"S": ENDED}, ":now": {"N": str(now)},
+               ":one": {"N": "1"}}
+    names = {f"#{name}": name for name in changes} | {"#status": "status"}
+    try:
+        result = request(
+            "update_item",
+            Key=session_key(session_id),
+            UpdateExpression=f"SET {', '.join([*sets, 'updatedAt = :now'])} ADD version :one",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ConditionFailed as failed:
+        raise _update_refusal(failed.item, caller_id, now, expected_version) from None
+    return from_item(result["Attributes"])
+
+
+def _update_refusal(item: dict | None, caller_id: str, now: int, expected_version: int | None) -> errors.ServiceError:
+    refusal = why_refused(item, now, caller_id=caller_id)
+    if refusal is not None:
+        return refusal
+    if expected_version is not None and int(item["version"]["N"]) != expected_version:
+        return errors.VersionConflict()
+    # Unreachable unless the item changed shape; still answer something true.
+    return errors.VersionConflict("The session changed while it was being updated; retry.")
+
+
+def finish_teardown(session_id: str) -> tuple[int, int] | None:
+    """Marks the session's teardown complete: (createdAt, endedAt), or None if the session record is gone."""
+    now = int(time.time())
+    try:
+        item = request("update_item", Key=session_key(session_id), UpdateExpression="SET teardownCompletedAt = :now",
+                       ConditionExpression="attribute_exists(pk)", ExpressionAttributeValues={":now": {"N": str(now)}},
+                       ReturnValues="ALL_NEW")["Attributes"]
+    except ConditionFailed:
+        logger.warning("session record gone before teardown finished")
+        return None
+    return int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"])
+
+
+def written_states(records: list[dict]):
+    """Each session item write in a batch of the table's stream, in order: (sessionId, (status, listenerCount)
+    after, (status, listenerCount) before or None for a new item). Other items' writes are skipped."""
+    for record in records:
+        change = record.get("dynamodb") or {}
+        new, old = change.get("NewImage"), change.get("OldImage")
+        # Session items only: the stream carries every write to the table.
+        if not new or new.get("sk", {}).get("S") != META or "S" not in new.get("sessionId", {}):
+            continue
+        before = (old.get("status", {}).get("S"), _listener_count(old)) if old else None
+        yield new["sessionId"]["S"], (new["status"]["S"], _listener_count(new)), before
+
+
+def _listener_count(image: dict) -> int:
+    return int(image.get("listenerCount", {"N": "0"})["N"])

@@ -1,0 +1,112 @@
+"""The sessions table: every item key, the one way a request reaches it, and the one reading of a refused write.
+
+Item layout (one table shared by the HTTP and WebSocket APIs):
+  pk = "SESSION#<sessionId>", sk = "META"                        the session
+  pk = "SESSION#<sessionId>", sk = "CONN#<connectionId>"         its connections
+  pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<seq>"  audio kept while it is paused
+  pk = "LEGACY#<connectionId>", sk = "SESSION"                   a legacy connection's session
+  pk = "IDEMPOTENCY#...", sk = <hashed key>                      idempotency records (Powertools writes them)
+"""
+
+from __future__ import annotations
+
+from .. import errors
+from ..domain import ENDED
+from ..platform.aws import Declined, call
+from ..platform.settings import settings
+
+META = "META"
+CONNECTION_PREFIX = "CONN#"
+BUFFER_PREFIX = "AUDIO#"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def session_partition(session_id: str) -> dict:
+    return {"S": f"SESSION#{session_id}"}
+
+
+def session_key(session_id: str) -> dict:
+    return {"pk": session_partition(session_id), "sk": {"S": META}}
+
+
+def connection_key(session_id: str, connection_id: str) -> dict:
+    return {"pk": session_partition(session_id), "sk": {"S": f"{CONNECTION_PREFIX}{connection_id}"}}
+
+
+def buffer_key(session_id: str, received_ms: int, seq: int) -> dict:
+    # Zero-padded, so the sort key orders chunks by arrival.
+    return {"pk": session_partition(session_id), "sk": {"S": f"{BUFFER_PREFIX}{received_ms:013d}#{seq:012d}"}}
+
+
+def legacy_key(connection_id: str) -> dict:
+    return {"pk": {"S": f"LEGACY#{connection_id}"}, "sk": {"S": "SESSION"}}
+
+
+def request(operation: str, **parameters) -> dict:
+    """One DynamoDB request on the sessions table. A failed condition raises ConditionFailed (with the item
+    DynamoDB returned, if asked for); any other failure ServiceUnavailable."""
+    try:
+        return call("dynamodb", operation, expected=(CONDITION_FAILED,), TableName=settings().table_name,
+                    **parameters)
+    except Declined as declined:
+        raise ConditionFailed(declined.item) from None
+
+
+def delete_all(keys: list[dict]) -> None:
+    """Deletes the items, 25 keys a request (BatchWriteItem's limit), retrying what DynamoDB left unprocessed."""
+    table = settings().table_name
+    for start in range(0, len(keys), 25):
+        requests = [{"DeleteRequest": {"Key": key}} for key in keys[start:start + 25]]
+        while requests:
+            result = call("dynamodb", "batch_write_item", RequestItems={table: requests})
+            requests = result.get("UnprocessedItems", {}).get(table, [])
+
+
+class ConditionFailed(Exception):
+    """A conditional write found the item otherwise than its condition required."""
+
+    def __init__(self, item: dict | None) -> None:
+        super().__init__(CONDITION_FAILED)
+        self.item = item
+
+
+def query_items(partition: dict, prefix: str, **parameters):
+    """Every item of the partition whose sort key starts with `prefix`, page by page."""
+    query = {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+             "ExpressionAttributeValues": {":pk": partition, ":prefix": {"S": prefix}}, **parameters}
+    while True:
+        page = request("query", **query)
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def why_refused(session: dict | None, now: int, *, caller_id: str | None = None,
+                not_owner: type[errors.ServiceError] = errors.Forbidden) -> errors.ServiceError | None:
+    """Why a write conditioned on a live (and, given `caller_id`, the caller's own) session failed, told from
+    the session item DynamoDB returned with the failure: missing or expired (TTL deletes lazily), someone
+    else's, or ended. None: none of these, so the write's own further condition failed."""
+    if session is None or int(session["expiresAt"]["N"]) <= now:
+        return errors.SessionNotFound()
+    if caller_id is not None and session["speakerId"]["S"] != caller_id:
+        return not_owner()
+    if session["status"]["S"] == ENDED:
+        return SessionAlreadyEnded(session)
+    return None
+
+
+class SessionAlreadyEnded(errors.SessionEnded):
+    """SESSION_ENDED, carrying the ended session as the failed write returned it: callers that
+    act on an ended session (restarting its teardown) need no second read, nor the right to one."""
+
+    def __init__(self, item: dict) -> None:
+        super().__init__()
+        self.item = item
+
+    @property
+    def session(self):
+        # Built on demand: the join paths that only refuse start without pydantic.
+        from .sessions import from_item
+
+        return from_item(self.item)

@@ -1,0 +1,95 @@
+"""Configuration from the function's environment (set by template.yaml): the only module that reads it.
+
+Each function gets only the variables it uses; everything but the table name has a default, so a
+missing variable never breaks an unrelated function. Every value is checked when the settings are first
+read (once per execution environment): a malformed one fails with an error naming the variable.
+
+A plain dataclass, not pydantic-settings: the functions that start without pydantic read settings too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+
+class SettingsError(RuntimeError):
+    """A variable of the function's environment is missing or malformed (a deployment fault)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    session_ttl_seconds: int
+    stage: str
+    max_listeners: int
+    max_audio_bytes: int
+    pause_buffer_seconds: int
+    audio_stream_name: str
+    legacy_creation_enabled: bool
+    allow_anonymous_listeners: bool
+    jwt_issuer: str
+    jwt_audiences: tuple[str, ...]
+    jwks_url: str | None
+    websocket_management_url: str
+    teardown_state_machine_arn: str
+    # Set by the SAM CLI in its containers; the HTTP functions then verify tokens themselves.
+    sam_local: bool
+
+    def required(self, name: str) -> str:
+        """The value of a setting a code path cannot work without (its variable is given to that function only)."""
+        value = getattr(self, name)
+        if not value:
+            raise SettingsError(f"{name.upper()} is not set")
+        return value
+
+
+@cache
+def settings() -> Settings:
+    return Settings(
+        table_name=_text("TABLE_NAME", required=True),
+        session_ttl_seconds=_whole_number("SESSION_TTL_HOURS", 24) * 3600,
+        stage=stage(),
+        max_listeners=_whole_number("MAX_LISTENERS_PER_SESSION", 500),
+        max_audio_bytes=_whole_number("MAX_AUDIO_BYTES", 1024 * 1024),
+        pause_buffer_seconds=_whole_number("PAUSE_BUFFER_SECONDS", 30, minimum=0),
+        audio_stream_name=_text("AUDIO_STREAM_NAME"),
+        legacy_creation_enabled=_switch("LEGACY_WEBSOCKET_SESSION_CREATION", "enabled", on="enabled", off="disabled"),
+        allow_anonymous_listeners=_switch("ALLOW_ANONYMOUS_LISTENERS", "true", on="true", off="false"),
+        jwt_issuer=_text("JWT_ISSUER"),
+        jwt_audiences=tuple(a for a in _text("JWT_AUDIENCE").split(",") if a),
+        jwks_url=_text("JWKS_URL") or None,
+        websocket_management_url=_text("WEBSOCKET_MANAGEMENT_URL"),
+        teardown_state_machine_arn=_text("TEARDOWN_STATE_MACHINE_ARN"),
+        sam_local=os.environ.get("AWS_SAM_LOCAL") == "true",
+    )
+
+
+def stage() -> str:
+    """The stage alone: every metric carries it from import on, whether or not the other settings are valid."""
+    return _text("STAGE_NAME", "dev")
+
+
+def _text(name: str, default: str = "", *, required: bool = False) -> str:
+    value = os.environ.get(name, default)
+    if required and not value:
+        raise SettingsError(f"{name} is not set")
+    return value
+
+
+def _whole_number(name: str, default: int, *, minimum: int = 1) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    # The value itself is not repeated: a mistyped variable may hold anything.
+    if not (value.isascii() and value.isdigit()) or int(value) < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum}")
+    return int(value)
+
+
+def _switch(name: str, default: str, *, on: str, off: str) -> bool:
+    value = os.environ.get(name, default)
+    if value not in (on, off):
+        raise SettingsError(f"{name} must be {on!r} or {off!r}")
+    return value == on

@@ -1,0 +1,1 @@
+"""What the service does, one module per concern; the functions call these."""
