@@ -22,7 +22,7 @@ from typing import Any
 
 import cfnlint.decode
 import cfnlint.template
-from cfnlint.helpers import TRANSFORM_LANGUAGE_EXTENSION
+from cfnlint.helpers import TRANSFORM_LANGUAGE_EXTENSION, ensure_list
 from cfnlint.template.transforms import Transform
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -59,7 +59,7 @@ def load_yaml(text: str) -> Any:
     data, errors = cfnlint.decode.decode_str(text)
     if errors:
         raise TemplateError(f"template is not valid YAML or JSON: {errors[0].message}")
-    if isinstance(data, dict) and TRANSFORM_LANGUAGE_EXTENSION in _transforms(data):
+    if isinstance(data, dict) and TRANSFORM_LANGUAGE_EXTENSION in ensure_list(data.get("Transform", [])):
         data = _apply_language_extensions(data)
     # Plain dicts, lists and strings instead of the decoder's position-marked ones; CloudFormation reads an
     # unquoted 2010-09-09 as the string it is, where YAML 1.1 makes it a date.
@@ -70,11 +70,6 @@ def _date_as_text(value: Any) -> str:
     if isinstance(value, datetime.date):
         return value.isoformat()
     raise TypeError(f"unexpected {type(value).__name__} in a template")
-
-
-def _transforms(data: dict) -> list:
-    declared = data.get("Transform", [])
-    return declared if isinstance(declared, list) else [declared]
 
 
 def _apply_language_extensions(data: dict) -> dict:
