@@ -7,6 +7,8 @@ AWS::LanguageExtensions transform) turns short-form tags into their long form ({
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,33 @@ def _merge_globals(globals_: dict, own: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def metric_rows(rows: list[list]) -> list[list]:
+    """A dashboard widget's metrics array with CloudWatch's shorthand written out: in a metric, "." is
+    the value of the metric above at that position, a leading "..." all the fields of the metric above
+    but as many last ones as follow it. The rendering options (a trailing object) are each row's own."""
+    expanded, above = [], []
+    for row in rows:
+        options = row[-1:] if row and isinstance(row[-1], dict) else []
+        fields = row[:len(row) - len(options)]
+        if fields[:1] == ["..."]:
+            fields = above[:len(above) - len(fields) + 1] + fields[1:]
+        fields = [above[i] if value == "." else value for i, value in enumerate(fields)]
+        if fields:  # a math expression ([{...}]) is no metric "above"
+            above = fields
+        expanded.append(fields + options)
+    return expanded
+
+
+def dashboard_body(body: str) -> dict:
+    """A DashboardBody `!Sub` text as CloudWatch reads it: parsed, every metrics array written out. The
+    substitutions stay as text ("${StageName}"); a bare one (a number, `"value":${Budget}`) is quoted."""
+    dashboard = json.loads(re.sub(r"(?<=:)(\$\{[\w:]+\})", r'"\1"', body))
+    for widget in dashboard["widgets"]:
+        if "metrics" in widget["properties"]:
+            widget["properties"]["metrics"] = metric_rows(widget["properties"]["metrics"])
+    return dashboard
 
 
 @pytest.fixture(scope="session")
