@@ -14,6 +14,7 @@ A change to the template that is meant to change what it deploys updates this fi
 from __future__ import annotations
 
 import json
+import re
 from textwrap import dedent
 
 import pytest
@@ -89,10 +90,28 @@ def test_expanded_it_has_the_resources_of_the_template_written_out_by_hand(templ
     for name, resource in before["Resources"].items():
         # The suppressions every resource of a type shared moved to .checkov.yaml (test_checkov.py).
         assert expanded["Resources"][name] == without_skips(resource, template_wide_skips), name
-    for section in ("AWSTemplateFormatVersion", "Description", "Parameters", "Conditions", "Globals", "Outputs"):
+    for section in ("AWSTemplateFormatVersion", "Description", "Conditions", "Globals", "Outputs"):
         assert expanded[section] == before[section], section
+    # The parameters' descriptions are shorter (README "Template parameters" has the rest); nothing else changed.
+    assert without_descriptions(expanded["Parameters"]) == without_descriptions(before["Parameters"])
     # Nothing else: Mappings only feed the loops.
     assert set(expanded) - set(before) == {"Mappings"}
+
+
+def without_descriptions(parameters: dict) -> dict:
+    return {name: {key: value for key, value in parameter.items() if key != "Description"}
+            for name, parameter in parameters.items()}
+
+
+def test_every_parameter_has_a_description_and_a_line_in_the_readme(template, repo_root):
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Template parameters"):]
+    table = table[:table.index("\n## ")] if "\n## " in table else table
+    documented = {name for line in table.splitlines() if line.startswith("| `")
+                  for name in re.findall(r"`(\w+)`", line.split(" | ")[0])}
+    for name, parameter in template["Parameters"].items():
+        assert parameter.get("Description", "").strip(), name
+    assert set(template["Parameters"]) == documented, set(template["Parameters"]) ^ documented
 
 
 def test_the_template_wide_skips_were_on_every_resource_of_their_type(before, template_wide_skips):
