@@ -1,5 +1,6 @@
-"""template.yaml writes its look-alike blocks with Fn::ForEach (AWS::LanguageExtensions): expanded, it is
-the template it replaced, resource for resource, property for property.
+"""template.yaml writes its look-alike blocks with Fn::ForEach (AWS::LanguageExtensions): expanded (and
+transformed by SAM), it deploys what the template it replaced deployed, resource for resource, property for
+property.
 
 template_before_foreach.json is that template (the last one written out by hand) as the project's reader
 returns it, made once with:
@@ -17,8 +18,11 @@ import json
 import re
 from textwrap import dedent
 
+import boto3
 import pytest
 import yaml
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 
 from local_stack.template import TemplateError, load_yaml
 from tests.template.conftest import dashboard_body
@@ -80,22 +84,41 @@ def dashboard_read(resource: dict) -> dict:
     return resource
 
 
-def test_expanded_it_has_the_resources_of_the_template_written_out_by_hand(template, before, template_wide_skips):
-    expanded = literal_subs_resolved(template)
+def deployed(template: dict) -> dict:
+    """What CloudFormation deploys from the template (AWS::LanguageExtensions already applied by the reader):
+    the SAM transform's output, local code paths given as the S3 URIs `sam package` puts in their place."""
+    data = json.loads(json.dumps(template))
+    data["Transform"] = SAM
+    for resource in data["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = f"s3://artifacts/{properties[key]}"
+    translator = Translator(managed_policy_map={}, sam_parser=Parser(),
+                            boto_session=boto3.session.Session(region_name="eu-west-1"))
+    result = literal_subs_resolved(translator.translate(data, parameter_values={}, get_managed_policy_map=dict))
     # The dashboard's text is shorter (the metrics shorthand); CloudWatch reads the same dashboard.
-    expanded["Resources"]["OperationsDashboard"] = dashboard_read(expanded["Resources"]["OperationsDashboard"])
-    before = {**before, "Resources": {**before["Resources"],
-                                      "OperationsDashboard": dashboard_read(before["Resources"]["OperationsDashboard"])}}
-    assert list(expanded["Resources"]) and set(expanded["Resources"]) == set(before["Resources"])
-    for name, resource in before["Resources"].items():
-        # The suppressions every resource of a type shared moved to .checkov.yaml (test_checkov.py).
-        assert expanded["Resources"][name] == without_skips(resource, template_wide_skips), name
-    for section in ("AWSTemplateFormatVersion", "Description", "Conditions", "Globals", "Outputs"):
-        assert expanded[section] == before[section], section
+    result["Resources"]["OperationsDashboard"] = dashboard_read(result["Resources"]["OperationsDashboard"])
+    return result
+
+
+def test_expanded_it_deploys_the_resources_of_the_template_written_out_by_hand(template, before, template_wide_skips):
+    # The suppressions every resource of a type shared moved to .checkov.yaml (test_checkov.py).
+    before = {**before, "Resources": {name: without_skips(resource, template_wide_skips)
+                                      for name, resource in before["Resources"].items()}}
+    now, then = deployed(template), deployed(before)
+    assert len(now["Resources"]) > 100 and set(now["Resources"]) == set(then["Resources"])
+    for name, resource in then["Resources"].items():
+        assert now["Resources"][name] == resource, name
+    for section in ("AWSTemplateFormatVersion", "Description", "Conditions", "Outputs"):
+        assert now[section] == then[section], section
     # The parameters' descriptions are shorter (README "Template parameters" has the rest); nothing else changed.
-    assert without_descriptions(expanded["Parameters"]) == without_descriptions(before["Parameters"])
+    assert without_descriptions(now["Parameters"]) == without_descriptions(then["Parameters"])
     # Nothing else: Mappings only feed the loops.
-    assert set(expanded) - set(before) == {"Mappings"}
+    assert set(now) - set(then) <= {"Mappings"}
+    # What only the build and the scan read (the SAM transform drops it): unchanged as well.
+    for name, resource in before["Resources"].items():
+        assert template["Resources"][name].get("Metadata") == resource.get("Metadata"), name
 
 
 def without_descriptions(parameters: dict) -> dict:
