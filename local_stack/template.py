@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import functools
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import cfnlint.decode
+import cfnlint.template
+from cfnlint.helpers import TRANSFORM_LANGUAGE_EXTENSION, ensure_list
+from cfnlint.template.transforms import Transform
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "eu-west-1"
@@ -47,66 +52,39 @@ class TemplateError(Exception):
 
 # --------------------------------------------------------------------------- YAML
 
-
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader plus CloudFormation's short-form tags, turned into long form."""
-
-
-# CloudFormation keeps dates as strings; YAML 1.1 would turn 2010-09-09 into a date.
-_CfnLoader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-_SHORT_TAGS = ("Sub", "Join", "Select", "Split", "If", "Equals", "Not", "And", "Or", "FindInMap",
-               "Base64", "GetAZs", "ImportValue", "Cidr", "Transform", "Length", "ToJsonString")
-
-
-def _construct_node(loader: yaml.Loader, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_mapping(node, deep=True)
-
-
-def _add_short_tag(name: str) -> None:
-    def construct(loader: yaml.Loader, node: yaml.Node) -> dict:
-        return {f"Fn::{name}": _construct_node(loader, node)}
-    _CfnLoader.add_constructor(f"!{name}", construct)
-
-
-for _name in _SHORT_TAGS:
-    _add_short_tag(_name)
-
-
-def _construct_ref(loader: yaml.Loader, node: yaml.Node) -> dict:
-    return {"Ref": _construct_node(loader, node)}
-
-
-def _construct_condition(loader: yaml.Loader, node: yaml.Node) -> dict:
-    return {"Condition": _construct_node(loader, node)}
-
-
-def _construct_getatt(loader: yaml.Loader, node: yaml.Node) -> dict:
-    value = _construct_node(loader, node)
-    if isinstance(value, str):
-        # "Res.Attr.Sub" -> ["Res", "Attr.Sub"]: attribute names may hold dots.
-        value = value.split(".", 1)
-    return {"Fn::GetAtt": value}
-
-
-_CfnLoader.add_constructor("!Ref", _construct_ref)
-_CfnLoader.add_constructor("!Condition", _construct_condition)
-_CfnLoader.add_constructor("!GetAtt", _construct_getatt)
-
-
 def load_yaml(text: str) -> Any:
-    """Parses template text (YAML or JSON) with CloudFormation tags understood."""
-    try:
-        return yaml.load(text, Loader=_CfnLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"template is not valid YAML: {exc}") from None
+    """Parses template text (YAML or JSON) as CloudFormation will run it.
+
+    cfn-lint's decoder reads the short-form tags (``!Ref``, ``!GetAtt``, ...) into their long form; a
+    template that declares ``AWS::LanguageExtensions`` comes back with it applied (``Fn::ForEach``
+    written out), which is what the SAM transform after it receives.
+    """
+    data, errors = cfnlint.decode.decode_str(text)
+    if errors:
+        raise TemplateError(f"template is not valid YAML or JSON: {errors[0].message}")
+    if isinstance(data, dict) and TRANSFORM_LANGUAGE_EXTENSION in ensure_list(data.get("Transform", [])):
+        data = _apply_language_extensions(data)
+    # Plain dicts, lists and strings instead of the decoder's position-marked ones; CloudFormation reads an
+    # unquoted 2010-09-09 as the string it is, where YAML 1.1 makes it a date.
+    return json.loads(json.dumps(data, default=_date_as_text))
+
+
+def _date_as_text(value: Any) -> str:
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    raise TypeError(f"unexpected {type(value).__name__} in a template")
+
+
+def _apply_language_extensions(data: dict) -> dict:
+    # cfn-lint's own AWS::LanguageExtensions transform, alone: Template.transform() would also merge SAM
+    # Globals into the resources, which is the SAM transform's job. Template() normalises the template
+    # it is given for linting (it reorders Fn::Equals), so it gets a copy and the transform reads the text.
+    linted = cfnlint.template.Template(None, copy.deepcopy(data))
+    linted.template = data
+    errors, expanded = Transform().transforms[TRANSFORM_LANGUAGE_EXTENSION](linted)
+    if errors:
+        raise TemplateError(f"AWS::LanguageExtensions: {errors[0].message}")
+    return expanded
 
 
 # ------------------------------------------------------------------ physical values

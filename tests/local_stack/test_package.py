@@ -57,6 +57,14 @@ def test_every_third_party_import_is_a_declared_dependency():
     assert undeclared == {}
 
 
+def test_every_declared_dependency_is_imported():
+    """A dependency nothing imports any more is one more thing to install and to keep patched."""
+    distributions = metadata.packages_distributions()
+    imported = {canonicalize_name(name) for module in top_level_imports()
+                for name in distributions.get(module, [module])}
+    assert sorted(set(declared()) - imported) == []
+
+
 def test_no_import_of_the_product():
     imports = top_level_imports()
     assert {module: imports[module] for module in PRODUCT & set(imports)} == {}

@@ -1,42 +1,25 @@
-"""Fixtures for the template checks: template.yaml parsed as plain data.
+"""Fixtures for the template checks: template.yaml as CloudFormation receives it, as plain data.
 
-CloudFormation short-form tags become their long form ({"Ref": ...},
-{"Fn::GetAtt": [...]}, {"Fn::Sub": ...}), so tests compare plain dicts.
+The project's one reader (local_stack.template.load_yaml: cfn-lint's decoder and its
+AWS::LanguageExtensions transform) turns short-form tags into their long form ({"Ref": ...},
+{"Fn::GetAtt": [...]}, {"Fn::Sub": ...}) and writes out every Fn::ForEach, so tests compare plain dicts.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
-import yaml
+
+from local_stack.template import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that also accepts !Ref, !GetAtt, !Sub, !If and the other short forms."""
-
-
-def _short_form(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> dict:
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    key = tag_suffix if tag_suffix in ("Ref", "Condition") else f"Fn::{tag_suffix}"
-    return {key: value}
-
-
-CfnLoader.add_multi_constructor("!", _short_form)
-
-
 def load_cfn_yaml(path: Path) -> dict:
-    with path.open(encoding="utf-8") as f:
-        return yaml.load(f, Loader=CfnLoader)  # a SafeLoader: no arbitrary objects
+    return load_yaml(path.read_text(encoding="utf-8"))
 
 
 def _merge_globals(globals_: dict, own: dict) -> dict:
@@ -51,6 +34,33 @@ def _merge_globals(globals_: dict, own: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def metric_rows(rows: list[list]) -> list[list]:
+    """A dashboard widget's metrics array with CloudWatch's shorthand written out: in a metric, "." is
+    the value of the metric above at that position, a leading "..." all the fields of the metric above
+    but as many last ones as follow it. The rendering options (a trailing object) are each row's own."""
+    expanded, above = [], []
+    for row in rows:
+        options = row[-1:] if row and isinstance(row[-1], dict) else []
+        fields = row[:len(row) - len(options)]
+        if fields[:1] == ["..."]:
+            fields = above[:len(above) - len(fields) + 1] + fields[1:]
+        fields = [above[i] if value == "." else value for i, value in enumerate(fields)]
+        if fields:  # a math expression ([{...}]) is no metric "above"
+            above = fields
+        expanded.append(fields + options)
+    return expanded
+
+
+def dashboard_body(body: str) -> dict:
+    """A DashboardBody `!Sub` text as CloudWatch reads it: parsed, every metrics array written out. The
+    substitutions stay as text ("${StageName}"); a bare one (a number, `"value":${Budget}`) is quoted."""
+    dashboard = json.loads(re.sub(r"(?<=:)(\$\{[\w:]+\})", r'"\1"', body))
+    for widget in dashboard["widgets"]:
+        if "metrics" in widget["properties"]:
+            widget["properties"]["metrics"] = metric_rows(widget["properties"]["metrics"])
+    return dashboard
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.template.conftest import load_cfn_yaml
+from tests.template.conftest import dashboard_body, load_cfn_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = sorted(name for name, res in load_cfn_yaml(ROOT / "template.yaml")["Resources"].items()
@@ -253,14 +253,14 @@ def test_dynamodb_throttling_alarm(alarms):
 
 @pytest.fixture(scope="module")
 def dashboard(template) -> dict:
+    """The dashboard as CloudWatch reads it (metrics shorthand written out), substitutions as text."""
     (resource,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
     body = resource["Properties"]["DashboardBody"]["Fn::Sub"]
     assert isinstance(body, str)
     names = set(re.findall(r"\$\{([\w:]+)\}", body))
     known = set(template["Parameters"]) | set(template["Resources"]) | {"AWS::Region", "AWS::StackName"}
     assert names <= known, f"unknown substitutions: {names - known}"
-    # Strings stay strings and the bare (Number parameter) substitutions become numbers.
-    return json.loads(re.sub(r"\$\{[\w:]+\}", "1", body))
+    return dashboard_body(body)
 
 
 def widget_metrics(dashboard: dict) -> list[tuple[str, list]]:
@@ -280,7 +280,7 @@ def test_the_dashboard_shows_the_business_metrics_with_the_stage(dashboard):
         assert rows, f"{name} is not on the dashboard"
         for row in rows:
             pairs = dict(zip(row[2:-1:2], row[3:-1:2], strict=True)) if isinstance(row[-1], dict) else {}
-            assert pairs.get("stage") == "1" and pairs.get("service") == SERVICE, row
+            assert pairs.get("stage") == "${StageName}" and pairs.get("service") == SERVICE, row
     apis = {row[row.index("api") + 1] for row in emf_rows(dashboard, "SessionCreated")}
     assert apis == {"http", "websocket"}
     expressions = " ".join(row[0].get("expression", "") for _, row in widget_metrics(dashboard)
@@ -295,24 +295,27 @@ def test_the_dashboard_shows_each_old_protocol_message_so_the_switch_off_can_be_
     assert actions == {"createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast"}
     for row in rows:
         assert dict(zip(row[2:-1:2], row[3:-1:2], strict=True)) == {
-            "action": row[row.index("action") + 1], "service": SERVICE, "stage": "1"}
+            "action": row[row.index("action") + 1], "service": SERVICE, "stage": "${StageName}"}
 
 
-def test_the_dashboard_shows_p50_p95_p99_latency_of_every_http_route(dashboard):
-    for method, resource, _, _ in LATENCY_ALARMS.values():
-        stats = {row[-1]["stat"] for _, row in widget_metrics(dashboard)
-                 if row[:2] == ["AWS/ApiGateway", "Latency"] and method in row and resource in row}
-        assert stats == {"p50", "p95", "p99"}, (method, resource)
+def test_the_dashboard_shows_p50_p95_p99_latency_of_every_http_route_against_its_budget(dashboard):
+    for method, resource, budget, _ in LATENCY_ALARMS.values():
+        route = ["AWS/ApiGateway", "Latency", "ApiId", "${HttpApi}", "Stage", "${StageName}",
+                 "Method", method, "Resource", resource]
+        (widget,) = [w["properties"] for w in dashboard["widgets"]
+                     if any(row[:-1] == route for row in w["properties"]["metrics"])]
+        assert [row[-1]["stat"] for row in widget["metrics"] if row[:-1] == route] == ["p50", "p95", "p99"]
+        assert widget["annotations"]["horizontal"] == [{"label": "budget", "value": f"${{{budget}}}"}]
 
 
-def test_the_dashboard_shows_error_rates_of_both_apis_and_every_function(template, dashboard, functions):
+def test_the_dashboard_shows_error_rates_of_both_apis_and_every_function(dashboard, functions):
     titles = {w["properties"]["title"] for w in dashboard["widgets"]}
     assert {"HTTP API 5xx rate (%)", "WebSocket API error rate (%)", "Function errors"} <= titles
-    labels = {row[-1]["label"] for _, row in widget_metrics(dashboard) if row[:2] == ["AWS/Lambda", "Errors"]}
-    assert labels == set(functions)
-    body = next(iter(resources_of(template, "AWS::CloudWatch::Dashboard").values()))["Properties"]
-    for function in functions:  # each line is labelled with the function it reads
-        assert f'"FunctionName","${{{function}}}",{{"label":"{function}"}}' in body["DashboardBody"]["Fn::Sub"]
+    rows = [row for _, row in widget_metrics(dashboard) if row[:2] == ["AWS/Lambda", "Errors"]]
+    # Each line reads the function it is labelled with.
+    assert sorted(rows, key=str) == sorted(
+        (["AWS/Lambda", "Errors", "FunctionName", f"${{{function}}}", {"label": function}] for function in functions),
+        key=str)
 
 
 def test_every_emf_metric_on_the_dashboard_or_in_an_alarm_is_one_the_code_emits(template, dashboard, alarms):

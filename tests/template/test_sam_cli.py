@@ -8,12 +8,13 @@ import subprocess
 
 import pytest
 
-# The SAM CLI's own route discovery (what `sam local start-api` serves), run in its virtualenv.
+# The SAM CLI's own route discovery (what `sam local start-api` serves), run in its virtualenv, with
+# Fn::ForEach written out as samconfig.toml has the sam commands do (language_extensions).
 ROUTES_SCRIPT = """
 import json
 from samcli.lib.providers.api_provider import ApiProvider
 from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
-stacks, _ = SamLocalStackProvider.get_stacks("template.yaml")
+stacks, _ = SamLocalStackProvider.get_stacks("template.yaml", language_extensions_enabled=True)
 routes = ApiProvider(stacks).routes
 print(json.dumps(sorted({(m, r.path, r.function_name) for r in routes for m in r.methods if m != "OPTIONS"})))
 """
