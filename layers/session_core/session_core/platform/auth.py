@@ -82,9 +82,9 @@ def _unverified(token: str) -> tuple[dict, dict]:
 
 
 class TokenVerifier:
-    """Verifies Cognito tokens for one issuer and a set of app client IDs: the RS256 signature by the key of the
-    pool's JWKS that the token's kid names, iss, exp/nbf/iat, then the product's rules above, and the token's
-    app client (aud or client_id, by token_use) in the audience.
+    """Verifies Cognito tokens for one issuer and a set of app client IDs: the product's rules above, the RS256
+    signature by the key of the pool's JWKS that the token's kid names, iss, exp/nbf/iat, and the token's app
+    client (aud or client_id, by token_use) in the audience.
 
     The JWKS is fetched once and cached for the life of the execution
     environment (PyJWKClient, lifespan below); an unknown ``kid`` triggers one
@@ -103,17 +103,10 @@ class TokenVerifier:
     def verify(self, token: str | None) -> dict:
         import jwt
 
+        # The product's rules first: they cost no key fetch, and bound what PyJWT parses.
+        claims = cognito_token_claims(token)
         token = bearer_token(token)
-        if not token:
-            raise InvalidToken("missing token")
-        if len(token) > MAX_TOKEN_BYTES:
-            raise InvalidToken("token over 8 KB")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(f"malformed token: {exc}") from None
-        if header.get("alg") != ALGORITHM:
-            raise InvalidToken(f"algorithm is not {ALGORITHM}")
+        header, _ = _unverified(token)
         try:
             key = self._jwks.get_signing_key(header.get("kid") or "")
         except jwt.PyJWKClientConnectionError as exc:
@@ -125,7 +118,6 @@ class TokenVerifier:
                        options={"require": ["exp", "iss"], "verify_aud": False})
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid token: {exc}") from None
-        claims = cognito_token_claims(token)
         if claims[AUDIENCE_CLAIM[claims["token_use"]]] not in self.audiences:
             raise InvalidToken("token issued for another client")
         return claims
