@@ -10,8 +10,8 @@ import json
 import time
 
 import pytest
-
 from session_core.platform import observability
+
 from tests.support.lambdas import http_event, verified_token
 
 ALICE = "alice-sub"
@@ -82,26 +82,26 @@ def test_cognito_tokens_pass(invoke, claims):
 
 # What API Gateway's authorizer lets through and Cognito never issues to the app client; the reason logged.
 REFUSED = {
-    "rs512": (dict(header={"kid": "k", "alg": "RS512"}), "algorithm is not RS256"),
-    "rs384": (dict(header={"kid": "k", "alg": "RS384"}), "algorithm is not RS256"),
-    "no-alg": (dict(header={"kid": "k"}), "algorithm is not RS256"),
-    "over-8-KB": (dict(claims=id_claims(pad="x" * 6200)), "token over 8 KB"),
-    "no-sub": (dict(claims=id_claims(sub=None)), "no sub"),
-    "empty-sub": (dict(claims=id_claims(sub="")), "no sub"),
-    "token_use-refresh": (dict(claims=id_claims(token_use="refresh")), "token_use is neither id nor access"),
-    "token_use-ID": (dict(claims=id_claims(token_use="ID")), "token_use is neither id nor access"),
-    "no-token_use": (dict(claims=id_claims(token_use=None)), "token_use is neither id nor access"),
-    "id-token-judged-on-client_id": (dict(claims=id_claims(aud=None, client_id=CLIENT)),
+    "rs512": ({"header": {"kid": "k", "alg": "RS512"}}, "algorithm is not RS256"),
+    "rs384": ({"header": {"kid": "k", "alg": "RS384"}}, "algorithm is not RS256"),
+    "no-alg": ({"header": {"kid": "k"}}, "algorithm is not RS256"),
+    "over-8-KB": ({"claims": id_claims(pad="x" * 6200)}, "token over 8 KB"),
+    "no-sub": ({"claims": id_claims(sub=None)}, "no sub"),
+    "empty-sub": ({"claims": id_claims(sub="")}, "no sub"),
+    "token_use-refresh": ({"claims": id_claims(token_use="refresh")}, "token_use is neither id nor access"),
+    "token_use-ID": ({"claims": id_claims(token_use="ID")}, "token_use is neither id nor access"),
+    "no-token_use": ({"claims": id_claims(token_use=None)}, "token_use is neither id nor access"),
+    "id-token-judged-on-client_id": ({"claims": id_claims(aud=None, client_id=CLIENT)},
                                      "an id token without a single aud"),
-    "list-valued-aud": (dict(claims=id_claims(aud=[CLIENT, "another-client"])), "an id token without a single aud"),
-    "access-token-with-aud-not-client_id": (dict(claims=access_claims(aud=CLIENT, client_id=None)),
+    "list-valued-aud": ({"claims": id_claims(aud=[CLIENT, "another-client"])}, "an id token without a single aud"),
+    "access-token-with-aud-not-client_id": ({"claims": access_claims(aud=CLIENT, client_id=None)},
                                             "an access token without a single client_id"),
-    "access-token-judged-on-aud": (dict(claims=access_claims(aud=CLIENT, client_id="someone-elses-client")),
+    "access-token-judged-on-aud": ({"claims": access_claims(aud=CLIENT, client_id="someone-elses-client")},
                                    "an access token with an aud"),
-    "no-authorization-header": (dict(token=""), "missing token"),
-    "not-a-jwt": (dict(token="not-a-jwt"), "malformed token"),
-    "header-not-json": (dict(token="e30x.e30.c2ln"), "malformed token"),
-    "another-token-than-the-claims": (dict(token=verified_token(id_claims(sub="mallory"))),
+    "no-authorization-header": ({"token": ""}, "missing token"),
+    "not-a-jwt": ({"token": "not-a-jwt"}, "malformed token"),
+    "header-not-json": ({"token": "e30x.e30.c2ln"}, "malformed token"),
+    "another-token-than-the-claims": ({"token": verified_token(id_claims(sub="mallory"))},
                                       "the token is not the one API Gateway verified"),
 }
 
