@@ -58,3 +58,11 @@ def test_functions_that_only_write_start_without_pydantic(folder):
 @pytest.mark.parametrize("later", ["import boto3", "import botocore.session", "import botocore.client, boto3"])
 def test_botocore_imported_after_the_handler_is_patched_for_xray(later):
     assert loaded_by("ws_heartbeat", after=later)["patched"]
+
+
+@pytest.mark.parametrize("folder", ["create_session", "get_session", "update_session", "delete_session"])
+def test_http_functions_check_tokens_without_pyjwt(folder):
+    # API Gateway verified the signature: the product's token rules are base64 and JSON. PyJWT loads only under
+    # the SAM CLI, which runs no authorizer.
+    loaded = loaded_by(folder)["loaded"]
+    assert "jwt" not in loaded and "cryptography" not in loaded

@@ -1,4 +1,7 @@
-"""The HTTP API's JWT authorizer: API Gateway's checks, plus Cognito's token rules (local_stack/jwt_authorizer.py).
+"""The HTTP API's JWT authorizer (local_stack/jwt_authorizer.py): API Gateway's documented checks, and no more.
+
+What API Gateway lets through and Cognito never issues (another RSA algorithm, a refresh token, no sub...) passes
+here too: the product's functions refuse it (tests/functions/test_token_rules.py).
 
 Tokens are signed with a key served as a JWKS over real HTTP, as moto serves a user pool's keys."""
 
@@ -11,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from local_stack.jwt_authorizer import JwtVerifier, Unauthorized
 
@@ -66,40 +69,66 @@ def test_an_access_token_passes_on_its_client_id(verifier):
     assert claims["client_id"] == "other-client"
 
 
+# API Gateway checks the signature (any RSA algorithm), kid, iss, aud or client_id, exp, nbf and iat: nothing
+# about Cognito's token types, the subject or the size. These pass the authorizer; the functions refuse them.
+@pytest.mark.parametrize("given", [
+    pytest.param({"algorithm": "RS512"}, id="RS512"),
+    pytest.param({"algorithm": "RS384"}, id="RS384"),
+    pytest.param({"token_use": "refresh"}, id="token_use-refresh"),
+    pytest.param({"token_use": "ID"}, id="token_use-case"),
+    pytest.param({"drop": ("token_use",)}, id="no-token_use"),
+    pytest.param({"drop": ("sub",)}, id="no-sub"),
+    pytest.param({"sub": 42}, id="sub-not-a-string"),
+    pytest.param({"pad": "x" * 8192}, id="over-8-KB"),
+    pytest.param({"token_use": "access"}, id="access-token-with-aud-not-client_id"),
+    pytest.param({"client_id": "someone-else"}, id="aud-judged-not-client_id"),
+    pytest.param({"aud": ["someone-else", CLIENT]}, id="list-valued-aud-with-one-of-the-audience"),
+])
+def test_what_api_gateway_does_not_check_passes(verifier, given):
+    given = dict(given)
+    assert verifier.verify(token(algorithm=given.pop("algorithm", "RS256"), drop=given.pop("drop", ()), **given))
+
+
 @pytest.mark.parametrize("bad", [
     pytest.param({"exp": int(time.time()) - 60}, id="expired"),
     pytest.param({"iss": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_other"}, id="wrong-issuer"),
     pytest.param({"iss": ISSUER + "/"}, id="issuer-trailing-slash"),
     pytest.param({"aud": "someone-else"}, id="wrong-audience"),
-    pytest.param({"aud": "someone-else", "client_id": CLIENT}, id="id-token-judged-on-aud"),
-    pytest.param({"aud": [CLIENT, "someone-else"]}, id="list-valued-aud"),
-    pytest.param({"token_use": "access", "aud": CLIENT}, id="access-token-judged-on-client_id"),
-    pytest.param({"token_use": "refresh"}, id="token_use-refresh"),
-    pytest.param({"token_use": "ID"}, id="token_use-case"),
+    pytest.param({"aud": "someone-else", "client_id": CLIENT}, id="aud-judged-when-both-are-there"),
+    pytest.param({"aud": ["someone-else", "another"]}, id="list-valued-aud-without-the-audience"),
+    pytest.param({"aud": None}, id="aud-null"),
     pytest.param({"nbf": int(time.time()) + 600}, id="not-yet-valid"),
     pytest.param({"iat": int(time.time()) + 600}, id="issued-in-the-future"),
-    pytest.param({"pad": "x" * 8192}, id="over-8-KB"),
 ])
 def test_refused_claims(verifier, bad):
     with pytest.raises(Unauthorized):
         verifier.verify(token(**bad))
 
 
-@pytest.mark.parametrize("claim", ["exp", "iss", "sub", "token_use", "aud"])
-def test_refused_without_a_required_claim(verifier, claim):
+def test_an_access_token_of_another_client_is_refused(verifier):
+    with pytest.raises(Unauthorized, match="client_id"):
+        verifier.verify(token(drop=("aud",), client_id="someone-else", token_use="access"))
+
+
+@pytest.mark.parametrize("claims", [("exp",), ("iss",), ("aud",)], ids=["exp", "iss", "aud-and-client_id"])
+def test_refused_without_a_required_claim(verifier, claims):
     with pytest.raises(Unauthorized):
-        verifier.verify(token(drop=(claim,)))
+        verifier.verify(token(drop=claims))
 
 
-def test_refused_bad_signature_unknown_key_and_other_algorithms(verifier):
+def test_refused_bad_signature_unknown_key_and_algorithms_not_rsa(verifier):
     with pytest.raises(Unauthorized, match="invalid token"):
         verifier.verify(token(key=OTHER_KEY))  # same kid, another key: the signature does not verify
+    with pytest.raises(Unauthorized, match="invalid token"):
+        verifier.verify(token(key=OTHER_KEY, algorithm="RS512"))
     with pytest.raises(Unauthorized, match="no key"):
         verifier.verify(token(kid="unknown"))
-    with pytest.raises(Unauthorized, match="not RS256"):
+    with pytest.raises(Unauthorized, match="not RSA-based"):
         verifier.verify(token(key="shared-secret-of-32-bytes-or-more!", algorithm="HS256"))
-    with pytest.raises(Unauthorized, match="not RS256"):
-        verifier.verify(token(algorithm="RS512"))
+    with pytest.raises(Unauthorized, match="not RSA-based"):
+        verifier.verify(token(key=ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"))
+    with pytest.raises(Unauthorized, match="not RSA-based"):
+        verifier.verify(token(key=None, algorithm="none"))
     parts = token().split(".")
     with pytest.raises(Unauthorized, match="invalid token"):
         verifier.verify(".".join([parts[0], parts[1][:-4] + "AAAA", parts[2]]))  # a claim changed after signing

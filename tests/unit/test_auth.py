@@ -2,6 +2,7 @@ import http.server
 import json
 import threading
 
+import jwt
 import pytest
 
 from session_core.platform.auth import InvalidToken, TokenVerifier
@@ -62,6 +63,10 @@ def _forgeries(keys):
         "wrong issuer": good.sign(c(issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_OTHER")),
         "wrong audience": good.sign(c(client_id="someone-elses-client")),
         "wrong client_id": good.sign(c(token_use="access", client_id="someone-elses-client")),
+        "access token judged on its aud": good.sign(c(token_use="access", client_id="someone-elses-client",
+                                                      aud=tokens.CLIENT_ID)),
+        "rs512": jwt.encode(c(), good.private, algorithm="RS512", headers={"kid": good.kid}),
+        "list-valued aud": good.sign(c(aud=[tokens.CLIENT_ID, "someone-elses-client"])),
         "token_use refresh": good.sign(c(token_use="refresh")),
         "no token_use": good.sign({k: v for k, v in c().items() if k != "token_use"}),
         "no sub": good.sign({k: v for k, v in c().items() if k != "sub"}),

@@ -1,5 +1,5 @@
-"""The HTTP side shared by every HTTP function: one resolver setup, body
-parsing, the caller's identity and the single error shape
+"""The HTTP side shared by every HTTP function: one resolver setup, the product's
+token rules, body parsing, the caller's identity and the single error shape
 
     {"error": {"code": "SESSION_NOT_FOUND", "message": "...", "requestId": "..."}}
 """
@@ -13,10 +13,12 @@ from typing import Callable, TypeVar
 
 import pydantic
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 
 from .. import errors
 from ..models import Session
+from ..platform.auth import InvalidToken, cognito_token_claims, configured_verifier
 from ..platform.observability import logger, metric, observed
 from ..platform.settings import settings
 from .validation import parse_json
@@ -27,10 +29,14 @@ Body = TypeVar("Body", bound=pydantic.BaseModel)
 
 def http_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver()
+    app.use(middlewares=[cognito_token_rules])
 
     @app.exception_handler(errors.ServiceError)
     def _service_error(error: errors.ServiceError) -> Response:
-        if error.status >= 500:
+        if isinstance(error, errors.Unauthorized):
+            # Why, for the log only (never the token): the caller gets API Gateway's bare 401.
+            logger.info("token refused", extra={"route": app.current_event.route_key, "reason": error.message})
+        elif error.status >= 500:
             logger.warning("request failed", extra={"route": app.current_event.route_key, "errorCode": error.code})
         return error_response(app, error)
 
@@ -63,6 +69,25 @@ def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
     return lambda_handler
 
 
+def cognito_token_rules(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """Before every route: the product's token rules (platform/auth.py) on the token API Gateway let through.
+
+    API Gateway's JWT authorizer verified the token of the Authorization header (its signature, iss,
+    aud or client_id, exp, nbf, iat) and passes its claims; it lets through what Cognito never issues to
+    the app client (another RSA algorithm, a refresh token, no sub...), which the product refuses here,
+    with the same 401. No claims means no authorizer ran: `caller_id` decides.
+    """
+    claims = app.current_event.request_context.authorizer.jwt_claim
+    if claims:
+        try:
+            token = cognito_token_claims(app.current_event.headers.get("authorization"))
+        except InvalidToken as refusal:
+            raise errors.Unauthorized(str(refusal)) from None
+        if token["sub"] != claims.get("sub"):
+            raise errors.Unauthorized("the token is not the one API Gateway verified")
+    return next_middleware(app)
+
+
 def error_response(app: APIGatewayHttpResolver, error: errors.ServiceError) -> Response:
     if isinstance(error, errors.Unauthorized):
         metric("AuthorizationFailure")
@@ -89,16 +114,14 @@ def caller_id(app: APIGatewayHttpResolver) -> str:
     """
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
     if not claims and settings().sam_local:
-        # Imported here: PyJWT and cryptography cost a cold start ~150 ms, and only SAM CLI needs them.
-        from ..platform.auth import InvalidToken, configured_verifier
-
+        # The verifier loads PyJWT and cryptography (~150 ms of cold start) when first made: only here.
         try:
             claims = configured_verifier().verify(app.current_event.headers.get("authorization"))
-        except InvalidToken:
-            raise errors.Unauthorized() from None
+        except InvalidToken as refusal:
+            raise errors.Unauthorized(str(refusal)) from None
     sub = claims.get("sub")
     if not sub:
-        raise errors.Unauthorized()
+        raise errors.Unauthorized("no claims from API Gateway's JWT authorizer")
     return sub
 
 
