@@ -53,9 +53,10 @@ def metric_rows(rows: list[list]) -> list[list]:
     return expanded
 
 
-# What CloudWatch uses for a field a dashboard leaves out ("Dashboard Body Structure and Syntax").
+# What CloudWatch uses for a field a dashboard leaves out ("Dashboard Body Structure and Syntax"); a metric's
+# own statistic, left out, is its widget's, and that one, left out, Average.
 WIDGET_DEFAULTS = {"width": 6, "height": 6}
-METRIC_WIDGET_DEFAULTS = {"period": 300}
+METRIC_WIDGET_DEFAULTS = {"period": 300, "stat": "Average"}
 
 
 def dashboard_body(body: str) -> dict:
@@ -71,6 +72,11 @@ def dashboard_body(body: str) -> dict:
                 widget["properties"].setdefault(key, value)
         if "metrics" in widget["properties"]:
             widget["properties"]["metrics"] = metric_rows(widget["properties"]["metrics"])
+            for row in widget["properties"]["metrics"]:
+                if not isinstance(row[0], dict):  # a metric, not an expression
+                    if not isinstance(row[-1], dict):
+                        row.append({})
+                    row[-1].setdefault("stat", widget["properties"]["stat"])
     return dashboard
 
 
