@@ -53,13 +53,30 @@ def metric_rows(rows: list[list]) -> list[list]:
     return expanded
 
 
+# What CloudWatch uses for a field a dashboard leaves out ("Dashboard Body Structure and Syntax"); a metric's
+# own statistic, left out, is its widget's, and that one, left out, Average.
+WIDGET_DEFAULTS = {"width": 6, "height": 6}
+METRIC_WIDGET_DEFAULTS = {"period": 300, "stat": "Average"}
+
+
 def dashboard_body(body: str) -> dict:
-    """A DashboardBody `!Sub` text as CloudWatch reads it: parsed, every metrics array written out. The
-    substitutions stay as text ("${StageName}"); a bare one (a number, `"value":${Budget}`) is quoted."""
+    """A DashboardBody `!Sub` text as CloudWatch reads it: parsed, the documented defaults filled in, every
+    metrics array written out. The substitutions stay as text ("${StageName}"); a bare one (a number,
+    `"value":${Budget}`) is quoted."""
     dashboard = json.loads(re.sub(r"(?<=:)(\$\{[\w:]+\})", r'"\1"', body))
     for widget in dashboard["widgets"]:
+        for key, value in WIDGET_DEFAULTS.items():
+            widget.setdefault(key, value)
+        if widget["type"] == "metric":
+            for key, value in METRIC_WIDGET_DEFAULTS.items():
+                widget["properties"].setdefault(key, value)
         if "metrics" in widget["properties"]:
             widget["properties"]["metrics"] = metric_rows(widget["properties"]["metrics"])
+            for row in widget["properties"]["metrics"]:
+                if not isinstance(row[0], dict):  # a metric, not an expression
+                    if not isinstance(row[-1], dict):
+                        row.append({})
+                    row[-1].setdefault("stat", widget["properties"]["stat"])
     return dashboard
 
 

@@ -314,7 +314,8 @@ def test_the_dashboard_shows_error_rates_of_both_apis_and_every_function(dashboa
     rows = [row for _, row in widget_metrics(dashboard) if row[:2] == ["AWS/Lambda", "Errors"]]
     # Each line reads the function it is labelled with.
     assert sorted(rows, key=str) == sorted(
-        (["AWS/Lambda", "Errors", "FunctionName", f"${{{function}}}", {"label": function}] for function in functions),
+        (["AWS/Lambda", "Errors", "FunctionName", f"${{{function}}}", {"label": function, "stat": "Sum"}]
+         for function in functions),
         key=str)
 
 
