@@ -4,6 +4,7 @@ By default tests/functions runs before tests/unit; run the other way round, a cl
 its own environment (aimed at AWS itself) once reached the handlers, which then answered 503.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ HANDLER_TEST = "tests/functions/test_http_functions.py::test_create_returns_the_
 
 
 def test_the_handler_tests_pass_after_the_unit_tests():
+    # As from a new shell: not the environment the handler tests of this process may have set.
+    shell = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/unit", HANDLER_TEST],
-                            check=False, cwd=ROOT, capture_output=True, text=True, timeout=240)
+                            check=False, env=shell, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -38,8 +38,8 @@ def load_handler(folder: str):
 
 
 def new_execution_environment() -> None:
-    """Forgets what the layer keeps per execution environment (settings, AWS clients, the token verifier, ...),
-    so the next invocation reads the environment variables afresh, as after a cold start.
+    """Empties the caches the layer keeps per execution environment (settings, AWS clients, the token verifier,
+    ...), so the next invocation reads the environment variables afresh, as after a cold start.
 
     The caches are found, not listed: one added to the layer later cannot be left out. Each carries the name of
     the module that defines it, so one merely imported from elsewhere is cleared once, where it lives.

@@ -14,6 +14,7 @@ def built_under(monkeypatch, aim: str) -> dict:
     monkeypatch.setenv("TABLE_NAME", f"sessions-{aim}")
     monkeypatch.setenv("WEBSOCKET_MANAGEMENT_URL", f"{AIMS[aim]}/management")
     monkeypatch.setenv("JWT_ISSUER", f"{AIMS[aim]}/pool")
+    monkeypatch.delenv("JWKS_URL", raising=False)  # the issuer's own
     return {
         "table": settings.settings().table_name,
         "dynamodb": aws.client("dynamodb").meta.endpoint_url,
