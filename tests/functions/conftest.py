@@ -1,12 +1,11 @@
 import json
-import os
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support.emf import Emf
-from tests.support.lambdas import Context, load_handler
+from tests.support.lambdas import Context, load_handler, new_execution_environment
 from tests.support.management_api import FakeManagementApi
 
 TABLE = "sessions-test"
@@ -21,7 +20,7 @@ def emf(capsys):
     return recorder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def aws_endpoint():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -30,14 +29,14 @@ def aws_endpoint():
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def management_api():
     api = FakeManagementApi()
     yield api
     api.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cognito(aws_endpoint):
     idp = boto3.client("cognito-idp", endpoint_url=aws_endpoint)
     pool = idp.create_user_pool(PoolName="test")["UserPool"]["Id"]
@@ -54,36 +53,46 @@ def cognito(aws_endpoint):
     return {"pool": pool, "client": client_id, "tokens": tokens}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def table(aws_endpoint, management_api, cognito):
-    os.environ.update(
-        AWS_ENDPOINT_URL=aws_endpoint,
-        TABLE_NAME=TABLE,
-        AUDIO_STREAM_NAME=STREAM,
-        WEBSOCKET_MANAGEMENT_URL=management_api.url,
-        MAX_LISTENERS_PER_SESSION="3",
-        MAX_AUDIO_BYTES="4096",
-        JWT_ISSUER=f"https://cognito-idp.eu-west-1.amazonaws.com/{cognito['pool']}",
-        JWT_AUDIENCE=cognito["client"],
-        JWKS_URL=f"{aws_endpoint}/{cognito['pool']}/.well-known/jwks.json",
-    )
-    ddb = boto3.client("dynamodb", endpoint_url=aws_endpoint)
-    ddb.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint)
-    kinesis.create_stream(StreamName=STREAM, ShardCount=1)
-    # Records the teardown starts; the workflow itself runs in the end-to-end tests.
-    sfn = boto3.client("stepfunctions", endpoint_url=aws_endpoint)
-    machine = sfn.create_state_machine(
-        name="teardown-test", roleArn="arn:aws:iam::123456789012:role/teardown",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))
-    os.environ["TEARDOWN_STATE_MACHINE_ARN"] = machine["stateMachineArn"]
-    return TABLE
+    """The functions' environment, as template.yaml gives it, over moto: set for these tests only.
+
+    The layer keeps its settings and AWS clients per execution environment (per process here), so whatever
+    an earlier test built under another environment (a client aimed at AWS itself, settings without the
+    table) is forgotten when this environment starts, and what these tests built is forgotten when it ends.
+    """
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in {
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            "TABLE_NAME": TABLE,
+            "AUDIO_STREAM_NAME": STREAM,
+            "WEBSOCKET_MANAGEMENT_URL": management_api.url,
+            "MAX_LISTENERS_PER_SESSION": "3",
+            "MAX_AUDIO_BYTES": "4096",
+            "JWT_ISSUER": f"https://cognito-idp.eu-west-1.amazonaws.com/{cognito['pool']}",
+            "JWT_AUDIENCE": cognito["client"],
+            "JWKS_URL": f"{aws_endpoint}/{cognito['pool']}/.well-known/jwks.json",
+        }.items():
+            environment.setenv(name, value)
+        ddb = boto3.client("dynamodb", endpoint_url=aws_endpoint)
+        ddb.create_table(
+            TableName=TABLE,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint)
+        kinesis.create_stream(StreamName=STREAM, ShardCount=1)
+        # Records the teardown starts; the workflow itself runs in the end-to-end tests.
+        sfn = boto3.client("stepfunctions", endpoint_url=aws_endpoint)
+        machine = sfn.create_state_machine(
+            name="teardown-test", roleArn="arn:aws:iam::123456789012:role/teardown",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))
+        environment.setenv("TEARDOWN_STATE_MACHINE_ARN", machine["stateMachineArn"])
+        new_execution_environment()
+        yield TABLE
+    new_execution_environment()
 
 
 class Invoker:
@@ -101,6 +110,6 @@ class Invoker:
         return result["statusCode"], {k.lower(): v for k, v in result.get("headers", {}).items()}, body
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def invoke(table):
     return Invoker()

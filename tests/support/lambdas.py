@@ -7,6 +7,7 @@ import base64
 import copy
 import importlib.util
 import json
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,21 @@ def load_handler(folder: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.lambda_handler
+
+
+def new_execution_environment() -> None:
+    """Empties the caches the layer keeps per execution environment (settings, AWS clients, the token verifier,
+    ...), so the next invocation reads the environment variables afresh, as after a cold start.
+
+    The caches are found, not listed: one added to the layer later cannot be left out. Each carries the name of
+    the module that defines it, so one merely imported from elsewhere is cleared once, where it lives.
+    """
+    for name, module in list(sys.modules.items()):
+        if name != "session_core" and not name.startswith("session_core."):
+            continue
+        for value in vars(module).values():
+            if getattr(value, "__module__", None) == name and callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()
 
 
 def sample_event(name: str) -> dict:
