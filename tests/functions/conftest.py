@@ -1,3 +1,4 @@
+import io
 import json
 
 import boto3
@@ -113,3 +114,23 @@ class Invoker:
 @pytest.fixture(scope="package")
 def invoke(table):
     return Invoker()
+
+
+@pytest.fixture
+def log_lines():
+    """The JSON log lines the handlers wrote since the last call (or since the test began)."""
+    from session_core.api import legacy
+    from session_core.platform.observability import logger
+
+    legacy._logged.clear()  # ignored fields are logged once per execution environment
+    buffer = io.StringIO()
+    previous = logger.registered_handler.setStream(buffer)
+
+    def read() -> list[dict]:
+        lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+        buffer.seek(0)
+        buffer.truncate()
+        return lines
+
+    yield read
+    logger.registered_handler.setStream(previous)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import re
 import time
@@ -24,21 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SESSION_ID = re.compile(r"^[a-z]+-[a-z]+-\d{3}$")
 
 
-@pytest.fixture
-def log_lines():
-    """The JSON log lines the handlers wrote since the last call."""
-    handler = observability.logger.registered_handler
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-
-    def read() -> list[dict]:
-        lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-        buffer.seek(0)
-        buffer.truncate()
-        return lines
-
-    yield read
-    handler.setStream(previous)
 
 
 @pytest.fixture(autouse=True)

@@ -3,11 +3,9 @@ logs the variable to fix."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from session_core.platform import observability
 from session_core.platform import settings as settings_module
 
 from tests.support.lambdas import http_event, ws_event
@@ -27,13 +25,6 @@ def broken(monkeypatch, table):
     settings_module.settings.cache_clear()
 
 
-@pytest.fixture
-def log_lines():
-    handler = observability.logger.registered_handler
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-    handler.setStream(previous)
 
 
 def test_a_missing_table_name_is_a_500_and_the_log_names_it(invoke, broken, log_lines):

@@ -5,12 +5,10 @@ aud, a list of audiences. The function refuses those with API Gateway's own 401,
 
 from __future__ import annotations
 
-import io
 import json
 import time
 
 import pytest
-from session_core.platform import observability
 
 from tests.support.lambdas import http_event, verified_token
 
@@ -20,13 +18,6 @@ CLIENT = "exampleclientid1234567890"
 UNAUTHORIZED = {"message": "Unauthorized"}
 
 
-@pytest.fixture
-def log_lines():
-    handler = observability.logger.registered_handler
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-    handler.setStream(previous)
 
 
 def id_claims(**changes) -> dict:

@@ -480,18 +480,6 @@ def old_control(invoke, who, action, connection_id="speaker-conn=", **fields):
     return reply
 
 
-@pytest.fixture
-def log_lines():
-    """The JSON log lines the handlers write during the test."""
-    import io
-
-    from session_core.api import legacy as legacy_module
-    from session_core.platform.observability import logger
-    legacy_module._logged.clear()  # ignored fields are logged once per execution environment
-    buffer = io.StringIO()
-    previous = logger.registered_handler.setStream(buffer)
-    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-    logger.registered_handler.setStream(previous)
 
 
 def test_an_old_create_session_is_answered_in_the_old_format_with_its_settings(invoke, users):
