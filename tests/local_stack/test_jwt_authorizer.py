@@ -8,15 +8,14 @@ Tokens are signed with a key served as a JWKS over real HTTP, as moto serves a u
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from local_stack.jwt_authorizer import JwtVerifier, Unauthorized
+from tests.support.tokens import serving_jwks
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_pool"
 CLIENT = "client123"
@@ -28,22 +27,8 @@ OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 @pytest.fixture(scope="module")
 def jwks_url():
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(SIGNING_KEY.public_key()))
-    body = json.dumps({"keys": [jwk | {"kid": KID, "alg": "RS256", "use": "sig"}]}).encode()
-
-    class Jwks(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/eu-west-1_pool/.well-known/jwks.json"
-    server.shutdown()
+    with serving_jwks([jwk | {"kid": KID, "alg": "RS256", "use": "sig"}], "/eu-west-1_pool/.well-known/jwks.json") as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -61,3 +65,26 @@ def tampered(token: str) -> str:
     header, payload, signature = token.split(".")
     flipped = signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")
     return f"{header}.{payload}.{flipped}"
+
+
+@contextlib.contextmanager
+def serving_jwks(keys: list[dict], path: str = "/jwks.json") -> Iterator[str]:
+    """A JWKS document served over real HTTP (as a user pool serves its keys); yields its URL."""
+    body = json.dumps({"keys": keys}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{path}"
+    finally:
+        server.shutdown()

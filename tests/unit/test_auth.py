@@ -1,6 +1,3 @@
-import http.server
-import json
-import threading
 
 import jwt
 import pytest
@@ -17,22 +14,8 @@ def keys():
 @pytest.fixture(scope="module")
 def jwks_url(keys):
     good, _ = keys
-    body = json.dumps({"keys": [good.jwk()]}).encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/jwks.json"
-    server.shutdown()
+    with tokens.serving_jwks([good.jwk()]) as url:
+        yield url
 
 
 @pytest.fixture
