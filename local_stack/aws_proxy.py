@@ -24,12 +24,11 @@ import aiohttp
 from aiohttp import web
 
 from .conflicts import TransactionConflicts
-from .iam import Iam, operation_of, request_payload, requests_of
+from .iam import Iam, Role, invoked_function, operation_of, request_payload, requests_of
 from .serving import Invoker, Listener
 
 log = logging.getLogger("local_stack")
 
-INVOKE_PREFIX = "/2015-03-31/functions/"
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
@@ -73,25 +72,29 @@ class AwsProxy:
         held: list = []
         if operation:
             service, name = operation
-            payload = request_payload(request.headers, body)
-            refusal = self._refusal(request, service, name, path, payload)
+            signer = self.iam.signer(request.headers) if self.iam is not None else None
+            conflicts = self.conflicts if service == "dynamodb" else None
+            # Read only when IAM or the conflicts need it: audio records are most of what passes here.
+            payload = request_payload(request.headers, body) if signer or conflicts else {}
+            refusal = self._refusal(request, service, name, path, payload, signer)
             if refusal is not None:
                 return refusal
-            if service == "dynamodb" and self.conflicts is not None:
-                error, held = self.conflicts.admit(name, payload)
+            if conflicts is not None:
+                error, held = conflicts.admit(name, payload)
                 if error is not None:
                     return _json_error(400, error, request)
         try:
-            if request.method == "POST" and path.startswith(INVOKE_PREFIX) and path.endswith("/invocations"):
-                return await self._invoke(body, path[len(INVOKE_PREFIX):-len("/invocations")])
+            function = invoked_function(path) if request.method == "POST" else None
+            if function is not None:
+                return await self._invoke(body, function)
             return await self._forward(request, body)
         finally:
             if held:
                 self.conflicts.release(held)
 
-    def _refusal(self, request: web.Request, service: str, name: str, path: str,
-                 payload: dict) -> web.Response | None:
-        if self.iam is not None:
+    def _refusal(self, request: web.Request, service: str, name: str, path: str, payload: dict,
+                 signer: Role | None) -> web.Response | None:
+        if signer is not None:
             denial = self.iam.denial(request.headers, requests_of(service, name, path, payload, self.region))
             if denial:
                 if service == "lambda":  # a REST API: its own status and shape
@@ -107,7 +110,7 @@ class AwsProxy:
 
     async def _inject_fault(self, request: web.Request) -> web.Response:
         """The @faults test facility (module docstring)."""
-        fault = _json(await request.read())
+        fault = request_payload(request.headers, await request.read())
         operation, count = fault.get("operation"), fault.get("count", 1)
         if not isinstance(operation, str) or not operation or type(count) is not int or count < 0:
             return web.json_response({"message": "expected {\"operation\": name, \"count\": n >= 0}"}, status=400)
@@ -118,8 +121,6 @@ class AwsProxy:
         return web.Response(status=204)
 
     async def _invoke(self, body: bytes, name: str) -> web.Response:
-        from urllib.parse import unquote
-        name = unquote(name)
         function = self.functions.get(name.rsplit(":function:", 1)[-1].split(":")[0])
         if function is None:
             return web.json_response({"Type": "User", "message": f"Function not found: {name}"}, status=404,
@@ -145,14 +146,6 @@ class AwsProxy:
             body = await upstream.read()
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
             return web.Response(status=upstream.status, headers=out_headers, body=body)
-
-
-def _json(body: bytes) -> dict:
-    try:
-        value = json.loads(body) if body else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _json_error(status: int, error: dict, request: web.Request) -> web.Response:

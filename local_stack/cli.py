@@ -226,7 +226,7 @@ async def run_invoke(args: argparse.Namespace) -> int:
             physical = (await asyncio.to_thread(aws.provision, template, moto.endpoint)).physical
             # The function's calls still go through its IAM role, as in `make dev`.
             proxy = AwsProxy(moto.endpoint, invoker=None, functions_by_name={}, region=region)
-            proxy.iam = Iam(function_roles(template, physical), region)
+            proxy.iam = Iam(function_roles(template, physical))
             await proxy.start()
             endpoint = proxy.endpoint
         spec = template.functions(physical)[args.function]

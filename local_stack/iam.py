@@ -16,7 +16,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -113,7 +112,7 @@ class Role:
             allowed = allowed or not statement.conditional
         return allowed
 
-    def denial(self, action: str, resource: str, region: str) -> str:
+    def denial(self, action: str, resource: str) -> str:
         return (f"User: arn:aws:sts::{ACCOUNT_ID}:assumed-role/{self.role_name}/{self.function_name} is not "
                 f"authorized to perform: {action} on resource: {resource} because no identity-based policy "
                 f"allows the {action} action")
@@ -156,8 +155,7 @@ def _as_list(value: Any) -> list:
 class Iam:
     """The decision for one signed request. ``enforce=False`` keeps the roles but allows everything."""
 
-    def __init__(self, roles: dict[str, Role], region: str, *, enforce: bool = True) -> None:
-        self.region = region
+    def __init__(self, roles: dict[str, Role], *, enforce: bool = True) -> None:
         self.enforce = enforce
         self._by_key = {access_key_for(lid): role for lid, role in roles.items()}
 
@@ -166,17 +164,19 @@ class Iam:
         match = _CREDENTIAL.search(headers.get("Authorization", ""))
         return self._by_key.get(match.group(1)) if match else None
 
+    def signer(self, headers: Any) -> Role | None:
+        """The role IAM holds this request to: its signing function's, or None (not enforced, not a function)."""
+        return self.role_of(headers) if self.enforce else None
+
     def denial(self, headers: Any, requests: list[tuple[str, str]]) -> str | None:
         """The AccessDenied message for the first (action, resource) the signer may not do, or None."""
-        if not self.enforce:
-            return None
-        role = self.role_of(headers)
+        role = self.signer(headers)
         if role is None:
             return None
         for action, resource in requests:
             if not role.allows(action, resource):
                 log.info("AccessDenied: %s may not %s on %s", role.function, action, resource)
-                return role.denial(action, resource, self.region)
+                return role.denial(action, resource)
         return None
 
 
@@ -203,7 +203,7 @@ def operation_of(headers: Any, path: str, body: bytes) -> tuple[str, str] | None
         prefix, operation = target.rsplit(".", 1)
         service = _TARGETS.get(prefix)
         return (service, operation) if service else None
-    if path.startswith("/2015-03-31/functions/") and path.endswith("/invocations"):
+    if invoked_function(path) is not None:
         return "lambda", "InvokeFunction"
     rpc = re.match(r"^/service/(\w+)/operation/(\w+)$", path)  # the Smithy RPC v2 protocol (CloudWatch)
     if rpc and rpc.group(1) in _TARGETS:
@@ -217,9 +217,15 @@ def operation_of(headers: Any, path: str, body: bytes) -> tuple[str, str] | None
 
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/")
+_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
-@lru_cache(maxsize=1024)
+def invoked_function(path: str) -> str | None:
+    """The function name or ARN a Lambda Invoke request's path names, or None if it is no Invoke."""
+    match = _INVOKE.match(path)
+    return unquote(match.group(1)) if match else None
+
+
 def _table_arn(region: str, name: str) -> str:
     return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{name}"
 
@@ -251,7 +257,7 @@ def requests_of(service: str, operation: str, path: str, payload: dict, region: 
         name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] if url else ""
         return [(f"sqs:{operation}", f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}" if name else "*")]
     if service == "lambda":
-        name = unquote(path[len("/2015-03-31/functions/"):-len("/invocations")])
+        name = invoked_function(path) or ""
         arn = name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
         return [("lambda:InvokeFunction", arn)]
     if service == "cognito-idp" and "UserPoolId" in payload:

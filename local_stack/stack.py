@@ -29,7 +29,7 @@ from .jwt_authorizer import JwtVerifier
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
 from .moto_server import moto_version_problem
 from .streams import StreamPoller, stream_mappings
-from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError, fake_api_id
+from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError
 from .ws_api import IDLE_TIMEOUT, MAX_LIFETIME, WebSocketGateway, websocket_apis
 
 log = logging.getLogger("local_stack")
@@ -111,7 +111,7 @@ class LocalStack:
         self.ws_gateways: list[WebSocketGateway] = []
         self.console: ConsoleServer | None = None
         self.apis = []
-        self._verifiers: list[JwtVerifier] = []
+        self._verifiers: dict[JwtAuthorizer, JwtVerifier] = {}  # one per authorizer, however many routes use it
         self._stack_file_written = False
 
     async def start(self) -> None:
@@ -219,19 +219,19 @@ class LocalStack:
         return aws.local_jwks_url(issuer, self.moto.endpoint, self.config.region, pool_ids)
 
     def _verifier_for(self, authorizer: JwtAuthorizer) -> JwtVerifier:
-        jwks = self._local_jwks(authorizer.issuer)
-        if jwks is None:
-            log.warning("authorizer %s: issuer %s is not a local user pool; its tokens can't be checked "
-                        "offline, so its routes will answer 401", authorizer.name, authorizer.issuer)
-        verifier = JwtVerifier(authorizer.issuer, authorizer.audiences, jwks)
-        self._verifiers.append(verifier)
-        return verifier
+        if authorizer not in self._verifiers:
+            jwks = self._local_jwks(authorizer.issuer)
+            if jwks is None:
+                log.warning("authorizer %s: issuer %s is not a local user pool; its tokens can't be checked "
+                            "offline, so its routes will answer 401", authorizer.name, authorizer.issuer)
+            self._verifiers[authorizer] = JwtVerifier(authorizer.issuer, authorizer.audiences, jwks)
+        return self._verifiers[authorizer]
 
     def _local_urls(self) -> dict[str, str]:
         """execute-api URLs as the template builds them -> the local gateways serving them."""
         region, urls = self.config.region, {}
         for gateway in self.ws_gateways:
-            api_id, stage = fake_api_id(gateway.api.logical_id), gateway.api.stage
+            api_id, stage = gateway.api.api_id, gateway.api.stage
             urls[f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"] = gateway.management_url
             urls[f"wss://{api_id}.execute-api.{region}.amazonaws.com/{stage}"] = gateway.url
         if self.gateway:
@@ -278,7 +278,7 @@ class LocalStack:
                                        users[0].username, users[0].password)
         except (aws.AwsError, ClientError, BotoCoreError) as exc:
             raise StackError(f"{users[0].username} cannot sign in to the local user pool: {exc}") from None
-        for verifier in self._verifiers:
+        for verifier in self._verifiers.values():
             try:
                 verifier.verify(tokens["IdToken"])
             except Exception as exc:  # noqa: BLE001 - reported, the stack still serves

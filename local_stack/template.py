@@ -18,12 +18,12 @@ import datetime
 import functools
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import cfnlint.decode
 import cfnlint.template
 from cfnlint.helpers import TRANSFORM_LANGUAGE_EXTENSION, ensure_list
@@ -235,9 +235,10 @@ class Template:
         parameters = dict(self.parameters) | {
             "AWS::Region": self.region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
             "AWS::StackName": self.stack_name}
-        os.environ.setdefault("AWS_DEFAULT_REGION", self.region)  # the translator asks boto3 for the partition
+        # The translator asks a boto3 session for the region's partition.
+        session = boto3.Session(region_name=self.region)
         try:
-            return Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+            return Translator(managed_policy_map={}, sam_parser=Parser(), boto_session=session).translate(
                 data, parameter_values=parameters, get_managed_policy_map=dict)
         except Exception as exc:  # noqa: BLE001 - the translator reports template errors as exceptions
             raise TemplateError(f"the SAM transform refused the template: {exc}") from None

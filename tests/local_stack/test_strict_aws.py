@@ -120,9 +120,9 @@ def test_only_a_key_naming_a_function_is_checked_and_only_while_enforced():
                                f"aws4_request, SignedHeaders=host, Signature=x"}
     developer = {"Authorization": signed["Authorization"].replace(access_key_for("Fn"), "AKIADEVELOPER")}
     asked = [("dynamodb:PutItem", TABLE_ARN)]
-    assert "is not authorized to perform: dynamodb:PutItem" in Iam(roles, REGION).denial(signed, asked)
-    assert Iam(roles, REGION).denial(developer, asked) is None
-    assert Iam(roles, REGION, enforce=False).denial(signed, asked) is None
+    assert "is not authorized to perform: dynamodb:PutItem" in Iam(roles).denial(signed, asked)
+    assert Iam(roles).denial(developer, asked) is None
+    assert Iam(roles, enforce=False).denial(signed, asked) is None
 
 
 # ------------------------------------------------------------------- through the proxy, for real
@@ -150,7 +150,7 @@ async def _with_proxy(scenario, *, conflicts: bool = True, roles: dict | None = 
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     proxy = AwsProxy(f"http://127.0.0.1:{runner.addresses[0][1]}", invoker=None, functions_by_name={},
                      region=REGION)
-    proxy.iam = Iam(roles or {}, REGION)
+    proxy.iam = Iam(roles or {})
     proxy.conflicts = TransactionConflicts({TABLE: ("pk", "sk")}) if conflicts else None
     await proxy.start()
     try:
