@@ -5,9 +5,4 @@ LegacyProtocolMessage metrics), answered in their own format (session_core.api.l
 from session_core.api import legacy
 from session_core.api.ws import ws_handler
 
-
-def create_session(request):
-    return legacy.create_session(request)
-
-
-lambda_handler = ws_handler(create_session)
+lambda_handler = ws_handler(legacy.create_session)

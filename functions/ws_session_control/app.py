@@ -3,9 +3,10 @@ clients' pauseBroadcast / resumeBroadcast, the same messages in their words (ses
 
 from session_core.api import legacy
 from session_core.api.ws import require_speaker, ws_handler
+from session_core.domain import ACTIVE, PAUSED
 from session_core.usecases import audio, membership
 
-STATUS_FOR = {"pause": "paused", "resume": "active"}
+STATUS_FOR = {"pause": PAUSED, "resume": ACTIVE}
 
 
 def control(request):

@@ -20,19 +20,6 @@ ACTIVE, PAUSED, ENDED = SESSION_STATUSES
 ROLES: tuple[str, ...] = ("speaker", "listener")
 SPEAKER, LISTENER = ROLES
 
-# Which statuses a session may move to from each status. Staying put is
-# allowed (idempotent retries); ended is final.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    ACTIVE: frozenset({ACTIVE, PAUSED, ENDED}),
-    PAUSED: frozenset({ACTIVE, PAUSED, ENDED}),
-    ENDED: frozenset(),
-}
-
-
-def can_transition(current: str, target: str) -> bool:
-    return target in TRANSITIONS.get(current, frozenset())
-
-
 @dataclass(frozen=True, kw_only=True)
 class ConnectionContext:
     """What the WebSocket authorizer decided at $connect. API Gateway hands it

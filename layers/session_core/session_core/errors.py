@@ -45,9 +45,12 @@ class ServiceError(Exception):
     def __init_subclass__(cls, *, status: int | None = None, code: str | None = None, **kwargs) -> None:
         # `class X(Base, code="...")`: the code's message, else the base's (a code that is never sent has none).
         super().__init_subclass__(**kwargs)
-        cls.status = status or cls.status
-        cls.code = code or cls.code
-        cls.default_message = MESSAGES.get(code, cls.default_message) if code else cls.default_message
+        if status:
+            cls.status = status
+        if code:
+            cls.code = code
+        if code in MESSAGES:
+            cls.default_message = MESSAGES[code]
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.default_message)

@@ -1,4 +1,4 @@
-"""Session model, request bodies and the status lifecycle.
+"""Session model and request bodies.
 
 Timestamps are integer epoch seconds everywhere (API, table, TTL attribute).
 """
@@ -9,31 +9,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
-from .domain import (
-    ACTIVE,
-    ENDED,
-    LISTENER,
-    PAUSED,
-    QUALITY_TIERS,
-    ROLES,
-    SESSION_STATUSES,
-    SPEAKER,
-    SUPPORTED_LANGUAGES,
-    TRANSITIONS,
-    ConnectionContext,
-    can_transition,
-)
+from .domain import QUALITY_TIERS, SESSION_STATUSES, SUPPORTED_LANGUAGES
 
 # The words themselves live in domain.py, without pydantic; these types are built from them.
 Language = Literal[SUPPORTED_LANGUAGES]
 QualityTier = Literal[QUALITY_TIERS]
 SessionStatus = Literal[SESSION_STATUSES]
-Role = Literal[ROLES]
 
-__all__ = ["ACTIVE", "DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTIAL_RESULTS", "ENDED",
-           "LISTENER", "PAUSED", "SPEAKER", "SUPPORTED_LANGUAGES", "TRANSITIONS", "ConnectionContext",
-           "CreateSessionRequest", "Language", "MaxBufferTimeout", "MinStabilityThreshold", "QualityTier", "Role",
-           "Session", "SessionStatus", "UpdateSessionRequest", "can_transition"]
+__all__ = ["DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTIAL_RESULTS", "SUPPORTED_LANGUAGES",
+           "CreateSessionRequest", "Language", "MaxBufferTimeout", "MinStabilityThreshold", "QualityTier",
+           "Session", "SessionStatus", "UpdateSessionRequest"]
 
 
 # The transcription pipeline's partial-results settings, kept on the session and

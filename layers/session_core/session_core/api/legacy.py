@@ -59,7 +59,7 @@ def _true_or_false(value: object) -> object:
 
 class LegacyCreateSession(BaseModel):
     # Strict like the new bodies (no "0.8" for 0.8); fields it does not name were dropped by accept().
-    model_config = ConfigDict(strict=True, frozen=True)
+    model_config = ConfigDict(strict=True, frozen=True, defer_build=True)  # built by the first createSession
 
     sourceLanguage: Language
     qualityTier: QualityTier = "standard"

@@ -1,8 +1,8 @@
 """POST /sessions with an Idempotency-Key: a retried or replayed create
 returns the session the first request made instead of making a second one.
 
-Records live in the sessions table (pk = "IDEMPOTENCY#<function>", sk = the
-hashed key) for an hour, which bounds how late a client may replay. The key
+Records live in the sessions table (Powertools' layout: pk = "idempotency#<function
+name>", sk = "create_session#<hash of the key>") for an hour, which bounds how late a client may replay. The key
 is scoped to the caller, and reusing it with a different body is refused.
 """
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from boto3.dynamodb.types import TypeDeserializer
+
 from .. import errors
 from ..domain import ACTIVE, ENDED
 from ..platform.observability import logger
@@ -43,13 +45,7 @@ def to_item(session: Session) -> dict:
     return item
 
 
-def attribute_value(attr: dict):
-    if "S" in attr:
-        return attr["S"]
-    if "BOOL" in attr:
-        return attr["BOOL"]
-    number = attr["N"]
-    return float(number) if "." in number or "e" in number.lower() else int(number)
+_DESERIALIZER = TypeDeserializer()
 
 
 def from_item(item: dict) -> Session:
@@ -57,12 +53,9 @@ def from_item(item: dict) -> Session:
     # only write (their conditions check the session) and start without it.
     from ..models import Session
 
-    values = {}
-    for name in Session.model_fields:
-        attr = item.get(name)
-        if attr is not None:
-            values[name] = attribute_value(attr)
-    return Session.model_validate(values)
+    # boto3's own reading of the attribute types; numbers come as Decimal, which the model converts.
+    return Session.model_validate({name: _DESERIALIZER.deserialize(item[name])
+                                   for name in Session.model_fields if name in item})
 
 
 class SessionIdTaken(Exception):

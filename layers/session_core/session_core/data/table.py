@@ -5,7 +5,7 @@ Item layout (one table shared by the HTTP and WebSocket APIs):
   pk = "SESSION#<sessionId>", sk = "CONN#<connectionId>"         its connections
   pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<seq>"  audio kept while it is paused
   pk = "LEGACY#<connectionId>", sk = "SESSION"                   a legacy connection's session
-  pk = "IDEMPOTENCY#...", sk = <hashed key>                      idempotency records (Powertools writes them)
+  pk = "idempotency#<function name>", sk = "create_session#<hash>"  idempotency records (Powertools writes them)
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ import binascii
 import json
 from functools import cache
 
+from .settings import settings
+
 ALGORITHM = "RS256"  # what Cognito signs with
 # Tokens over this size are refused before any parsing (Cognito's are far smaller).
 MAX_TOKEN_BYTES = 8 * 1024
@@ -45,7 +47,12 @@ def cognito_token_claims(token: str | None) -> dict:
 
     The signature is not checked here: the caller already verified it (API Gateway, or TokenVerifier).
     """
-    token = bearer_token(token)
+    return _checked(token)[2]
+
+
+def _checked(value: str | None) -> tuple[str, dict, dict]:
+    """The bare token, its JOSE header and its claims, once the product's rules hold."""
+    token = bearer_token(value)
     if not token:
         raise InvalidToken("missing token")
     if len(token) > MAX_TOKEN_BYTES:
@@ -64,7 +71,7 @@ def cognito_token_claims(token: str | None) -> dict:
     if token_use == "access" and "aud" in claims:
         # API Gateway judged its aud, not its client_id; Cognito's access tokens have no aud.
         raise InvalidToken("an access token with an aud")
-    return claims
+    return token, header, claims
 
 
 def _unverified(token: str) -> tuple[dict, dict]:
@@ -104,9 +111,7 @@ class TokenVerifier:
         import jwt
 
         # The product's rules first: they cost no key fetch, and bound what PyJWT parses.
-        claims = cognito_token_claims(token)
-        token = bearer_token(token)
-        header, _ = _unverified(token)
+        token, header, claims = _checked(token)
         try:
             key = self._jwks.get_signing_key(header.get("kid") or "")
         except jwt.PyJWKClientConnectionError as exc:
@@ -126,7 +131,5 @@ class TokenVerifier:
 @cache
 def configured_verifier() -> TokenVerifier:
     """The verifier for this stack's pool (JWT_ISSUER, JWT_AUDIENCE, optional JWKS_URL)."""
-    from .settings import settings
-
     s = settings()
     return TokenVerifier(s.jwt_issuer, s.jwt_audiences, jwks_url=s.jwks_url)

@@ -8,7 +8,7 @@ from functools import cache
 import boto3
 from botocore.exceptions import ClientError
 
-from .aws import CONFIG
+from .aws import CONFIG, error_code
 from .observability import logger
 from .settings import settings
 
@@ -20,7 +20,7 @@ def _client():
 
 
 def _gone(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "GoneException" or \
+    return error_code(exc) == "GoneException" or \
         exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410
 
 
@@ -41,7 +41,7 @@ def offer(connection_id: str, message: dict) -> bool | None:
     try:
         return post(connection_id, message)
     except ClientError as exc:
-        logger.warning("status post failed", extra={"awsErrorCode": exc.response.get("Error", {}).get("Code")})
+        logger.warning("status post failed", extra={"awsErrorCode": error_code(exc)})
         return None
 
 

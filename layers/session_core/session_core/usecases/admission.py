@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .. import errors
 from ..domain import LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
+from ..platform.auth import InvalidToken, configured_verifier
 from ..platform.settings import settings
 from ..session_ids import is_valid_session_id
 
@@ -33,9 +34,6 @@ class Refused(errors.ServiceError):
 
 
 def user_of(token: str | None) -> str:
-    # PyJWT and cryptography load on the first token, not at cold start: an
-    # anonymous listener's authorizer never needs them.
-    from ..platform.auth import InvalidToken, configured_verifier
     try:
         return configured_verifier().verify(token)["sub"]
     except InvalidToken as exc:

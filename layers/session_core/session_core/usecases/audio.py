@@ -19,7 +19,8 @@ import time
 from .. import errors
 from ..data import audio_buffer
 from ..data import sessions as stored_sessions
-from ..models import ACTIVE, ENDED, PAUSED, Session
+from ..domain import ACTIVE, ENDED, PAUSED
+from ..models import Session
 from ..platform.aws import call
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings

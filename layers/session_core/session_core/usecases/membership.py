@@ -60,8 +60,6 @@ def session_of(connection_id: str, who: ConnectionContext, required: bool = True
 def create_legacy_session(connection_id: str, who: ConnectionContext, request: CreateSessionRequest) -> Session:
     from .sessions import WEBSOCKET_API, create_session, end_session
 
-    if not settings().legacy_creation_enabled:
-        raise errors.LegacyCreationDisabled()
     if who.role != SPEAKER:
         raise errors.SpeakerOnly()
     if not who.legacy or stored_connections.legacy_session_of(connection_id):

@@ -7,7 +7,8 @@ import time
 from .. import errors
 from ..data import sessions as stored_sessions
 from ..data.sessions import SessionAlreadyEnded, SessionIdTaken
-from ..models import ACTIVE, ENDED, CreateSessionRequest, Session, UpdateSessionRequest
+from ..domain import ACTIVE, ENDED
+from ..models import CreateSessionRequest, Session, UpdateSessionRequest
 from ..platform.observability import metric
 from ..platform.settings import settings
 from ..session_ids import is_valid_session_id, new_session_id
