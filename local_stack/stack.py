@@ -147,8 +147,7 @@ class LocalStack:
 
         physical = self.provisioned.physical
         self.apis = self.template.http_apis(physical)
-        self.proxy.iam = iam.Iam(iam.function_roles(self.template, physical), cfg.region,
-                                 enforce=cfg.iam)
+        self.proxy.iam = iam.Iam(iam.function_roles(self.template, physical), enforce=cfg.iam)
         if cfg.transaction_conflicts:
             self.proxy.conflicts = TransactionConflicts(self._key_schemas())
         # WebSocket APIs listen before the functions start: their environment names the
