@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 WEB := web
 CONSOLE := $(WEB)/dist/console/index.html
 WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/console -type f 2>/dev/null) $(WEB)/vite.config.ts $(WEB)/tsconfig.json
-NODE_OK := $(shell node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null && echo yes)
+NODE_OK = $(shell node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null && echo yes)
 export SAM_CLI_TELEMETRY := 0
 
 # `make token USER=bob`; without USER= on the command line, alice.

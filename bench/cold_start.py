@@ -42,7 +42,7 @@ from moto.server import ThreadedMotoServer
 
 from local_stack import aws
 from local_stack.lambdas import lambda_environment
-from local_stack.moto_server import _make_dynamodb_thread_safe
+from local_stack.moto_server import make_dynamodb_thread_safe
 from local_stack.template import DEFAULT_REGION, Template
 from tests.support.management_api import FakeManagementApi
 
@@ -160,7 +160,7 @@ def run(info: dict | None = None) -> list[dict]:
     template = Template.load(ROOT / "template.yaml", region=DEFAULT_REGION)
     # moto as the local stack runs it: its TransactWriteItems would otherwise deep-copy the whole table with
     # its stream history (every seed() write of the run) and grow slower with every sample.
-    _make_dynamodb_thread_safe()
+    make_dynamodb_thread_safe()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     stub = FakeManagementApi()  # 200 to every post, 204 to every close

@@ -20,17 +20,16 @@ import json
 import os
 import time
 
-import httpx
-from websockets.asyncio.client import connect
-
 from deployed import aws_client, sign_in
 
+from .audio import CHUNK_BYTES
 from .http_api import session_cycles
 from .stats import row, summary
+from .support import create_sessions, end_session
+from .websocket import ws_connect
 
 # Req 11: p95 budgets, in ms.
 BUDGETS_MS = {"create": 2000, "get": 500, "update": 1000, "connect": 1000, "audio": 100}
-CHUNK_BYTES = 3200  # 100 ms of 16 kHz 16-bit mono PCM
 RATE = 10.0  # chunks a second
 SIZES = {  # full run, then --short (the form `make test` runs against the local stack)
     False: {"clients": 5, "cycles": 20, "connects": 50, "chunks": 100, "heartbeats": 20},
@@ -38,28 +37,11 @@ SIZES = {  # full run, then --short (the form `make test` runs against the local
 }
 
 
-def ws_connect(url: str):
-    return connect(url, proxy=None, ping_interval=None, open_timeout=30, max_size=None)
-
-
-def _session(info: dict, token: str) -> str:
-    response = httpx.post(f"{info['httpApiUrl']}/sessions", headers={"Authorization": f"Bearer {token}"},
-                          json={"sourceLanguage": "en"}, timeout=30)
-    if response.status_code != 201:
-        raise RuntimeError(f"POST /sessions: {response.status_code} {response.text[:200]}")
-    return response.json()["sessionId"]
-
-
-def _end(info: dict, token: str, session_id: str) -> None:
-    httpx.delete(f"{info['httpApiUrl']}/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"},
-                 timeout=30)
-
-
 async def _connects(url: str, count: int) -> list[float]:
     samples = []
     for _ in range(count):
         start = time.perf_counter()
-        ws = await ws_connect(url)
+        ws = await ws_connect(url, max_size=None)
         samples.append((time.perf_counter() - start) * 1000)
         await ws.close()
         await asyncio.sleep(0.2)  # its $disconnect is done before the next handshake replaces it
@@ -86,7 +68,7 @@ async def _audio(url: str, session_id: str, chunks: int, heartbeats: int) -> tup
     """Send times (epoch ms, service clock) by seq; the clock offset and its round trip."""
     data = base64.b64encode(os.urandom(CHUNK_BYTES)).decode()
     sent: dict[int, float] = {}
-    async with ws_connect(url) as ws:
+    async with ws_connect(url, max_size=None) as ws:
         offset, round_trip = await _clock_offset(ws, heartbeats)
         start = time.perf_counter()
         for seq in range(chunks):
@@ -135,15 +117,15 @@ def run(info: dict, suites: tuple[str, ...] = ("http", "websocket", "audio"), sh
             rows.append(budget_row(op, f"HTTP {method} ({clients} clients)", samples[op]))
         rows.append(row(f"↳ HTTP DELETE /sessions/{{id}} ({clients} clients)", summary(samples["delete"])))
     if "websocket" in suites:
-        session_id = _session(info, token)
+        (session_id,) = create_sessions(info, token, 1)
         try:
             url = f"{info['webSocketUrl']}?sessionId={session_id}&role=speaker&token={token}"
             samples = asyncio.run(_connects(url, size["connects"]))
         finally:
-            _end(info, token, session_id)
+            end_session(info, token, session_id)
         rows.append(budget_row("connect", "WS connect, speaker with token (authorizer + $connect)", samples))
     if "audio" in suites:
-        session_id = _session(info, token)
+        (session_id,) = create_sessions(info, token, 1)
         kinesis, stream = aws_client("kinesis", info["region"]), info["audioStreamName"]
         try:
             iterators = {shard["ShardId"]: kinesis.get_shard_iterator(
@@ -153,7 +135,7 @@ def run(info: dict, suites: tuple[str, ...] = ("http", "websocket", "audio"), sh
             sent, offset, round_trip = asyncio.run(_audio(url, session_id, size["chunks"], size["heartbeats"]))
             arrived = _arrivals(kinesis, stream, iterators, session_id, len(sent))
         finally:
-            _end(info, token, session_id)
+            end_session(info, token, session_id)
         latencies = [arrived[seq] - sent[seq] for seq in sent if seq in arrived]
         label = f"audio sendAudio -> Kinesis arrival, 1 speaker at {RATE:g}/s"
         if len(arrived) < len(sent):

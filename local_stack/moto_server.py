@@ -76,7 +76,7 @@ def _reuse_step_functions_clients() -> None:
                 module.boto_client_for = boto_client_for
 
 
-def _make_dynamodb_thread_safe() -> None:
+def make_dynamodb_thread_safe() -> None:
     """ThreadedMotoServer serves each request on its own thread, but moto's DynamoDB backend is not
     thread-safe, and its TransactWriteItems keeps a rollback copy of every table it touches:
 
@@ -177,7 +177,7 @@ def main() -> int:
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
 
-    _make_dynamodb_thread_safe()
+    make_dynamodb_thread_safe()
 
     if args.execute_state_machines:
         default_user_config["stepfunctions"]["execute_state_machine"] = True

@@ -9,7 +9,8 @@ returns it, made once with:
         import load_yaml; print(json.dumps(load_yaml(sys.stdin.read()), indent=1))' \\
         > tests/template/template_before_foreach.json
 
-A change to the template that is meant to change what it deploys updates this file the same way.
+A change to the template that is meant to change what it deploys writes this file out again from the
+changed template (`... < template.yaml > ...` in place of `git show`), its diff reviewed as the deployed change.
 """
 
 from __future__ import annotations

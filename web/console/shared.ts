@@ -60,7 +60,8 @@ export function showStatus(message: ServerMessage): void {
   }
 }
 
-export const SESSION_ID = /^[a-z]+-[a-z]+-[0-9]+$/;
+/** The service's own session ID pattern (layers/session_core/session_core/session_ids.py). */
+export const SESSION_ID = /^[a-z]{2,20}-[a-z]{2,20}-[0-9]{3}$/;
 
 /** Wires a sign-in form to a CognitoAuth; calls `signedIn` once it succeeds. */
 export function signInForm(config: ConsoleConfig, auth: CognitoAuth, signedIn: () => void): void {

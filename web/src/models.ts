@@ -22,6 +22,10 @@ export interface Session {
   expiresAt: number;
   endedAt?: number;
   resumedAt?: number;
+  /** The transcription pipeline's partial-results settings (sessions stored before them read back with defaults). */
+  partialResultsEnabled?: boolean;
+  minStabilityThreshold?: number;
+  maxBufferTimeout?: number;
 }
 
 /** The body as a Session, or undefined when it is not one. */

@@ -343,10 +343,16 @@ export class WebSocketClient {
     }
   }
 
-  /** A heartbeat outside the outbox: its answer confirms everything sent before it. */
-  private sendHeartbeat(ws: WebSocket): void {
-    this.pendingHeartbeats.push(++this.serial);
+  /** A heartbeat outside the outbox: its answer confirms everything sent before it (and calls `acked`). */
+  private sendHeartbeat(ws: WebSocket, acked?: () => void): void {
+    const serial = ++this.serial;
+    this.pendingHeartbeats.push(serial);
     this.sinceHeartbeat = 0;
+    if (acked) {
+      // Waited on: kept with the unconfirmed frames, whose confirmation calls back.
+      this.bufferedBytes += HEARTBEAT.length;
+      this.unconfirmed.push({ text: HEARTBEAT, serial, acked });
+    }
     ws.send(HEARTBEAT);
   }
 
@@ -489,14 +495,10 @@ export class WebSocketClient {
       // Everything sent is confirmed before the socket goes, so nothing is sent twice.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.options.openTimeout * 1000);
-        const frame: Frame = { text: HEARTBEAT, serial: ++this.serial, acked: () => {
+        this.sendHeartbeat(ws, () => {
           clearTimeout(timer);
           resolve();
-        } };
-        this.pendingHeartbeats.push(frame.serial);
-        this.bufferedBytes += frame.text.length;
-        ws.send(frame.text);
-        this.unconfirmed.push(frame);
+        });
       });
     }
     if (this.ws !== ws) return; // dropped meanwhile: already reconnecting
