@@ -7,27 +7,25 @@ Tokens are signed with a key served as a JWKS over real HTTP, as moto serves a u
 
 from __future__ import annotations
 
-import json
 import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from local_stack.jwt_authorizer import JwtVerifier, Unauthorized
-from tests.support.tokens import serving_jwks
+from tests.support.tokens import KeyPair, serving_jwks
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_pool"
 CLIENT = "client123"
 KID = "key-1"
-SIGNING_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+SIGNING = KeyPair(KID)
+SIGNING_KEY, OTHER_KEY = SIGNING.private, KeyPair("other").private
 
 
 @pytest.fixture(scope="module")
 def jwks_url():
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(SIGNING_KEY.public_key()))
-    with serving_jwks([jwk | {"kid": KID, "alg": "RS256", "use": "sig"}], "/eu-west-1_pool/.well-known/jwks.json") as url:
+    with serving_jwks([SIGNING.jwk()], "/eu-west-1_pool/.well-known/jwks.json") as url:
         yield url
 
 

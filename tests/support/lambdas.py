@@ -3,7 +3,6 @@ and builds events from the samples in events/."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import importlib.util
 import json
@@ -11,6 +10,8 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.tokens import b64json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,13 +81,10 @@ def http_event(name: str, *, session_id: str | None = None, body=None, sub: str 
 
 
 def verified_token(claims: dict, header: dict | None = None) -> str:
-    """The token behind API Gateway's claims (strings again numbers), as the function sees it: the signature
-    API Gateway verified is not checked again, so a placeholder stands for it."""
-    def part(obj: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
+    """The token behind API Gateway's claims (numeric claims as numbers again), as the function sees it: the
+    signature API Gateway verified is not checked again, so a placeholder stands for it."""
     payload = {k: int(v) if k in ("exp", "iat", "nbf", "auth_time") else v for k, v in claims.items()}
-    return f"{part(header or {'kid': 'sample', 'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
+    return f"{b64json(header or {'kid': 'sample', 'alg': 'RS256'})}.{b64json(payload)}.c2lnbmF0dXJl"
 
 
 def ws_event(name: str, *, connection_id: str | None = None, who: dict | None = None, body=None,

@@ -41,21 +41,22 @@ def claims(token_use: str = "id", sub: str = "user-1", issuer: str = ISSUER, cli
     return {**base, **extra}
 
 
+def b64json(obj: dict) -> str:
+    """One part of a JWT: base64url JSON, unpadded."""
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
 def unsigned(claims_: dict) -> str:
     """An `alg: none` token."""
-    def part(obj: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims_)}."
+    return f"{b64json({'alg': 'none', 'typ': 'JWT'})}.{b64json(claims_)}."
 
 
 def hs256_with_public_key(key: KeyPair, claims_: dict) -> str:
     """The classic key-confusion attack: HMAC keyed with the RSA public key."""
     header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
-    def part(obj: dict) -> bytes:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=")
     import hashlib
     import hmac
-    signing_input = part(header) + b"." + part(claims_)
+    signing_input = f"{b64json(header)}.{b64json(claims_)}".encode()
     signature = base64.urlsafe_b64encode(hmac.new(key.public_pem, signing_input, hashlib.sha256).digest()).rstrip(b"=")
     return (signing_input + b"." + signature).decode()
 
