@@ -10,6 +10,8 @@ Where AWS says no and moto would not, this endpoint says it first:
 - IAM: a call signed by a function is checked against that function's role
   (iam.py) and refused with AccessDenied when the role does not allow it;
 - DynamoDB transaction conflicts (conflicts.py);
+- an asynchronous Invoke (`X-Amz-Invocation-Type: Event`) is answered 202 at once and runs afterwards,
+  as Lambda queues it; a synchronous one answers with the function's result;
 - Test facility (local only): `POST /@faults {"operation": "StartExecution", "count": N}` makes
   the next N requests of that operation answer 500, as a failing AWS service would (botocore
   retries a 500: the functions' standard mode makes 3 attempts); `count: 0` clears it.
@@ -17,6 +19,7 @@ Where AWS says no and moto would not, this endpoint says it first:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -46,6 +49,7 @@ class AwsProxy:
         self.port: int | None = None
         self._listener = Listener(host, port, shutdown_timeout=2.0)
         self._session: aiohttp.ClientSession | None = None
+        self._later: set[asyncio.Task] = set()  # asynchronous invocations under way
 
     @property
     def endpoint(self) -> str:
@@ -86,7 +90,7 @@ class AwsProxy:
         try:
             function = invoked_function(path) if request.method == "POST" else None
             if function is not None:
-                return await self._invoke(body, function)
+                return await self._invoke(body, function, request.headers.get("X-Amz-Invocation-Type"))
             return await self._forward(request, body)
         finally:
             if held:
@@ -120,7 +124,7 @@ class AwsProxy:
             self._faults.pop(operation, None)
         return web.Response(status=204)
 
-    async def _invoke(self, body: bytes, name: str) -> web.Response:
+    async def _invoke(self, body: bytes, name: str, invocation_type: str | None = None) -> web.Response:
         function = self.functions.get(name.rsplit(":function:", 1)[-1].split(":")[0])
         if function is None:
             return web.json_response({"Type": "User", "message": f"Function not found: {name}"}, status=404,
@@ -130,6 +134,11 @@ class AwsProxy:
         except ValueError:
             return web.json_response({"Type": "User", "message": "Could not parse request body into json"},
                                      status=400, headers={"x-amzn-ErrorType": "InvalidRequestContentException"})
+        if invocation_type == "Event":
+            task = asyncio.get_running_loop().create_task(self._invoke_later(function, event))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+            return web.Response(status=202)
         try:
             result = await self._invoker.invoke(function, event)
         except Exception as exc:  # noqa: BLE001 - Lambda reports a function error in a 200 response
@@ -138,6 +147,12 @@ class AwsProxy:
                                                      "X-Amz-Executed-Version": "$LATEST"})
         return web.Response(body=json.dumps(result).encode(), content_type="application/json",
                             headers={"X-Amz-Executed-Version": "$LATEST"})
+
+    async def _invoke_later(self, function: str, event: dict) -> None:
+        try:
+            await self._invoker.invoke(function, event)
+        except Exception as exc:  # noqa: BLE001 - Lambda logs an asynchronous invocation's failure, nobody waits
+            log.info("asynchronous invocation of %s failed: %s", function, exc)
 
     async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}

@@ -1,18 +1,11 @@
-"""WebSocket sendAudio: {"action": "sendAudio", "seq": 17, "data": "<base64>"} from the speaker;
-also the old clients' audioChunk, the same message in their words (session_core.api.legacy)."""
+"""WebSocket sendAudio and audioChunk: the speaker's audio, in the connection's dialect
+(session_core.api.dialects): {"action": "sendAudio", "seq": 17, "data": "<base64>"} in this service's own."""
 
-from session_core.api import legacy
-from session_core.api.ws import require_speaker, ws_handler
-from session_core.usecases import audio, membership
-
-
-def send_audio(request):
-    if request.route_key == legacy.AUDIO_CHUNK:
-        return legacy.audio_chunk(request)
-    require_speaker(request)
-    seq, data, _ = audio.parse_chunk(request.message())  # validated, and within the size limit
-    audio.receive(membership.session_of(request.connection_id, request.connection), seq, data)
-
+from session_core.api import dialects
+from session_core.api.ws import ws_handler
+from session_core.domain import NATIVE
 
 # Every refused chunk counts AudioRefused with the error code as its reason.
-lambda_handler = ws_handler(send_audio, refusal_metric="AudioRefused")
+lambda_handler = ws_handler(dialects.answer, refusal_metric="AudioRefused")
+
+dialects.preload(NATIVE)  # the common one, at init

@@ -1,23 +1,10 @@
-"""WebSocket pause / resume from the speaker (same rules as PATCH /sessions/{id}); also the old
-clients' pauseBroadcast / resumeBroadcast, the same messages in their words (session_core.api.legacy)."""
+"""WebSocket pause, resume, mute, unmute (same rules as PATCH /sessions/{id}), and the published clients'
+names for them and for ending the session, in the connection's dialect (session_core.api.dialects)."""
 
-from session_core.api import legacy
-from session_core.api.ws import require_speaker, ws_handler
-from session_core.domain import ACTIVE, PAUSED
-from session_core.usecases import audio, membership
+from session_core.api import dialects
+from session_core.api.ws import ws_handler
+from session_core.domain import NATIVE
 
-STATUS_FOR = {"pause": PAUSED, "resume": ACTIVE}
+lambda_handler = ws_handler(dialects.answer)
 
-
-def control(request):
-    if request.route_key in legacy.STATUS_FOR:
-        session = legacy.control(request)
-    else:
-        require_speaker(request)
-        session_id = membership.session_of(request.connection_id, request.connection)
-        session = audio.set_status(session_id, request.connection.userId, STATUS_FOR[request.route_key])
-    return {"type": "status", "sessionId": session.sessionId, "status": session.status,
-            "listenerCount": session.listenerCount}
-
-
-lambda_handler = ws_handler(control)
+dialects.preload(NATIVE)  # the common one, at init

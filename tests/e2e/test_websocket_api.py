@@ -288,11 +288,13 @@ BAD_TOKENS = {
 # --------------------------------------------------------------- handshake refusals
 
 
-REFUSALS = [  # (role, case); anyone may listen to anyone's session, speakers have no target language
+# (role, case); anyone may listen to anyone's session, speakers have no target language. No role at all is
+# not refused: the session's owner is its speaker, anyone else a listener (test_published_clients.py).
+REFUSALS = [
     *(("speaker", case) for case in ("missing-session", "malformed-session-id", "ended-session", "foreign-session")),
     *(("listener", case) for case in ("missing-session", "malformed-session-id", "ended-session",
                                       "unsupported-target-language")),
-    ("any", "no-role"), ("any", "unknown-role"),
+    ("any", "unknown-connect-action"), ("any", "unknown-role"),
 ]
 
 
@@ -303,7 +305,7 @@ def test_a_connection_to_a_session_it_may_not_join_is_refused_with_403(stack, ht
     params = {"sessionId": live, "role": role, "token": stack.token("alice")}
     expected_reason = {"missing-session": "SESSION_NOT_FOUND", "malformed-session-id": "INVALID_SESSION_ID",
                        "ended-session": "SESSION_ENDED", "foreign-session": "NOT_SESSION_OWNER",
-                       "no-role": "INVALID_ROLE", "unknown-role": "INVALID_ROLE",
+                       "unknown-connect-action": "UNKNOWN_CONNECT_ACTION", "unknown-role": "INVALID_ROLE",
                        "unsupported-target-language": "UNSUPPORTED_TARGET_LANGUAGE"}[case]
     if case == "missing-session":
         params["sessionId"] = "quiet-otter-999"
@@ -313,8 +315,8 @@ def test_a_connection_to_a_session_it_may_not_join_is_refused_with_403(stack, ht
         params["sessionId"] = ended_session["sessionId"]
     elif case == "foreign-session":
         params["token"] = stack.token("bob")
-    elif case == "no-role":
-        params["role"] = None
+    elif case == "unknown-connect-action":
+        params["action"] = "dance"
     elif case == "unknown-role":
         params["role"] = "admin"
     elif case == "unsupported-target-language":

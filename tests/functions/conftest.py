@@ -119,7 +119,7 @@ def invoke(table):
 @pytest.fixture
 def log_lines():
     """The JSON log lines the handlers wrote since the last call (or since the test began)."""
-    from session_core.api import legacy
+    from session_core.api.dialects import renamed as legacy
     from session_core.platform.observability import logger
 
     legacy._logged.clear()  # ignored fields are logged once per execution environment

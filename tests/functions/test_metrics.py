@@ -118,7 +118,7 @@ def test_every_old_protocol_message_counts_by_action_answered_or_refused(invoke,
     monkeypatch.setenv("LEGACY_WEBSOCKET_SESSION_CREATION", "disabled")
     settings_module.settings.cache_clear()
     assert old("ws_session_control", "pauseBroadcast")["code"] == "LEGACY_CREATION_DISABLED"
-    counts = {action: emf.total("LegacyProtocolMessage", action=action)
+    counts = {action: emf.total("LegacyProtocolMessage", action=action, dialect="native")
               for action in ("createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast")}
     assert counts == {"createSession": 1, "audioChunk": 2, "pauseBroadcast": 2, "resumeBroadcast": 1}
     assert sum(value for value, _, _ in emf.points("LegacyProtocolMessage")) == 6

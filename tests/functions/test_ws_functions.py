@@ -119,7 +119,28 @@ def test_speaker_owning_the_session_is_admitted(invoke, session, users):
         policy = authorize(invoke, sessionId=session["sessionId"], role="speaker", token=token)
         assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
         assert policy["context"] == {"sessionId": session["sessionId"], "role": "speaker",
-                                     "userId": users["alice"]["sub"], "targetLanguage": "", "legacy": False}
+                                     "userId": users["alice"]["sub"], "targetLanguage": "", "legacy": False,
+                                     "dialect": "native"}
+
+
+def test_without_a_role_the_owner_is_the_speaker_and_anyone_else_a_listener(invoke, session, users):
+    # The published clients name no role (Req 5.4): the authorizer reads the session's owner.
+    def who(**query):
+        policy = authorize(invoke, sessionId=session["sessionId"], **query)
+        assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        return policy["context"]["role"], policy["context"]["userId"], policy["context"]["dialect"]
+
+    assert who(token=users["alice"]["IdToken"]) == ("speaker", users["alice"]["sub"], "hybrid")
+    assert who(token=users["bob"]["IdToken"], targetLanguage="es") == ("listener", users["bob"]["sub"], "hybrid")
+    assert who(targetLanguage="es") == ("listener", "", "hybrid")
+    assert who(role="listener", token=users["alice"]["IdToken"]) == ("listener", users["alice"]["sub"], "native")
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        who(token="forged")
+
+
+def test_without_a_role_a_missing_session_makes_a_listener_that_connect_refuses(invoke, users):
+    policy = authorize(invoke, sessionId="absent-otter-123", token=users["alice"]["IdToken"])
+    assert policy["context"]["role"] == "listener"
 
 
 def test_token_in_the_authorization_header_is_accepted(invoke, session, users):
@@ -177,7 +198,8 @@ def test_anonymous_listeners_can_be_switched_off(invoke, session, setenv):
     ({"role": "listener"}, "INVALID_SESSION_ID"),
     ({"sessionId": "SESSION", "role": "admin"}, "INVALID_ROLE"),
     ({"sessionId": "SESSION", "role": "listener", "targetLanguage": "xx"}, "UNSUPPORTED_TARGET_LANGUAGE"),
-    ({"sessionId": "SESSION"}, "INVALID_ROLE"),
+    ({"sessionId": "SESSION", "action": "dance"}, "UNKNOWN_CONNECT_ACTION"),
+    ({"action": "createSession", "sessionId": "SESSION", "token": "x"}, "SESSION_ID_WITH_CREATE"),
 ])
 def test_what_needs_no_session_read_is_denied_by_the_authorizer(invoke, session, query, reason, emf):
     query = {k: (session["sessionId"] if v == "SESSION" else v) for k, v in query.items()}

@@ -38,14 +38,19 @@ EXPECTED_GRANTS = {
     "GetSessionFunction": on_table("GetItem"),
     "UpdateSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
     "DeleteSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
-    "WsAuthorizerFunction": set(),  # reads no session: $connect's conditional write decides
-    "WsConnectFunction": on_table("PutItem", "UpdateItem", "DeleteItem") | {connections("POST"), connections("DELETE")},
+    # Reads a session's owner only for a connection that names no role; $connect's conditional write decides.
+    "WsAuthorizerFunction": on_table("GetItem"),
+    # The old protocol's connect-time messages go through the welcome function.
+    "WsConnectFunction": on_table("GetItem", "PutItem", "UpdateItem", "DeleteItem") | {connections("POST"), connections("DELETE")}
+    | {("lambda:InvokeFunction", resource({"Fn::GetAtt": ["WsWelcomeFunction", "Arn"]}))},
     "WsDisconnectFunction": on_table("GetItem", "DeleteItem", "UpdateItem") | {START_TEARDOWN},
     "WsSendAudioFunction": on_table("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem")
     | {("kinesis:PutRecord", STREAM_ARN)},
-    "WsHeartbeatFunction": set(),
+    "WsHeartbeatFunction": {connections("POST")},  # connectionRefreshRequired to the published clients
     "WsSessionControlFunction": on_table("GetItem", "UpdateItem", "Query", "BatchWriteItem")
-    | {("kinesis:PutRecord", STREAM_ARN)},
+    | {("kinesis:PutRecord", STREAM_ARN), START_TEARDOWN},  # endSession
+    "WsSessionInfoFunction": on_table("GetItem", "UpdateItem"),
+    "WsWelcomeFunction": {connections("POST")},
     "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
     "WsDefaultFunction": set(),
     "StatusBroadcastFunction": on_table("Query", "DeleteItem", "UpdateItem") | {connections("POST")}

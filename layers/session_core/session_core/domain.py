@@ -19,6 +19,10 @@ SESSION_STATUSES: tuple[str, ...] = ("active", "paused", "ended")
 ACTIVE, PAUSED, ENDED = SESSION_STATUSES
 ROLES: tuple[str, ...] = ("speaker", "listener")
 SPEAKER, LISTENER = ROLES
+# The protocols a connection may speak (api/dialects/): this service's own; the published hybrid
+# front-end's (no role in its query); the old protocol's (an `action` in its query).
+DIALECTS: tuple[str, ...] = ("native", "hybrid", "old")
+NATIVE, HYBRID, OLD = DIALECTS
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectionContext:
@@ -29,7 +33,8 @@ class ConnectionContext:
     role: str
     userId: str = ""  # empty for anonymous listeners
     targetLanguage: str = ""
-    legacy: bool = False
+    legacy: bool = False  # the session lives as long as this (speaker) connection: created over the WebSocket
+    dialect: str = NATIVE
 
     @classmethod
     def from_authorizer(cls, context: Mapping) -> ConnectionContext:
@@ -38,13 +43,16 @@ class ConnectionContext:
         role = context.get("role")
         if role not in ROLES:
             raise ValueError("no role")
+        dialect = context.get("dialect", NATIVE)
+        if dialect not in DIALECTS:
+            raise ValueError("no dialect")
         legacy = context.get("legacy", False)
         if isinstance(legacy, str) and legacy in ("true", "false"):
             legacy = legacy == "true"
         texts = {name: context.get(name, "") for name in ("sessionId", "userId", "targetLanguage")}
         if not isinstance(legacy, bool) or not all(isinstance(value, str) for value in texts.values()):
             raise ValueError("not an authorizer context")
-        return cls(role=role, legacy=legacy, **texts)
+        return cls(role=role, legacy=legacy, dialect=dialect, **texts)
 
     def as_authorizer_context(self) -> dict:
         return asdict(self)

@@ -25,7 +25,7 @@ MESSAGES = {
     "SERVICE_UNAVAILABLE": "The service is busy; retry with backoff.",
     # WebSocket-only refusals.
     "INVALID_MESSAGE": "Messages are JSON objects with an \"action\" field.",
-    "UNKNOWN_ACTION": "Unknown action; use sendAudio, heartbeat, pause, resume or createSession.",
+    "UNKNOWN_ACTION": "Unknown action; use sendAudio, heartbeat, pause, resume, mute, unmute or createSession.",
     "INVALID_SEQ": "seq must be a non-negative integer.",
     "INVALID_AUDIO": "data must be base64-encoded audio.",
     "AUDIO_TOO_LARGE": "The audio chunk is larger than the allowed size.",
@@ -34,6 +34,10 @@ MESSAGES = {
     "LEGACY_CREATION_DISABLED": "Creating sessions over the WebSocket is switched off; use POST /sessions.",
     "ALREADY_IN_SESSION": "This connection already belongs to a session.",
     "SESSION_MISMATCH": "sessionId must be the session of this connection.",
+    "LISTENER_ONLY": "Only a listener chooses a language.",
+    "UNSUPPORTED_LANGUAGE": "targetLanguage must be one of the supported language codes (ISO 639-1, such as 'es').",
+    "REFRESH_NEEDS_NEW_CONNECTION": "A connection cannot outlive its 2 hours: open a new connection with the same "
+                                    "query, send refreshConnection on it, then close this one.",
 }
 
 
@@ -99,3 +103,6 @@ class VersionConflict(_Conflict, code="VERSION_CONFLICT"): ...
 class IdempotencyKeyReused(_Conflict, code="IDEMPOTENCY_KEY_REUSED"): ...
 class RequestInProgress(_Conflict, code="REQUEST_IN_PROGRESS"): ...
 class AlreadyInSession(_Conflict, code="ALREADY_IN_SESSION"): ...
+class ListenerOnly(_Refused, code="LISTENER_ONLY"): ...
+class UnsupportedLanguage(_BadRequest, code="UNSUPPORTED_LANGUAGE"): ...
+class RefreshNeedsNewConnection(_BadRequest, code="REFRESH_NEEDS_NEW_CONNECTION"): ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, model_validator
 
 from .domain import QUALITY_TIERS, SESSION_STATUSES, SUPPORTED_LANGUAGES
 
@@ -17,8 +17,8 @@ QualityTier = Literal[QUALITY_TIERS]
 SessionStatus = Literal[SESSION_STATUSES]
 
 __all__ = ["DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTIAL_RESULTS", "SUPPORTED_LANGUAGES",
-           "CreateSessionRequest", "Language", "MaxBufferTimeout", "MinStabilityThreshold", "QualityTier",
-           "Session", "SessionStatus", "UpdateSessionRequest"]
+           "CreateSessionRequest", "Language", "LegacyCreateSession", "MaxBufferTimeout", "MinStabilityThreshold",
+           "QualityTier", "Session", "SessionStatus", "UpdateSessionRequest"]
 
 
 # The transcription pipeline's partial-results settings, kept on the session and
@@ -42,6 +42,28 @@ class CreateSessionRequest(_Body):
     partialResultsEnabled: bool = DEFAULT_PARTIAL_RESULTS
     minStabilityThreshold: MinStabilityThreshold = DEFAULT_MIN_STABILITY
     maxBufferTimeout: MaxBufferTimeout = DEFAULT_MAX_BUFFER_TIMEOUT
+
+
+# The old createSession message's body (api/dialects/renamed.py).
+def _true_or_false(value: object) -> object:
+    # Old clients send partialResults as a boolean or as the strings "true" / "false".
+    return {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+
+
+class LegacyCreateSession(BaseModel):
+    # Strict like the new bodies (no "0.8" for 0.8); fields it does not name were dropped by accept().
+    model_config = ConfigDict(strict=True, frozen=True, defer_build=True)  # built by the first createSession
+
+    sourceLanguage: Language
+    qualityTier: QualityTier = "standard"
+    partialResults: Annotated[bool, BeforeValidator(_true_or_false)] = DEFAULT_PARTIAL_RESULTS
+    minStability: MinStabilityThreshold = DEFAULT_MIN_STABILITY
+    maxBufferTimeout: MaxBufferTimeout = DEFAULT_MAX_BUFFER_TIMEOUT
+
+    def as_create_request(self) -> CreateSessionRequest:
+        return CreateSessionRequest(sourceLanguage=self.sourceLanguage, qualityTier=self.qualityTier,
+                                    partialResultsEnabled=self.partialResults,
+                                    minStabilityThreshold=self.minStability, maxBufferTimeout=self.maxBufferTimeout)
 
 
 class UpdateSessionRequest(_Body):
@@ -84,6 +106,19 @@ class Session(BaseModel):
     resumedAt: int | None = None
     # Internal bookkeeping, never part of the API body.
     bufferedChunks: NonNegativeInt = Field(0, exclude=True)
+    # Muted by its speaker (WebSocket mute/unmute): audio is dropped, listeners are told.
+    muted: bool = Field(False, exclude=True)
+    # Listeners by the language they hear; "" is the source language (data/connections.py counts them).
+    languageCounts: dict[str, int] = Field(default_factory=dict, exclude=True)
+
+    def language_distribution(self) -> dict[str, int]:
+        """Listeners by language, the source language under its own code."""
+        shares: dict[str, int] = {}
+        for language, count in self.languageCounts.items():
+            if count > 0:
+                code = language or self.sourceLanguage
+                shares[code] = shares.get(code, 0) + count
+        return shares
 
     def is_expired(self, now: int) -> bool:
         return self.expiresAt <= now

@@ -46,7 +46,7 @@ def authorizer_handler(admit: Callable[[dict[str, str], str | None], ConnectionC
             logger.info("request", extra={**shape, "outcome": "refused", "reason": refusal.message})
             metric("ConnectionRefused", reason=refusal.message)
             return _policy("Deny", event["methodArn"], "anonymous")
-        logger.info("request", extra={**shape, "outcome": "allowed", "legacy": who.legacy})
+        logger.info("request", extra={**shape, "outcome": "allowed", "legacy": who.legacy, "dialect": who.dialect})
         return _policy("Allow", event["methodArn"], who.userId or "anonymous", who.as_authorizer_context())
 
     return lambda_handler

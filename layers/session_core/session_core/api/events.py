@@ -32,3 +32,16 @@ def stream_consumer(work: Callable[[list[dict]], dict]) -> Callable[[dict, objec
         logger.info("request", extra={"records": len(records), **work(records)})
 
     return lambda_handler
+
+
+def welcome_step() -> Callable[[dict, object], None]:
+    """The Lambda entry point of the welcome function: {"connectionId", "message"} from $connect, delivered
+    once the connection is established (usecases/welcome.py)."""
+    from ..usecases import welcome
+
+    @observed()
+    def lambda_handler(event: dict, context: object) -> None:
+        logger.append_keys(connectionId=event.get("connectionId"))
+        welcome.deliver(event["connectionId"], event["message"])
+
+    return lambda_handler

@@ -26,6 +26,7 @@ class WsRequest:
     connection: ConnectionContext
     body: str | None
     query: dict[str, str]
+    connected_at_ms: int = 0  # when API Gateway accepted the connection
 
     @classmethod
     def from_event(cls, event: dict) -> "WsRequest":
@@ -42,6 +43,7 @@ class WsRequest:
             connection=connection,
             body=event.get("body"),
             query=event.get("queryStringParameters") or {},
+            connected_at_ms=int(context.get("connectedAt") or 0),
         )
 
     def message(self) -> dict:
@@ -120,3 +122,15 @@ def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bo
 def require_speaker(request: WsRequest) -> None:
     if request.connection.role != SPEAKER:
         raise errors.SpeakerOnly()
+
+
+def status_reply(session) -> dict:
+    """The status message of this service's own vocabulary (also what the table stream broadcasts)."""
+    return status_message(session.sessionId, session.status, session.listenerCount, session.muted)
+
+
+def status_message(session_id: str, status: str, listener_count: int, muted: bool) -> dict:
+    message = {"type": "status", "sessionId": session_id, "status": status, "listenerCount": listener_count}
+    if muted:
+        message["muted"] = True  # only while muted: the message is unchanged for clients that never mute
+    return message

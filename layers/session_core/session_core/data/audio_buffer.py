@@ -1,7 +1,10 @@
-"""Audio kept while a session is paused (pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<seq>"; see
+"""Audio kept while a session is paused (pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<tag>"; see
 table.py), counted on the session item (bufferedChunks) so that a resume knows there is something to forward."""
 
 from __future__ import annotations
+
+import base64
+import json
 
 from ..domain import PAUSED
 from .table import (
@@ -18,15 +21,14 @@ from .table import (
 BUFFER_TTL_SECONDS = 3600
 
 
-def keep(session_id: str, seq: int, data: str, received_ms: int) -> bool:
+def keep(session_id: str, chunk: dict, received_ms: int) -> bool:
     """Keeps the chunk, then counts it on the session while it is still paused. Two single-item writes,
     not a transaction: a transaction on the session item conflicts with every other write to it.
 
     False: the session was resumed (or ended) between the caller's read and this write; the caller
     takes the chunk back (take_back)."""
-    key = buffer_key(session_id, received_ms, seq)
-    request("put_item", Item={**key, "seq": {"N": str(seq)}, "data": {"S": data},
-                              "receivedAtMs": {"N": str(received_ms)},
+    key = buffer_key(session_id, received_ms, chunk["tag"])
+    request("put_item", Item={**key, "chunk": {"S": json.dumps(chunk)}, "receivedAtMs": {"N": str(received_ms)},
                               "expiresAt": {"N": str(received_ms // 1000 + BUFFER_TTL_SECONDS)}})
     try:
         request("update_item", Key=session_key(session_id), UpdateExpression="ADD bufferedChunks :one",
@@ -37,9 +39,9 @@ def keep(session_id: str, seq: int, data: str, received_ms: int) -> bool:
     return True
 
 
-def take_back(session_id: str, seq: int, received_ms: int) -> bool:
+def take_back(session_id: str, tag: str, received_ms: int) -> bool:
     """Deletes a chunk `keep` could not count; True if it was still there (no flush forwarded it)."""
-    return "Attributes" in request("delete_item", Key=buffer_key(session_id, received_ms, seq), ReturnValues="ALL_OLD")
+    return "Attributes" in request("delete_item", Key=buffer_key(session_id, received_ms, tag), ReturnValues="ALL_OLD")
 
 
 def claim(session_id: str, seen: int) -> bool:
@@ -54,11 +56,18 @@ def claim(session_id: str, seen: int) -> bool:
 
 
 def chunks(session_id: str):
-    """The kept chunks, oldest first: (key, seq, data, receivedAtMs)."""
+    """The kept chunks, oldest first: (key, the chunk as kept, receivedAtMs)."""
     for page in query_items(session_partition(session_id), BUFFER_PREFIX, ConsistentRead=True):
         for item in page.get("Items", []):
-            yield ({"pk": item["pk"], "sk": item["sk"]}, int(item["seq"]["N"]), item["data"]["S"],
-                   int(item["receivedAtMs"]["N"]))
+            yield {"pk": item["pk"], "sk": item["sk"]}, _chunk(item), int(item["receivedAtMs"]["N"])
+
+
+def _chunk(item: dict) -> dict:
+    if "chunk" in item:
+        return json.loads(item["chunk"]["S"])
+    # Kept by the release before chunks without a seq existed (a deploy during a pause): seq and data only.
+    data = item["data"]["S"]
+    return {"data": data, "size": len(base64.b64decode(data)), "seq": int(item["seq"]["N"])}
 
 
 def drop(keys: list[dict]) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 
 from .. import errors
-from ..domain import ENDED, LISTENER, SPEAKER
+from ..domain import ENDED, LISTENER, NATIVE, SPEAKER
 from ..platform.observability import logger
 from .table import (
     CONNECTION_PREFIX,
     ConditionFailed,
     connection_key,
+    language_count,
     legacy_key,
     query_items,
     request,
@@ -37,7 +38,7 @@ _LIVE = "attribute_exists(pk) AND #status <> :ended AND expiresAt > :now"
 
 
 def _connection_item(session_id: str, connection_id: str, role: str, user_id: str, target_language: str,
-                     now: int) -> dict:
+                     now: int, dialect: str) -> dict:
     return {
         **connection_key(session_id, connection_id),
         "connectionId": {"S": connection_id},
@@ -45,17 +46,19 @@ def _connection_item(session_id: str, connection_id: str, role: str, user_id: st
         "role": {"S": role},
         "userId": {"S": user_id},
         "targetLanguage": {"S": target_language},
+        "dialect": {"S": dialect},
         "connectedAt": {"N": str(now)},
         "expiresAt": {"N": str(now + CONNECTION_TTL_SECONDS)},
     }
 
 
 def _join_session(session_id: str, now: int, update: str, condition: str, values: dict, *,
-                  speaker_id: str | None = None, **more) -> dict:
+                  speaker_id: str | None = None, names: dict | None = None, **more) -> dict:
     """The join's conditional write to the live session; its refusal told from the session item."""
     try:
         return request("update_item", Key=session_key(session_id), UpdateExpression=update,
-                       ConditionExpression=f"{_LIVE} AND {condition}", ExpressionAttributeNames={"#status": "status"},
+                       ConditionExpression=f"{_LIVE} AND {condition}",
+                       ExpressionAttributeNames={"#status": "status", **(names or {})},
                        ExpressionAttributeValues={":ended": {"S": ENDED}, ":now": {"N": str(now)}, **values},
                        ReturnValuesOnConditionCheckFailure="ALL_OLD", **more)
     except ConditionFailed as failed:
@@ -63,16 +66,21 @@ def _join_session(session_id: str, now: int, update: str, condition: str, values
         raise refusal or errors.SessionFull() from None  # a listener's last condition: the cap
 
 
-def add_listener(session_id: str, connection_id: str, user_id: str, target_language: str, max_listeners: int) -> None:
+def add_listener(session_id: str, connection_id: str, user_id: str, target_language: str, max_listeners: int,
+                 dialect: str) -> dict | None:
+    """Records and counts the listener (in all and by language); the session item as it now is, or None if
+    this connection had joined already (a retried $connect)."""
     now = int(time.time())
     try:
         request("put_item", ConditionExpression="attribute_not_exists(pk)",
-                Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now))
+                Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now, dialect))
     except ConditionFailed:
-        return  # the same connection joined already (a retried $connect)
+        return None
     try:
-        _join_session(session_id, now, "ADD listenerCount :one", "listenerCount < :cap",
-                      {":one": {"N": "1"}, ":cap": {"N": str(max_listeners)}})
+        return _join_session(session_id, now, "ADD listenerCount :one, #language :one", "listenerCount < :cap",
+                             {":one": {"N": "1"}, ":cap": {"N": str(max_listeners)}},
+                             names={"#language": language_count(target_language)},
+                             ReturnValues="ALL_NEW")["Attributes"]
     except errors.ServiceError:
         _undo_join(session_id, connection_id)
         raise
@@ -87,43 +95,73 @@ def _undo_join(session_id: str, connection_id: str) -> None:
         logger.warning("uncounted connection record left behind")
 
 
-def add_speaker(session_id: str, connection_id: str, user_id: str) -> str | None:
-    """Makes this connection the session's speaker; returns the one it replaces."""
+def add_speaker(session_id: str, connection_id: str, user_id: str, dialect: str) -> tuple[str | None, dict]:
+    """Makes this connection the session's speaker: the connection it replaces (or None) and the session item."""
     now = int(time.time())
-    result = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
-                           {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
-                           ReturnValues="UPDATED_OLD")
-    request("put_item", Item=_connection_item(session_id, connection_id, SPEAKER, user_id, "", now))
-    previous = result.get("Attributes", {}).get("speakerConnectionId", {}).get("S")
-    return previous if previous != connection_id else None
+    item = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
+                         {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
+                         ReturnValues="ALL_OLD")["Attributes"]
+    request("put_item", Item=_connection_item(session_id, connection_id, SPEAKER, user_id, "", now, dialect))
+    previous = item.pop("speakerConnectionId", {}).get("S")
+    return (previous if previous != connection_id else None), item
 
 
 def remove(session_id: str, connection_id: str, role: str) -> bool:
-    """Deletes the connection record and counts a listener off; False if it was already gone."""
+    """Deletes the connection record and counts a listener off; False if it was already gone. A speaker's:
+    True only if it was still the session's speaker (no newer connection of the speaker took over)."""
     if role != LISTENER:
-        existed = forget(session_id, connection_id)
-        release_speaker(session_id, connection_id)
-        return existed
-    if not forget(session_id, connection_id):
+        forget(session_id, connection_id)
+        return release_speaker(session_id, connection_id)
+    record = _forget(session_id, connection_id)
+    if record is None:
         return False
-    _update_session_if(session_id, UpdateExpression="ADD listenerCount :minus",
+    _update_session_if(session_id, UpdateExpression="ADD listenerCount :minus, #language :minus",
                        ConditionExpression="attribute_exists(pk) AND listenerCount > :zero",
+                       ExpressionAttributeNames={"#language": language_count(record["targetLanguage"]["S"])},
                        ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}})
     return True
 
 
-def release_speaker(session_id: str, connection_id: str) -> None:
-    """Clears the session's speaker, unless a newer speaker connection took over already."""
-    _update_session_if(session_id, UpdateExpression="REMOVE speakerConnectionId",
-                       ConditionExpression="speakerConnectionId = :conn",
-                       ExpressionAttributeValues={":conn": {"S": connection_id}})
+def release_speaker(session_id: str, connection_id: str) -> bool:
+    """Clears the session's speaker, unless a newer speaker connection took over already (then False)."""
+    try:
+        request("update_item", Key=session_key(session_id), UpdateExpression="REMOVE speakerConnectionId",
+                ConditionExpression="speakerConnectionId = :conn",
+                ExpressionAttributeValues={":conn": {"S": connection_id}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    except ConditionFailed as failed:
+        # Released already (a broadcast found it gone) or nobody's: still this connection's to end.
+        return "speakerConnectionId" not in (failed.item or {})
+    return True
+
+
+def switch_language(session_id: str, connection_id: str, language: str) -> None:
+    """Moves a listener to another language: its record, then the session's counts by language.
+    Raises SessionNotFound if this listener's record is gone (its session ended)."""
+    try:
+        old = request("update_item", Key=connection_key(session_id, connection_id),
+                      UpdateExpression="SET targetLanguage = :language",
+                      ConditionExpression="attribute_exists(pk) AND #role = :listener",
+                      ExpressionAttributeNames={"#role": "role"},
+                      ExpressionAttributeValues={":language": {"S": language}, ":listener": {"S": LISTENER}},
+                      ReturnValues="UPDATED_OLD")["Attributes"]["targetLanguage"]["S"]
+    except ConditionFailed:
+        raise errors.SessionNotFound("This connection is no longer part of a session.") from None
+    if old != language:
+        _update_session_if(session_id, UpdateExpression="ADD #old :minus, #new :one",
+                           ConditionExpression="attribute_exists(pk)",
+                           ExpressionAttributeNames={"#old": language_count(old), "#new": language_count(language)},
+                           ExpressionAttributeValues={":minus": {"N": "-1"}, ":one": {"N": "1"}})
 
 
 # Teardown drops records one by one and then counts them off the session in one write.
 def forget(session_id: str, connection_id: str) -> bool:
     """Deletes a connection record without touching the session; True if it existed."""
-    return "Attributes" in request("delete_item", Key=connection_key(session_id, connection_id),
-                                   ReturnValues="ALL_OLD")
+    return _forget(session_id, connection_id) is not None
+
+
+def _forget(session_id: str, connection_id: str) -> dict | None:
+    return request("delete_item", Key=connection_key(session_id, connection_id), ReturnValues="ALL_OLD").get("Attributes")
 
 
 def release_listeners(session_id: str, count: int) -> None:
@@ -148,12 +186,14 @@ def _update_session_if(session_id: str, **update) -> bool:
 
 
 def pages(session_id: str, limit: int = 100):
-    """The session's connections, a page at a time: [{connectionId, role, connectedAt}, ...]."""
+    """The session's connections, a page at a time: [{connectionId, role, connectedAt, dialect}, ...]
+    (records written before dialects existed speak the native one)."""
     for page in query_items(session_partition(session_id), CONNECTION_PREFIX, Limit=limit,
-                            ProjectionExpression="connectionId, #role, connectedAt",
+                            ProjectionExpression="connectionId, #role, connectedAt, dialect",
                             ExpressionAttributeNames={"#role": "role"}):
         yield [{"connectionId": i["connectionId"]["S"], "role": i["role"]["S"],
-                "connectedAt": int(i.get("connectedAt", {"N": "0"})["N"])} for i in page.get("Items", [])]
+                "connectedAt": int(i.get("connectedAt", {"N": "0"})["N"]),
+                "dialect": i.get("dialect", {"S": NATIVE})["S"]} for i in page.get("Items", [])]
 
 
 # A legacy connection created its session after $connect, so the

@@ -14,13 +14,21 @@ from boto3.dynamodb.types import TypeDeserializer
 from .. import errors
 from ..domain import ACTIVE, ENDED
 from ..platform.observability import logger
-from .table import META, ConditionFailed, SessionAlreadyEnded, request, session_key, why_refused
+from .table import (
+    LANGUAGE_COUNT_PREFIX,
+    META,
+    ConditionFailed,
+    SessionAlreadyEnded,
+    request,
+    session_key,
+    why_refused,
+)
 
 if TYPE_CHECKING:
     from ..models import Session
 
-__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "create", "finish_teardown", "from_item", "get", "update",
-           "written_states"]
+__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "create", "finish_teardown", "from_item", "get", "owner_of",
+           "update", "written_states"]
 
 
 def to_item(session: Session) -> dict:
@@ -54,8 +62,10 @@ def from_item(item: dict) -> Session:
     from ..models import Session
 
     # boto3's own reading of the attribute types; numbers come as Decimal, which the model converts.
-    return Session.model_validate({name: _DESERIALIZER.deserialize(item[name])
-                                   for name in Session.model_fields if name in item})
+    fields = {name: _DESERIALIZER.deserialize(item[name]) for name in Session.model_fields if name in item}
+    fields["languageCounts"] = {name[len(LANGUAGE_COUNT_PREFIX):]: int(value["N"]) for name, value in item.items()
+                                if name.startswith(LANGUAGE_COUNT_PREFIX) and "N" in value}
+    return Session.model_validate(fields)
 
 
 class SessionIdTaken(Exception):
@@ -77,14 +87,21 @@ def get(session_id: str, now: int) -> Session:
     return from_item(item)
 
 
-def update(session_id: str, caller_id: str, changes: dict[str, str], now: int,
+def owner_of(session_id: str) -> str | None:
+    """The session's speaker (its creator), or None if there is no such session."""
+    item = request("get_item", Key=session_key(session_id), ProjectionExpression="speakerId").get("Item")
+    return item["speakerId"]["S"] if item else None
+
+
+def update(session_id: str, caller_id: str, changes: dict[str, str | bool], now: int,
            expected_version: int | None = None) -> Session:
     """Applies `changes` if the caller owns the live, not-ended session.
 
     Raises SessionNotFound, Forbidden, SessionAlreadyEnded or VersionConflict,
     decided from the item DynamoDB returns when the condition fails.
     """
-    values = {f":{name}": {"S": value} for name, value in changes.items()}
+    values = {f":{name}": {"BOOL": value} if isinstance(value, bool) else {"S": value}
+              for name, value in changes.items()}
     sets = [f"#{name} = :{name}" for name in changes]
     if changes.get("status") == ENDED:
         sets.append("endedAt = :now")
@@ -138,17 +155,33 @@ def finish_teardown(session_id: str) -> tuple[int, int] | None:
 
 
 def written_states(records: list[dict]):
-    """Each session item write in a batch of the table's stream, in order: (sessionId, (status, listenerCount)
-    after, (status, listenerCount) before or None for a new item). Other items' writes are skipped."""
+    """Each session item write in a batch of the table's stream, in order: (sessionId, state after, state
+    before or None for a new item, listeners by language after), a state being (status, listenerCount,
+    muted). Other items' writes are skipped."""
     for record in records:
         change = record.get("dynamodb") or {}
         new, old = change.get("NewImage"), change.get("OldImage")
         # Session items only: the stream carries every write to the table.
         if not new or new.get("sk", {}).get("S") != META or "S" not in new.get("sessionId", {}):
             continue
-        before = (old.get("status", {}).get("S"), _listener_count(old)) if old else None
-        yield new["sessionId"]["S"], (new["status"]["S"], _listener_count(new)), before
+        before = (old.get("status", {}).get("S"), _listener_count(old), _muted(old)) if old else None
+        yield (new["sessionId"]["S"], (new["status"]["S"], _listener_count(new), _muted(new)), before,
+               _languages(new))
 
 
 def _listener_count(image: dict) -> int:
     return int(image.get("listenerCount", {"N": "0"})["N"])
+
+
+def _languages(image: dict) -> dict[str, int]:
+    source = image.get("sourceLanguage", {}).get("S", "")
+    shares: dict[str, int] = {}
+    for name, value in image.items():
+        if name.startswith(LANGUAGE_COUNT_PREFIX) and int(value.get("N", "0")) > 0:
+            code = name[len(LANGUAGE_COUNT_PREFIX):] or source
+            shares[code] = shares.get(code, 0) + int(value["N"])
+    return shares
+
+
+def _muted(image: dict) -> bool:
+    return image.get("muted", {"BOOL": False}).get("BOOL", False)

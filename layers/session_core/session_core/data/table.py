@@ -3,8 +3,10 @@
 Item layout (one table shared by the HTTP and WebSocket APIs):
   pk = "SESSION#<sessionId>", sk = "META"                        the session
   pk = "SESSION#<sessionId>", sk = "CONN#<connectionId>"         its connections
-  pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<seq>"  audio kept while it is paused
+  pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<tag>"  audio kept while it is paused
   pk = "LEGACY#<connectionId>", sk = "SESSION"                   a legacy connection's session
+A session item counts its listeners by language in top-level numbers "listeners_<code>" ("listeners_" alone:
+the source language), because DynamoDB's ADD works on top-level attributes only.
   pk = "idempotency#<function name>", sk = "create_session#<hash>"  idempotency records (Powertools writes them)
 """
 
@@ -33,9 +35,18 @@ def connection_key(session_id: str, connection_id: str) -> dict:
     return {"pk": session_partition(session_id), "sk": {"S": f"{CONNECTION_PREFIX}{connection_id}"}}
 
 
-def buffer_key(session_id: str, received_ms: int, seq: int) -> dict:
-    # Zero-padded, so the sort key orders chunks by arrival.
-    return {"pk": session_partition(session_id), "sk": {"S": f"{BUFFER_PREFIX}{received_ms:013d}#{seq:012d}"}}
+def buffer_key(session_id: str, received_ms: int, tag: str) -> dict:
+    # Zero-padded, so the sort key orders chunks by arrival; the tag (the zero-padded seq, or a unique
+    # token for a chunk without one) keeps two chunks of one millisecond apart.
+    return {"pk": session_partition(session_id), "sk": {"S": f"{BUFFER_PREFIX}{received_ms:013d}#{tag}"}}
+
+
+LANGUAGE_COUNT_PREFIX = "listeners_"
+
+
+def language_count(language: str) -> str:
+    """The session item attribute that counts the listeners of `language` ("" = the source language)."""
+    return f"{LANGUAGE_COUNT_PREFIX}{language}"
 
 
 def legacy_key(connection_id: str) -> dict:

@@ -34,6 +34,9 @@ class Settings:
     jwks_url: str | None
     websocket_management_url: str
     teardown_state_machine_arn: str
+    welcome_function_name: str
+    # How old a connection is when the published clients are asked to refresh it (API Gateway closes it at 2 h).
+    connection_refresh_seconds: int
     # Set by the SAM CLI in its containers; the HTTP functions then verify tokens themselves.
     sam_local: bool
 
@@ -62,6 +65,8 @@ def settings() -> Settings:
         jwks_url=_text("JWKS_URL") or None,
         websocket_management_url=_text("WEBSOCKET_MANAGEMENT_URL"),
         teardown_state_machine_arn=_text("TEARDOWN_STATE_MACHINE_ARN"),
+        welcome_function_name=_text("WELCOME_FUNCTION_NAME"),
+        connection_refresh_seconds=_whole_number("CONNECTION_REFRESH_SECONDS", 100 * 60),
         sam_local=os.environ.get("AWS_SAM_LOCAL") == "true",
     )
 

@@ -6,7 +6,14 @@
   resume, chunks at most PAUSE_BUFFER_SECONDS older than the resume are
   forwarded in arrival order before any new audio, older ones dropped and
   counted;
+- muted: dropped (counted AudioDroppedWhileMuted): a muted microphone is silence,
+  nothing reaches the pipeline and nothing is kept;
 - ended: refused with SESSION_ENDED, nothing forwarded.
+
+A chunk without a sequence number (the published clients send none) is
+forwarded with "seq": null, its own chunkId and clientTimestamp if it gave
+them; its place in the stream is the order in which its PutRecord completed
+(docs/protocols.md, "Audio order").
 """
 
 from __future__ import annotations
@@ -14,24 +21,50 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..data import audio_buffer
 from ..data import sessions as stored_sessions
 from ..domain import ACTIVE, ENDED, PAUSED
-from ..models import Session
 from ..platform.aws import call
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings
 
+if TYPE_CHECKING:  # annotations only: a session is read (and pydantic loaded) with the first chunk
+    from ..models import Session
 
-def parse_chunk(message: dict) -> tuple[int, str, int]:
-    """(seq, base64 data, decoded size) of a sendAudio message, or the error for it."""
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of the speaker's audio, as received: base64 data and what the client said of it."""
+
+    data: str
+    size: int  # decoded bytes
+    seq: int | None = None
+    chunk_id: str | None = None
+    client_timestamp: int | None = None
+    # Orders and names the chunk while it is kept during a pause: its seq, or a unique token without one.
+    tag: str = field(default_factory=lambda: f"n{secrets.token_hex(6)}")
+
+    def __post_init__(self) -> None:
+        if self.seq is not None:
+            object.__setattr__(self, "tag", f"{self.seq:012d}")
+
+
+def parse_chunk(message: dict) -> Chunk:
+    """The chunk of a sendAudio message {seq, data}, or the error for it."""
     seq = message.get("seq")
     if type(seq) is not int or seq < 0:
         raise errors.InvalidSeq()
-    data = message.get("data")
+    return chunk(message.get("data"), seq=seq)
+
+
+def chunk(data: object, **said) -> Chunk:
+    """A chunk of base64 audio within the size limit, or INVALID_AUDIO / AUDIO_TOO_LARGE."""
     if not isinstance(data, str) or not data:
         raise errors.InvalidAudio()
     # Cheap bound before decoding: 4 base64 characters carry 3 bytes.
@@ -44,20 +77,23 @@ def parse_chunk(message: dict) -> tuple[int, str, int]:
         raise errors.InvalidAudio() from None
     if size > limit:
         raise errors.AudioTooLarge()
-    return seq, data, size
+    return Chunk(data, size, **said)
 
 
-def receive(session_id: str, seq: int, data: str) -> None:
+def receive(session_id: str, chunk: Chunk) -> None:
     now_ms = int(time.time() * 1000)
     session = stored_sessions.get(session_id, now_ms // 1000)
     if session.status == ENDED:
         raise errors.SessionEnded()
+    if session.muted:
+        metric("AudioDroppedWhileMuted")
+        return
     if session.status == PAUSED:
-        _buffer(session, seq, data, now_ms)
+        _buffer(session, chunk, now_ms)
         return
     if session.bufferedChunks:
         flush(session)
-    _forward(session, [(seq, data, now_ms)])
+    _forward(session, [(chunk, now_ms)])
 
 
 def flush(session: Session) -> None:
@@ -69,10 +105,10 @@ def flush(session: Session) -> None:
         return  # another invocation is flushing
     oldest_kept_ms = ((session.resumedAt or 0) - settings().pause_buffer_seconds) * 1000
     chunks, keys, dropped = [], [], 0
-    for key, seq, data, received_ms in audio_buffer.chunks(session.sessionId):
+    for key, kept, received_ms in audio_buffer.chunks(session.sessionId):
         keys.append(key)
         if received_ms >= oldest_kept_ms:
-            chunks.append((seq, data, received_ms))
+            chunks.append((Chunk(**kept), received_ms))
         else:
             dropped += 1
     _forward(session, chunks)
@@ -82,49 +118,56 @@ def flush(session: Session) -> None:
     logger.info("paused audio flushed", extra={"forwarded": len(chunks), "dropped": dropped})
 
 
-def _buffer(session: Session, seq: int, data: str, now_ms: int) -> None:
-    if audio_buffer.keep(session.sessionId, seq, data, now_ms):
+def _buffer(session: Session, chunk: Chunk, now_ms: int) -> None:
+    if audio_buffer.keep(session.sessionId, _kept(chunk), now_ms):
         metric("AudioChunksBuffered")
         return
     # Resumed (or ended) between our read and write. Whoever deletes the kept chunk forwards it:
     # a flush that found it already did; if it is still here, it takes the live path.
-    if audio_buffer.take_back(session.sessionId, seq, now_ms):
-        receive(session.sessionId, seq, data)
+    if audio_buffer.take_back(session.sessionId, chunk.tag, now_ms):
+        receive(session.sessionId, chunk)
 
 
-def _forward(session: Session, chunks: list[tuple[int, str, int]]) -> None:
+def _kept(chunk: Chunk) -> dict:
+    return {"data": chunk.data, "size": chunk.size, "seq": chunk.seq, "chunk_id": chunk.chunk_id,
+            "client_timestamp": chunk.client_timestamp, "tag": chunk.tag}
+
+
+def _forward(session: Session, chunks: list[tuple[Chunk, int]]) -> None:
     """One PutRecord per chunk, each ordered after the previous one. Counts what
     reached the stream (AudioChunksForwarded, AudioBytesForwarded: decoded bytes),
     live or flushed after a pause, even if a later chunk of the batch fails."""
     previous = None
     forwarded = forwarded_bytes = 0
     try:
-        for seq, data, received_ms in chunks:
-            previous = _put(session, seq, data, received_ms, previous)
+        for chunk, received_ms in chunks:
+            previous = _put(session, chunk, received_ms, previous)
             forwarded += 1
-            forwarded_bytes += _decoded_size(data)
+            forwarded_bytes += chunk.size
     finally:
         if forwarded:
             metric("AudioChunksForwarded", forwarded)
             metric("AudioBytesForwarded", forwarded_bytes, MetricUnit.Bytes)
 
 
-def _decoded_size(data: str) -> int:
-    # parse_chunk validated it as padded base64 without whitespace.
-    return len(data) * 3 // 4 - len(data[-2:]) + len(data[-2:].rstrip("="))
-
-
-def _put(session: Session, seq: int, data: str, received_ms: int, previous: str | None) -> str:
-    record = json.dumps({
-        "sessionId": session.sessionId, "seq": seq,
+def _put(session: Session, chunk: Chunk, received_ms: int, previous: str | None) -> str:
+    record = {
+        "sessionId": session.sessionId, "seq": chunk.seq,
         "receivedAt": received_ms, "forwardedAt": int(time.time() * 1000),
         "sourceLanguage": session.sourceLanguage, "qualityTier": session.qualityTier,
         # The partial-results settings, so the pipeline honours the speaker's choice.
         "partialResultsEnabled": session.partialResultsEnabled,
         "minStabilityThreshold": session.minStabilityThreshold, "maxBufferTimeout": session.maxBufferTimeout,
-        "audio": data,
-    }).encode()
-    request = {"StreamName": settings().audio_stream_name, "PartitionKey": session.sessionId, "Data": record}
+        # The languages someone listens to now (switchLanguage moves a listener), for the pipeline to produce.
+        "listenerLanguages": sorted(session.language_distribution()),
+        "audio": chunk.data,
+    }
+    if chunk.chunk_id is not None:
+        record["chunkId"] = chunk.chunk_id
+    if chunk.client_timestamp is not None:
+        record["clientTimestamp"] = chunk.client_timestamp
+    request = {"StreamName": settings().audio_stream_name, "PartitionKey": session.sessionId,
+               "Data": json.dumps(record).encode()}
     if previous:
         request["SequenceNumberForOrdering"] = previous
     return call("kinesis", "put_record", **request)["SequenceNumber"]
@@ -135,3 +178,8 @@ def set_status(session_id: str, speaker_id: str, status: str) -> Session:
     session = stored_sessions.update(session_id, speaker_id, {"status": status}, int(time.time()))
     flush(session)
     return session
+
+
+def set_muted(session_id: str, speaker_id: str, muted: bool) -> Session:
+    """mute/unmute from the speaker's socket: while muted, audio is dropped (see receive)."""
+    return stored_sessions.update(session_id, speaker_id, {"muted": muted}, int(time.time()))

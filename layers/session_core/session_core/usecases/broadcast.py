@@ -1,5 +1,6 @@
-"""Status messages to every socket of a session when its status or listener
-count changes, whoever changed it (HTTP, WebSocket, teardown).
+"""Status messages to every socket of a session when its status, listener
+count or mute changes, whoever changed it (HTTP, WebSocket, teardown), each in
+its connection's dialect (the caller shapes them: api/dialects/).
 
 Fed by the table's stream: a batch is reduced to the latest state of each
 session, so a burst of joins costs one message per socket, not one per join.
@@ -8,6 +9,7 @@ session, so a burst of joins costs one message per socket, not one per join.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -32,28 +34,54 @@ class Delivery(NamedTuple):
     connecting: int  # answered 410 while possibly still connecting: record kept
 
 
-def changed_sessions(records: list[dict]) -> dict[str, dict]:
-    """sessionId -> status message, for session items whose status or listener count changed."""
-    latest: dict[str, dict] = {}
-    for session_id, (status, count), before in stored_sessions.written_states(records):
+class StatusChange(NamedTuple):
+    """A session's new state, and what it was before the batch (None: a new session)."""
+
+    sessionId: str
+    status: str
+    listenerCount: int
+    muted: bool
+    languages: dict[str, int]  # listeners by language
+    before: tuple[str, int, bool] | None  # (status, listenerCount, muted)
+
+    def status_changed(self) -> bool:
+        return self.before is None or self.before[0] != self.status
+
+    def muted_changed(self) -> bool:
+        return self.before is not None and self.before[2] != self.muted
+
+
+# What a connection ({connectionId, role, connectedAt, dialect}) is told of a change; None: nothing.
+Shape = Callable[[dict, StatusChange], "dict | None"]
+
+
+def changed_sessions(records: list[dict]) -> dict[str, StatusChange]:
+    """sessionId -> its change, for session items whose status, listener count or mute changed in the batch."""
+    first: dict[str, tuple | None] = {}
+    latest: dict[str, StatusChange] = {}
+    for session_id, (status, count, muted), before, languages in stored_sessions.written_states(records):
+        first.setdefault(session_id, before)
         if status == ENDED:
             latest.pop(session_id, None)  # teardown says goodbye instead
             continue
-        if before == (status, count):
+        if first[session_id] == (status, count, muted):
+            latest.pop(session_id, None)  # back where the batch found it
             continue
-        latest[session_id] = {"type": "status", "sessionId": session_id, "status": status, "listenerCount": count}
+        latest[session_id] = StatusChange(session_id, status, count, muted, languages, first[session_id])
     return latest
 
 
-def broadcast(session_id: str, message: dict) -> Delivery:
-    """Posts `message` to each connection of the session; drops the gone ones.
-    A gone listener whose record this removed counts as ListenerLeft (its own
-    $disconnect then finds nothing, so each leave counts once)."""
+def broadcast(session_id: str, message: dict | Callable[[dict], dict | None]) -> Delivery:
+    """Posts `message` (or what it makes of each connection) to each connection of the session; drops the
+    gone ones. A gone listener whose record this removed counts as ListenerLeft (its own $disconnect then
+    finds nothing, so each leave counts once)."""
     sent = gone = connecting = listeners_left = 0
     connecting_since = int(time.time()) - CONNECTING_SECONDS
+    shaped = message if callable(message) else (lambda connection: message)
     with ThreadPoolExecutor(POST_THREADS) as pool:
         for page in stored_connections.pages(session_id):
-            results = pool.map(lambda c: (c, management.offer(c["connectionId"], message)), page)
+            told = [(c, m) for c in page if (m := shaped(c)) is not None]
+            results = pool.map(lambda pair: (pair[0], management.offer(pair[0]["connectionId"], pair[1])), told)
             for connection, delivered in results:
                 if delivered:
                     sent += 1
@@ -70,12 +98,13 @@ def broadcast(session_id: str, message: dict) -> Delivery:
     return Delivery(sent, gone, connecting)
 
 
-def broadcast_changes(records: list[dict]) -> dict:
-    """Tells the sockets of each session the stream records changed its new state; the batch's summary."""
+def broadcast_changes(records: list[dict], shape: Shape) -> dict:
+    """Tells the sockets of each session the stream records changed its new state, each as `shape` says;
+    the batch's summary."""
     changed = changed_sessions(records)
     sent = gone = 0
-    for session_id, message in changed.items():
-        delivery = broadcast(session_id, message)
+    for session_id, change in changed.items():
+        delivery = broadcast(session_id, lambda connection, change=change: shape(connection, change))
         sent, gone = sent + delivery.sent, gone + delivery.gone
         logger.info("status broadcast", extra={"sessionId": session_id, **delivery._asdict()})
     return {"sessions": len(changed), "sent": sent, "gone": gone}

@@ -1,13 +1,14 @@
-"""Joining and leaving a session over the WebSocket, and the legacy way of
-creating a session from a speaker connection."""
+"""Joining and leaving a session over the WebSocket, a listener's language, and
+the legacy way of creating a session from a speaker connection."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from .. import errors
 from ..data import connections as stored_connections
-from ..domain import SPEAKER, ConnectionContext
+from ..domain import LISTENER, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
 from ..platform import management
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
@@ -16,27 +17,36 @@ if TYPE_CHECKING:  # pydantic's models: $connect and $disconnect start without t
     from ..models import CreateSessionRequest, Session
 
 
-def join(connection_id: str, who: ConnectionContext) -> None:
-    """Records the connection. A second speaker connection replaces the first
-    (a reconnecting speaker must not be locked out by its own dead socket)."""
-    if who.legacy:
-        return  # no session yet: createSession links one
+def join(connection_id: str, who: ConnectionContext, *, describe: bool = False,
+         refreshing: bool = False) -> Session | None:
+    """Records the connection. A second speaker connection replaces the first (a reconnecting speaker
+    must not be locked out by its own dead socket): the first is told and closed, unless this one is
+    its refresh (the client closes the old one itself once the new one is complete).
+    With `describe`, the session as the join left it (read from the join's own write)."""
+    if who.legacy and not who.sessionId:
+        return None  # no session yet: createSession links one
     if who.role == SPEAKER:
-        previous = stored_connections.add_speaker(who.sessionId, connection_id, who.userId)
-        if previous:
+        previous, item = stored_connections.add_speaker(who.sessionId, connection_id, who.userId, who.dialect)
+        if previous and not refreshing:
             logger.info("speaker connection replaced", extra={"previousConnectionId": previous})
             management.post(previous, {"type": "error", "code": "SPEAKER_REPLACED",
                                        "message": "Another connection of this speaker took over the session."})
             management.disconnect(previous)
-        return
-    stored_connections.add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
-                               settings().max_listeners)
-    metric("ListenerJoined")
+    else:
+        item = stored_connections.add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
+                                               settings().max_listeners, who.dialect)
+        metric("ListenerJoined")
+    if not describe:
+        return None
+    from ..data.sessions import from_item, get
+
+    # A retried $connect recorded nothing new and read nothing: read the session.
+    return from_item(item) if item else get(who.sessionId, _now())
 
 
 def leave(connection_id: str, who: ConnectionContext) -> None:
-    """Removes the connection. The session stays, except a legacy session,
-    which lived exactly as long as the socket that created it."""
+    """Removes the connection. The session stays, except one created over the WebSocket, which lives as
+    long as its speaker's connection: it ends when that connection closes (not a replaced one's)."""
     session_id = session_of(connection_id, who, required=False)
     if not session_id:
         return
@@ -47,7 +57,8 @@ def leave(connection_id: str, who: ConnectionContext) -> None:
         from .sessions import end_session
 
         stored_connections.unlink_legacy(connection_id)
-        end_session(session_id, who.userId)
+        if removed:
+            end_session(session_id, who.userId)
 
 
 def session_of(connection_id: str, who: ConnectionContext, required: bool = True) -> str | None:
@@ -57,12 +68,22 @@ def session_of(connection_id: str, who: ConnectionContext, required: bool = True
     return session_id
 
 
+def switch_language(connection_id: str, who: ConnectionContext, language: object) -> str:
+    """Moves a listener to another target language (its record and the session's counts by language)."""
+    if who.role != LISTENER:
+        raise errors.ListenerOnly()
+    if language not in SUPPORTED_LANGUAGES:
+        raise errors.UnsupportedLanguage()
+    stored_connections.switch_language(session_of(connection_id, who), connection_id, language)
+    return language
+
+
 def create_legacy_session(connection_id: str, who: ConnectionContext, request: CreateSessionRequest) -> Session:
     from .sessions import WEBSOCKET_API, create_session, end_session
 
     if who.role != SPEAKER:
         raise errors.SpeakerOnly()
-    if not who.legacy or stored_connections.legacy_session_of(connection_id):
+    if not who.legacy or who.sessionId or stored_connections.legacy_session_of(connection_id):
         raise errors.AlreadyInSession()
     session = create_session(who.userId, request, api=WEBSOCKET_API)
     try:
@@ -70,6 +91,10 @@ def create_legacy_session(connection_id: str, who: ConnectionContext, request: C
     except errors.AlreadyInSession:
         end_session(session.sessionId, who.userId, disconnect_sockets=False)  # lost a race; no sockets yet
         raise
-    stored_connections.add_speaker(session.sessionId, connection_id, who.userId)
+    stored_connections.add_speaker(session.sessionId, connection_id, who.userId, who.dialect)
     metric("LegacySessionCreation")
     return session
+
+
+def _now() -> int:
+    return int(time.time())

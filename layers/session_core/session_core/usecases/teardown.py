@@ -47,8 +47,9 @@ def disconnect_batch(session_id: str, connections: list[dict]) -> int:
     A connection that is already gone (410) counts as closed. Raises on any
     other failure so the workflow retries the batch; a retry finds the records
     gone, counts nothing again and re-posts, which a socket survives."""
-    message = {"type": "sessionEnded", "sessionId": session_id,
-               "message": "The speaker ended this session."}
+    # `reason`: what the published clients read (the hybrid type file); `message`: what people read.
+    message = {"type": "sessionEnded", "sessionId": session_id, "reason": "ended",
+               "message": "The speaker ended this session.", "timestamp": int(time.time() * 1000)}
     ids = [connection["connectionId"]["S"] for connection in connections]
 
     def close(connection_id: str) -> None:

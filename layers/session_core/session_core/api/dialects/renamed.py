@@ -1,6 +1,6 @@
-"""The old clients' WebSocket vocabulary (Requirement 9), served while
-LegacyWebSocketSessionCreation is enabled, each message translated to the new
-one and then held to exactly its rules, errors, pause buffer and records:
+"""The old message names (Requirement 9), understood on a connection of any
+dialect while LegacyWebSocketSessionCreation is enabled, each message translated
+to the new one and then held to exactly its rules, errors, pause buffer and records:
 
   createSession {sourceLanguage, qualityTier, partialResults, minStability, maxBufferTimeout}
       -> {"type": "sessionCreated", sessionId, sourceLanguage, qualityTier, partialResultsEnabled,
@@ -8,8 +8,8 @@ one and then held to exactly its rules, errors, pause buffer and records:
   audioChunk {sessionId, audioData, chunkIndex}   = sendAudio {seq: chunkIndex, data: audioData}
   pauseBroadcast, resumeBroadcast [sessionId]     = pause, resume
 
-Every old message counts LegacyProtocolMessage by action, answered or refused,
-so the switch-off can be planned from data; switched off, each answers
+Every old message counts LegacyProtocolMessage by dialect and action, answered or
+refused, so the switch-off can be planned from data; switched off, each answers
 LEGACY_CREATION_DISABLED. Old clients may send fields this server does not know:
 they are ignored, not refused (the new messages stay strict), and logged once per
 action and field name in an execution environment, not once per audio chunk.
@@ -20,63 +20,34 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Collection
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
-
-from .. import errors
-from ..models import (
-    DEFAULT_MAX_BUFFER_TIMEOUT,
-    DEFAULT_MIN_STABILITY,
-    DEFAULT_PARTIAL_RESULTS,
-    CreateSessionRequest,
-    Language,
-    MaxBufferTimeout,
-    MinStabilityThreshold,
-    QualityTier,
-    Session,
-)
-from ..platform.observability import logger, metric
-from ..platform.settings import settings
-from ..usecases import audio, membership
-from .validation import validated
-from .ws import WsRequest, require_speaker
+from ... import errors
+from ...domain import ACTIVE, PAUSED
+from ...platform.observability import logger, metric
+from ...platform.settings import settings
+from ...usecases import audio, membership
+from ..ws import WsRequest, require_speaker, status_reply
 
 CREATE_SESSION, AUDIO_CHUNK, PAUSE_BROADCAST, RESUME_BROADCAST = (
     "createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast")
-STATUS_FOR = {PAUSE_BROADCAST: "paused", RESUME_BROADCAST: "active"}
+STATUS_FOR = {PAUSE_BROADCAST: PAUSED, RESUME_BROADCAST: ACTIVE}
 
 # Ignored field names already logged here, bounded: names are the client's to choose.
 _LOGGED_LIMIT = 256
 _logged: set[tuple[str, str]] = set()
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
-
-def _true_or_false(value: object) -> object:
-    # Old clients send partialResults as a boolean or as the strings "true" / "false".
-    return {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+if TYPE_CHECKING:  # pydantic's models load with the first createSession, not with every function here
+    from ...models import Session
 
 
-class LegacyCreateSession(BaseModel):
-    # Strict like the new bodies (no "0.8" for 0.8); fields it does not name were dropped by accept().
-    model_config = ConfigDict(strict=True, frozen=True, defer_build=True)  # built by the first createSession
-
-    sourceLanguage: Language
-    qualityTier: QualityTier = "standard"
-    partialResults: Annotated[bool, BeforeValidator(_true_or_false)] = DEFAULT_PARTIAL_RESULTS
-    minStability: MinStabilityThreshold = DEFAULT_MIN_STABILITY
-    maxBufferTimeout: MaxBufferTimeout = DEFAULT_MAX_BUFFER_TIMEOUT
-
-    def as_create_request(self) -> CreateSessionRequest:
-        return CreateSessionRequest(sourceLanguage=self.sourceLanguage, qualityTier=self.qualityTier,
-                                    partialResultsEnabled=self.partialResults,
-                                    minStabilityThreshold=self.minStability, maxBufferTimeout=self.maxBufferTimeout)
-
-
-def accept(action: str, message: dict, fields: Collection[str]) -> dict:
+def accept(request: WsRequest, fields: Collection[str], action: str | None = None) -> dict:
     """The old message's known fields. Counts it, refuses it while the old
     vocabulary is switched off, and drops (logging once) the fields it does not know."""
-    metric("LegacyProtocolMessage", action=action)
+    message = request.message()
+    action = action or request.route_key
+    metric("LegacyProtocolMessage", action=action, dialect=request.connection.dialect)
     if not settings().legacy_creation_enabled:
         raise errors.LegacyCreationDisabled(
             None if action == CREATE_SESSION else
@@ -98,7 +69,10 @@ def _log_ignored(action: str, names: list[str]) -> None:
 
 def create_session(request: WsRequest) -> dict:
     """createSession: a session tied to this socket, answered in the old clients' format."""
-    fields = accept(CREATE_SESSION, request.message(), LegacyCreateSession.model_fields)
+    from ...models import LegacyCreateSession
+    from ..validation import validated
+
+    fields = accept(request, LegacyCreateSession.model_fields, CREATE_SESSION)
     wanted = validated(LegacyCreateSession, fields)
     session = membership.create_legacy_session(request.connection_id, request.connection,
                                                wanted.as_create_request())
@@ -114,27 +88,32 @@ def session_created(session: Session, connection_id: str) -> dict:
 
 def audio_chunk(request: WsRequest) -> None:
     """audioChunk: sendAudio with chunkIndex as the sequence number, into this connection's own session."""
-    fields = accept(AUDIO_CHUNK, request.message(), ("sessionId", "audioData", "chunkIndex"))
+    fields = accept(request, ("sessionId", "audioData", "chunkIndex"), AUDIO_CHUNK)
     require_speaker(request)
     try:
-        seq, data, _ = audio.parse_chunk({"seq": fields.get("chunkIndex"), "data": fields.get("audioData")})
+        chunk = audio.parse_chunk({"seq": fields.get("chunkIndex"), "data": fields.get("audioData")})
     except errors.InvalidSeq:
         raise errors.InvalidSeq("chunkIndex must be a non-negative integer.") from None
     except errors.InvalidAudio:
         raise errors.InvalidAudio("audioData must be base64-encoded audio.") from None
-    audio.receive(_own_session(request, fields, required=True), seq, data)
+    audio.receive(own_session(request, fields, required=True), chunk)
 
 
-def control(request: WsRequest) -> Session:
+def control(request: WsRequest) -> dict:
     """pauseBroadcast / resumeBroadcast: pause / resume; a sessionId, if sent, must be the connection's own."""
-    fields = accept(request.route_key, request.message(), ("sessionId",))
+    fields = accept(request, ("sessionId",))
     require_speaker(request)
-    return audio.set_status(_own_session(request, fields, required=False), request.connection.userId,
-                            STATUS_FOR[request.route_key])
+    return status_reply(audio.set_status(own_session(request, fields, required=False), request.connection.userId,
+                                         STATUS_FOR[request.route_key]))
 
 
-def _own_session(request: WsRequest, fields: dict, required: bool) -> str:
+def own_session(request: WsRequest, fields: dict, required: bool) -> str:
+    """The connection's session; a sessionId in the message (required or not) must be it."""
     session_id = membership.session_of(request.connection_id, request.connection)
     if (required or "sessionId" in fields) and fields.get("sessionId") != session_id:
         raise errors.NotThisSession()
     return session_id
+
+
+ROUTES = {CREATE_SESSION: create_session, AUDIO_CHUNK: audio_chunk, PAUSE_BROADCAST: control,
+          RESUME_BROADCAST: control}

@@ -1,0 +1,6 @@
+"""Delivers the message a client waits for right after its handshake, once API Gateway has established the
+connection (session_core.usecases.welcome): invoked asynchronously by $connect."""
+
+from session_core.api.events import welcome_step
+
+lambda_handler = welcome_step()

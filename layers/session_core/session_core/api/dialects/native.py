@@ -1,0 +1,53 @@
+"""This service's own WebSocket vocabulary (README "WebSocket API"): a connection that names its `role`.
+
+  sendAudio {seq, data}         audio (speaker)                  -> nothing; errors as error messages
+  pause, resume, mute, unmute   the speaker's controls           -> {"type": "status", ...}
+  heartbeat                     (functions/ws_heartbeat)         -> {"type": "heartbeatAck", "serverTime"}
+
+The old message names (renamed.py) are understood here too.
+"""
+
+from __future__ import annotations
+
+from ...domain import ACTIVE, PAUSED
+from ...usecases import audio, membership
+from ..ws import WsRequest, require_speaker, status_reply
+from ..ws import status_message as native_status
+from . import renamed
+
+
+def connect(request: WsRequest) -> None:
+    membership.join(request.connection_id, request.connection)
+
+
+def send_audio(request: WsRequest) -> None:
+    require_speaker(request)
+    chunk = audio.parse_chunk(request.message())  # validated, and within the size limit
+    audio.receive(membership.session_of(request.connection_id, request.connection), chunk)
+
+
+def _status(status: str):
+    def control(request: WsRequest) -> dict:
+        require_speaker(request)
+        session_id = membership.session_of(request.connection_id, request.connection)
+        return status_reply(audio.set_status(session_id, request.connection.userId, status))
+    return control
+
+
+def _mute(muted: bool):
+    def control(request: WsRequest) -> dict:
+        require_speaker(request)
+        session_id = membership.session_of(request.connection_id, request.connection)
+        return status_reply(audio.set_muted(session_id, request.connection.userId, muted))
+    return control
+
+
+ROUTES = {"sendAudio": send_audio, "pause": _status(PAUSED), "resume": _status(ACTIVE),
+          "mute": _mute(True), "unmute": _mute(False), **renamed.ROUTES}
+
+
+def status_message(role: str, change) -> dict | None:
+    # Every connection, speaker or listener, is told every change of status, count or mute.
+    del role  # the same message for both
+    return native_status(change.sessionId, change.status, change.listenerCount, change.muted)
+

@@ -1,0 +1,114 @@
+"""The old protocol (.kiro/specs/session-management-websocket/design.md and its example clients): a
+connection whose query names an `action`.
+
+  ?token=JWT&action=createSession&sourceLanguage=en&qualityTier=standard   a speaker creates its session
+  ?action=joinSession&sessionId=ID&targetLanguage=es                       a listener joins
+  ?action=refreshConnection&sessionId=ID&role=speaker|listener[&token][&targetLanguage]
+                                                                           the same, before the 2-hour limit
+
+How their queries are read: queries.py. The client then waits, sending nothing, for sessionCreated, sessionJoined or connectionRefreshComplete:
+$connect cannot post to its own connection, so the welcome function delivers it (usecases/welcome.py).
+A session created here ends when its speaker's connection closes, as the old protocol had it (a refreshed
+connection takes that over). Messages: sendAudio {sessionId, audioData}, controlSession {sessionId,
+command}, changeLanguage {sessionId, targetLanguage}, heartbeat, and the renamed ones (renamed.py).
+Everything here counts LegacyProtocolMessage (dialect "old") and is switched off with
+LegacyWebSocketSessionCreation.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ... import errors
+from ...domain import ACTIVE, LISTENER, PAUSED, QUALITY_TIERS, SUPPORTED_LANGUAGES
+from ...usecases import audio, membership, sessions, welcome
+from ..ws import WsRequest, require_speaker
+from . import renamed
+from .queries import CREATE, JOIN, REFRESH
+from .renamed import accept, own_session
+
+_COMMANDS = {"pause": ("status", PAUSED), "resume": ("status", ACTIVE), "mute": ("muted", True),
+             "unmute": ("muted", False)}
+
+
+def connect(request: WsRequest) -> None:
+    who, action = request.connection, request.query.get("action")
+    if action == CREATE:
+        session = _create(request)
+        try:
+            welcome.schedule(request.connection_id, renamed.session_created(session, request.connection_id))
+        except errors.ServiceError:
+            # The handshake fails (5xx): no socket will ever close to end the session, so end it now.
+            sessions.end_session(session.sessionId, who.userId, disconnect_sockets=False)
+            raise
+        return
+    session = membership.join(request.connection_id, who, describe=True, refreshing=action == REFRESH)
+    now = int(time.time() * 1000)
+    if action == JOIN:
+        message = {"type": "sessionJoined", "sessionId": session.sessionId,
+                   "targetLanguage": who.targetLanguage or session.sourceLanguage,
+                   "sourceLanguage": session.sourceLanguage, "qualityTier": session.qualityTier,
+                   "listenerCount": session.listenerCount, "connectionId": request.connection_id, "timestamp": now}
+    else:
+        message = {"type": "connectionRefreshComplete", "sessionId": session.sessionId, "role": who.role,
+                   "newConnectionId": request.connection_id, "timestamp": now}
+        if who.role == LISTENER:
+            message["targetLanguage"] = who.targetLanguage or session.sourceLanguage
+    welcome.schedule(request.connection_id, message)
+
+
+def _create(request: WsRequest):
+    from ...models import CreateSessionRequest  # pydantic: only a creating connection needs it
+
+    language = request.query.get("sourceLanguage")
+    tier = request.query.get("qualityTier") or "standard"
+    if language not in SUPPORTED_LANGUAGES or tier not in QUALITY_TIERS:
+        raise errors.ValidationError("sourceLanguage and qualityTier must be supported values.")
+    return membership.create_legacy_session(request.connection_id, request.connection,
+                                            CreateSessionRequest(sourceLanguage=language, qualityTier=tier))
+
+
+def send_audio(request: WsRequest) -> None:
+    """sendAudio {sessionId, audioData}: the example speakers' audio, without a sequence number."""
+    fields = accept(request, ("sessionId", "audioData"))
+    require_speaker(request)
+    try:
+        chunk = audio.chunk(fields.get("audioData"))
+    except errors.InvalidAudio:
+        raise errors.InvalidAudio("audioData must be base64-encoded audio.") from None
+    audio.receive(own_session(request, fields, required=False), chunk)
+
+
+def control(request: WsRequest) -> None:
+    """controlSession {sessionId, command: pause | resume | mute | unmute}; listeners are told (sessionPaused...)."""
+    fields = accept(request, ("sessionId", "command"))
+    require_speaker(request)
+    if fields.get("command") not in _COMMANDS:
+        raise errors.ValidationError("command must be pause, resume, mute or unmute.")
+    what, value = _COMMANDS[fields["command"]]
+    session_id = own_session(request, fields, required=False)
+    if what == "status":
+        audio.set_status(session_id, request.connection.userId, value)
+    else:
+        audio.set_muted(session_id, request.connection.userId, value)
+
+
+def change_language(request: WsRequest) -> None:
+    """changeLanguage {sessionId, targetLanguage}: the example listeners' language switch."""
+    fields = accept(request, ("sessionId", "targetLanguage"))
+    own_session(request, fields, required=False)
+    membership.switch_language(request.connection_id, request.connection, fields.get("targetLanguage"))
+
+
+ROUTES = {**renamed.ROUTES, "sendAudio": send_audio, "controlSession": control, "changeLanguage": change_language,
+          "switchLanguage": change_language}
+
+# The example listeners react to sessionPaused and sessionResumed; they know no mute and no counts.
+_LISTENER_NEWS = {PAUSED: "sessionPaused", ACTIVE: "sessionResumed"}
+
+
+def status_message(role: str, change) -> dict | None:
+    if role == LISTENER and change.status_changed() and change.status in _LISTENER_NEWS:
+        return {"type": _LISTENER_NEWS[change.status], "sessionId": change.sessionId,
+                "timestamp": int(time.time() * 1000)}
+    return None  # the example speakers handle no status message
