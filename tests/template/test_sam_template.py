@@ -18,7 +18,10 @@ def resource(value) -> str:
 
 TABLE_ARN = resource({"Fn::GetAtt": ["SessionsTable", "Arn"]})
 STREAM_ARN = resource({"Fn::GetAtt": ["AudioStream", "Arn"]})
-START_TEARDOWN = ("states:StartExecution", resource({"Ref": "TeardownStateMachine"}))
+# Starting a teardown, and reading its earlier executions (one that failed is started again under a new name).
+START_TEARDOWN = {("states:StartExecution", resource({"Ref": "TeardownStateMachine"})),
+                  ("states:DescribeExecution", resource({"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:"
+                                                         "${AWS::AccountId}:execution:${TeardownStateMachine.Name}:*"}))}
 
 
 def connections(method: str) -> tuple[str, str]:
@@ -36,11 +39,11 @@ def on_table(*actions: str) -> set[tuple[str, str]]:
 EXPECTED_GRANTS = {
     "CreateSessionFunction": on_table("PutItem", "GetItem", "UpdateItem", "DeleteItem"),
     "GetSessionFunction": on_table("GetItem"),
-    "UpdateSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
-    "DeleteSessionFunction": on_table("UpdateItem") | {START_TEARDOWN},
+    "UpdateSessionFunction": on_table("UpdateItem") | START_TEARDOWN,
+    "DeleteSessionFunction": on_table("UpdateItem") | START_TEARDOWN,
     "WsAuthorizerFunction": set(),  # reads no session: $connect's conditional write decides
     "WsConnectFunction": on_table("PutItem", "UpdateItem", "DeleteItem") | {connections("POST"), connections("DELETE")},
-    "WsDisconnectFunction": on_table("GetItem", "DeleteItem", "UpdateItem") | {START_TEARDOWN},
+    "WsDisconnectFunction": on_table("GetItem", "DeleteItem", "UpdateItem") | START_TEARDOWN,
     "WsSendAudioFunction": on_table("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem")
     | {("kinesis:PutRecord", STREAM_ARN)},
     "WsHeartbeatFunction": set(),

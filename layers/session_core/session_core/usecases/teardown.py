@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .. import errors
 from ..data import connections as stored_connections
 from ..data import sessions as stored_sessions
 from ..domain import LISTENER
@@ -24,20 +25,44 @@ if TYPE_CHECKING:  # annotations only: the teardown functions start without pyda
 POST_THREADS = 25
 
 
-def execution_name(session: Session) -> str:
+# A teardown that did not succeed is run again under the next name; Step Functions refuses a closed
+# execution's name for 90 days. Past this many, something else is wrong: the DELETE answers 503.
+MAX_ATTEMPTS = 10
+# Closed without success: the sockets may still be open (TeardownFailedAlarm fires for FAILED).
+NOT_DONE = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+
+
+def execution_name(session: Session, attempt: int = 1) -> str:
     # Unique per session incarnation (IDs may be reused after TTL), stable per
     # session, so a second start is refused by Step Functions as a duplicate.
-    return f"{session.sessionId}-{session.createdAt}"
+    base = f"{session.sessionId}-{session.createdAt}"
+    return base if attempt == 1 else f"{base}-{attempt}"
 
 
 def start(session: Session) -> None:
-    """Starts the teardown of an ended session; a second start is harmless."""
-    try:
-        call("stepfunctions", "start_execution", expected=("ExecutionAlreadyExists",),
-             stateMachineArn=settings().required("teardown_state_machine_arn"), name=execution_name(session),
-             input=json.dumps({"sessionId": session.sessionId}))
-    except Declined:
-        pass  # started already: the execution name is the session's
+    """Starts the teardown of an ended session; a second start is harmless while one runs or after one
+    succeeded, and starts a new one after one failed, timed out or was stopped."""
+    machine = settings().required("teardown_state_machine_arn")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        name = execution_name(session, attempt)
+        try:
+            call("stepfunctions", "start_execution", expected=("ExecutionAlreadyExists",),
+                 stateMachineArn=machine, name=name, input=json.dumps({"sessionId": session.sessionId}))
+            if attempt > 1:
+                logger.warning("teardown started again", extra={"executionName": name, "attempt": attempt})
+            return
+        except Declined:
+            pass  # this name was used: by a teardown that runs, succeeded, or did not succeed
+        execution = call("stepfunctions", "describe_execution", executionArn=execution_arn(machine, name))
+        if execution["status"] not in NOT_DONE:
+            return
+    logger.error("teardown attempts exhausted", extra={"attempts": MAX_ATTEMPTS})
+    raise errors.ServiceUnavailable()
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    # arn:aws:states:region:account:stateMachine:Name -> arn:aws:states:region:account:execution:Name:name
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 def disconnect_batch(session_id: str, connections: list[dict]) -> int:
