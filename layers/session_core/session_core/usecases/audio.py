@@ -49,7 +49,8 @@ def parse_chunk(message: dict) -> tuple[int, str, int]:
 
 def receive(session_id: str, seq: int, data: str) -> None:
     now_ms = int(time.time() * 1000)
-    session = stored_sessions.get(session_id, now_ms // 1000)
+    # Strongly consistent: a chunk right after a pause or resume must take the branch that change decided.
+    session = stored_sessions.get(session_id, now_ms // 1000, consistent=True)
     if session.status == ENDED:
         raise errors.SessionEnded()
     if session.status == PAUSED:
