@@ -38,7 +38,7 @@ def authorizer_handler(admit: Callable[[dict[str, str], str | None], ConnectionC
         except errors.Unauthorized as refusal:
             logger.info("connection refused", extra={"reason": "UNAUTHORIZED", "detail": refusal.message})
             logger.info("request", extra={**shape, "outcome": "unauthorized", "reason": "UNAUTHORIZED"})
-            metric("AuthorizationFailure")
+            metric("AuthorizationFailure", api="websocket")  # its error-rate alarm subtracts exactly these
             unauthorized = Exception("Unauthorized")  # the exact text API Gateway maps to 401
             unauthorized.logged = True
             raise unauthorized from None

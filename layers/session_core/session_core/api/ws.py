@@ -95,6 +95,9 @@ def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bo
                 metric(refusal_metric, reason=error.code)
             if refuse_on_error and 400 <= error.status < 500:
                 logger.info("connection refused", extra={"reason": error.code})
+                # API Gateway counts the refusal as an IntegrationError; the WebSocket error-rate alarm
+                # subtracts these (one metric, no reason: an alarm cannot SEARCH).
+                metric("HandshakeRefused")
             summary(error.code)
             if refuse_on_error:
                 # A refused handshake is 403 whatever the reason (as documented); service faults keep theirs.
