@@ -14,5 +14,7 @@ def send_audio(request):
     audio.receive(membership.session_of(request.connection_id, request.connection), seq, data)
 
 
-# Every refused chunk counts AudioRefused with the error code as its reason.
-lambda_handler = ws_handler(send_audio, refusal_metric="AudioRefused")
+# Every refused chunk counts AudioRefused with the error code as its reason, and is logged; a forwarded or
+# held one is logged at DEBUG only: ten lines a second per speaker would cost more than the compute
+# (docs/performance.md).
+lambda_handler = ws_handler(send_audio, refusal_metric="AudioRefused", quiet_when_ok=True)

@@ -335,14 +335,25 @@ def test_websocket_lines_carry_the_request_and_connection_ids_and_one_summary(in
     session = create(invoke)
     log_lines()
     event = ws_event("ws_send_audio", connection_id="conn-logs-1=", who=speaker(session),
-                     body={"action": "sendAudio", "seq": 0, "data": "AAAA"})
+                     body={"action": "sendAudio", "seq": 0, "data": "not base64!"})
     invoke("ws_send_audio", event)
     summaries = [line for line in log_lines() if line["message"] == "request"]
     assert len(summaries) == 1
     (summary,) = summaries
     assert summary["correlation_id"] == event["requestContext"]["requestId"]
     assert summary["connectionId"] == "conn-logs-1="
-    assert summary["route"] == "sendAudio" and summary["outcome"] == "ok"
+    assert summary["route"] == "sendAudio" and summary["outcome"] == "INVALID_AUDIO"
+
+
+def test_an_audio_frame_forwarded_or_held_writes_no_info_line(invoke, log_lines):
+    """Ten frames a second per speaker: an INFO line each would cost more than the frame's compute
+    (docs/performance.md). Refused frames are still logged (above); a success only at DEBUG."""
+    session = create(invoke)
+    log_lines()
+    for seq in range(3):
+        invoke("ws_send_audio", ws_event("ws_send_audio", connection_id="conn-logs-2=", who=speaker(session),
+                                         body={"action": "sendAudio", "seq": seq, "data": "AAAA"}))
+    assert [line for line in log_lines() if line["level"] in ("INFO", "WARNING", "ERROR")] == []
 
 
 def test_the_authorizer_logs_one_summary_with_the_connection_id_and_never_the_token(invoke, cognito, log_lines):
