@@ -96,7 +96,8 @@ def secrets_of(stack: LocalStackHandle, audio: list[str]) -> dict[str, str]:
 def test_the_scenario_was_logged(stack, sent_audio):
     outcomes = {line.get("outcome") for line in stack.log_lines("WsSendAudioFunction")
                 if line.get("message") == "request"}
-    assert {"ok", "INVALID_AUDIO"} <= outcomes
+    # A refused frame is logged; a forwarded or held one only at DEBUG (the stack runs INFO, as on AWS).
+    assert "INVALID_AUDIO" in outcomes and "ok" not in outcomes
     authorizer = [line for line in stack.log_lines("WsAuthorizerFunction") if line.get("message") == "request"]
     assert {"allowed", "unauthorized"} <= {line["outcome"] for line in authorizer}
     assert all(line.get("connectionId") for line in authorizer)

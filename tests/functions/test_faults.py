@@ -4,7 +4,8 @@
   retries, give a clean 503 SERVICE_UNAVAILABLE in the error shape (HTTP) or a SERVICE_UNAVAILABLE error
   message (WebSocket), and never a partial write (the table is compared before and after);
 - Kinesis throttling in sendAudio: SERVICE_UNAVAILABLE, no record, nothing buffered;
-- the JWKS endpoint down (connection refused) or hanging (accepts, never answers): 401 within 5 s.
+- the JWKS endpoint down (connection refused, 500, not JSON) or hanging (accepts, never answers): a 5xx
+  handshake (the authorizer raises, not "Unauthorized") within 5 s, never a 401.
 
 The faults are injected by shadowing one operation on the shared, cached client (session_core.platform.aws.client),
 so every other call still reaches moto.
@@ -12,6 +13,7 @@ so every other call still reaches moto.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -22,6 +24,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from session_core.platform import aws
 from session_core.platform import settings as settings_module
 
+from tests.support import tokens
 from tests.support.lambdas import http_event, ws_event
 
 from . import test_ws_functions as ws_tests
@@ -196,16 +199,25 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/pool/.well-known/jwks.json"
 
 
-@pytest.mark.parametrize("down", ["refused", "hanging"])
-def test_jwks_endpoint_down_is_a_quick_401_never_a_hang(invoke, users, monkeypatch, hanging_server, down):
+@pytest.mark.parametrize("down", ["refused", "hanging", *tokens.JWKS_FAILURES])
+def test_jwks_endpoint_down_is_a_quick_5xx_handshake_never_a_401_nor_a_hang(invoke, users, monkeypatch,
+                                                                             hanging_server, down, emf):
+    # A 401 tells the client its token is bad and not to retry; the token is fine, the service is not.
     from session_core.platform import auth
     session = new_session(invoke, users["alice"]["sub"])
-    monkeypatch.setenv("JWKS_URL", _closed_port_url() if down == "refused" else hanging_server)
-    settings_module.settings.cache_clear()
-    auth.configured_verifier.cache_clear()
-    for token in (users["alice"]["IdToken"], users["alice"]["AccessToken"]):
-        started = time.monotonic()
-        with pytest.raises(Exception, match="^Unauthorized$"):
-            invoke.raw("ws_authorizer", ws_event("ws_authorizer", query={
-                "sessionId": session["sessionId"], "role": "speaker", "token": token}))
-        assert time.monotonic() - started < 5.0
+    with contextlib.ExitStack() as stack:
+        url = _closed_port_url() if down == "refused" else hanging_server if down == "hanging" \
+            else stack.enter_context(tokens.failing_jwks(down, "/pool/.well-known/jwks.json"))
+        monkeypatch.setenv("JWKS_URL", url)
+        settings_module.settings.cache_clear()
+        auth.configured_verifier.cache_clear()
+        for token in (users["alice"]["IdToken"], users["alice"]["AccessToken"]):
+            started = time.monotonic()
+            # Any exception but "Unauthorized": API Gateway answers the handshake 500, which clients retry.
+            with pytest.raises(Exception) as raised:
+                invoke.raw("ws_authorizer", ws_event("ws_authorizer", query={
+                    "sessionId": session["sessionId"], "role": "speaker", "token": token}))
+            assert str(raised.value) != "Unauthorized"
+            assert time.monotonic() - started < 5.0
+    # Not counted as a refused token: the authorizer's error-rate alarm must see it.
+    assert emf.points("AuthorizationFailure") == []

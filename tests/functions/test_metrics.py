@@ -242,7 +242,9 @@ def test_a_refused_token_counts_an_authorization_failure(invoke, emf):
     with pytest.raises(Exception, match="^Unauthorized$"):
         invoke.raw("ws_authorizer", ws_event("ws_authorizer", query={
             "sessionId": session["sessionId"], "role": "speaker", "token": "garbage"}))
-    assert emf.total("AuthorizationFailure") == 1
+    # By API: the authorizer's error-rate alarm subtracts the WebSocket ones from its Lambda errors.
+    assert emf.total("AuthorizationFailure", api="websocket") == 1
+    assert emf.total("AuthorizationFailure", api="http") == 0
     assert emf.points("ConnectionRefused") == []
 
 
@@ -262,6 +264,8 @@ def test_a_connection_refused_at_connect_counts_connection_refused_by_reason(inv
     assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id=new_connection(),
                                              who=listener(session)))["statusCode"] == 403
     assert emf.total("ConnectionRefused", reason="SESSION_ENDED") == 1
+    # Without a reason, for the WebSocket error-rate alarm: a refusal is an IntegrationError, not a failure.
+    assert emf.total("HandshakeRefused") == 1
     assert emf.points("ListenerJoined") == []
     refusals = [line for line in log_lines() if line["message"] == "connection refused"]
     assert [line["reason"] for line in refusals] == ["SESSION_ENDED"]
@@ -272,7 +276,8 @@ def test_an_http_request_without_claims_counts_an_authorization_failure(invoke, 
     invoke("get_session", http_event("get_session", session_id="lonely-heron-321", sub=None))
     invoke("update_session", http_event("update_session", session_id="lonely-heron-321", sub=None,
                                         body={"status": "paused"}))
-    assert emf.total("AuthorizationFailure") == 1
+    assert emf.total("AuthorizationFailure", api="http") == 1
+    assert emf.total("AuthorizationFailure", api="websocket") == 0
 
 
 # --- teardown ---------------------------------------------------------------------
@@ -330,14 +335,25 @@ def test_websocket_lines_carry_the_request_and_connection_ids_and_one_summary(in
     session = create(invoke)
     log_lines()
     event = ws_event("ws_send_audio", connection_id="conn-logs-1=", who=speaker(session),
-                     body={"action": "sendAudio", "seq": 0, "data": "AAAA"})
+                     body={"action": "sendAudio", "seq": 0, "data": "not base64!"})
     invoke("ws_send_audio", event)
     summaries = [line for line in log_lines() if line["message"] == "request"]
     assert len(summaries) == 1
     (summary,) = summaries
     assert summary["correlation_id"] == event["requestContext"]["requestId"]
     assert summary["connectionId"] == "conn-logs-1="
-    assert summary["route"] == "sendAudio" and summary["outcome"] == "ok"
+    assert summary["route"] == "sendAudio" and summary["outcome"] == "INVALID_AUDIO"
+
+
+def test_an_audio_frame_forwarded_or_held_writes_no_info_line(invoke, log_lines):
+    """Ten frames a second per speaker: an INFO line each would cost more than the frame's compute
+    (docs/performance.md). Refused frames are still logged (above); a success only at DEBUG."""
+    session = create(invoke)
+    log_lines()
+    for seq in range(3):
+        invoke("ws_send_audio", ws_event("ws_send_audio", connection_id="conn-logs-2=", who=speaker(session),
+                                         body={"action": "sendAudio", "seq": seq, "data": "AAAA"}))
+    assert [line for line in log_lines() if line["level"] in ("INFO", "WARNING", "ERROR")] == []
 
 
 def test_the_authorizer_logs_one_summary_with_the_connection_id_and_never_the_token(invoke, cognito, log_lines):

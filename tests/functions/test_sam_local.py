@@ -4,6 +4,7 @@ functions verify the bearer token themselves; anywhere else they never do."""
 import pytest
 
 from session_core.platform import auth, settings
+from tests.support import tokens
 from tests.support.lambdas import http_event
 
 
@@ -48,3 +49,15 @@ def test_outside_sam_local_a_token_without_gateway_claims_is_never_trusted(invok
     token = cognito["tokens"]["alice"]["IdToken"]
     status, _, body = invoke("create_session", unverified("create_session", token, body={"sourceLanguage": "en"}))
     assert status == 401 and body == {"message": "Unauthorized"}
+
+
+@pytest.mark.parametrize("failure", tokens.JWKS_FAILURES)
+def test_a_jwks_failure_under_sam_local_is_503_not_401(invoke, cognito, sam_local, monkeypatch, failure):
+    # The token is fine; the caller is told to retry (503), never that its token is bad (401).
+    with tokens.failing_jwks(failure) as url:
+        monkeypatch.setenv("JWKS_URL", url)
+        settings.settings.cache_clear()
+        auth.configured_verifier.cache_clear()
+        token = cognito["tokens"]["alice"]["IdToken"]
+        status, _, body = invoke("create_session", unverified("create_session", token, body={"sourceLanguage": "en"}))
+    assert (status, body["error"]["code"]) == (503, "SERVICE_UNAVAILABLE"), body

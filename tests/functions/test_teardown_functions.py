@@ -141,3 +141,34 @@ def test_a_failed_teardown_start_is_made_good_by_the_retried_delete(invoke, monk
                                                           sub=ALICE, body={"status": "ended"}))
     assert (status, body["error"]["code"]) == (409, "SESSION_ENDED")
     assert len(teardowns_of(session)) == 1
+
+
+def teardown_statuses(session) -> dict[str, str]:
+    sfn = boto3.client("stepfunctions")
+    found = sfn.list_executions(stateMachineArn=os.environ["TEARDOWN_STATE_MACHINE_ARN"])["executions"]
+    return {e["name"]: e["status"] for e in found if e["name"].startswith(session["sessionId"] + "-")}
+
+
+@pytest.mark.parametrize("closed", ["FAILED", "ABORTED"])
+def test_a_teardown_that_did_not_succeed_runs_again_on_the_next_delete(invoke, monkeypatch, closed):
+    """Step Functions refuses a closed execution's name for 90 days: the retried DELETE must start another."""
+    session = create(invoke)
+    delete = http_event("delete_session", session_id=session["sessionId"], sub=ALICE)
+    if closed == "FAILED":
+        monkeypatch.setenv("SF_EXECUTION_HISTORY_TYPE", "FAILURE")  # moto: the execution it starts has failed
+    assert invoke("delete_session", delete)[0] == 204
+    monkeypatch.delenv("SF_EXECUTION_HISTORY_TYPE", raising=False)
+    (first,) = teardown_statuses(session)
+    if closed == "ABORTED":
+        sfn = boto3.client("stepfunctions")
+        arn = next(e["executionArn"] for e in sfn.list_executions(
+            stateMachineArn=os.environ["TEARDOWN_STATE_MACHINE_ARN"])["executions"] if e["name"] == first)
+        sfn.stop_execution(executionArn=arn)
+    assert teardown_statuses(session) == {first: closed}
+
+    assert invoke("delete_session", delete)[0] == 204
+    statuses = teardown_statuses(session)
+    assert sorted(statuses.values()) == sorted([closed, "RUNNING"]), statuses
+    # While the new one runs (or once it succeeded) a repeat starts nothing.
+    assert invoke("delete_session", delete)[0] == 204
+    assert teardown_statuses(session) == statuses

@@ -707,3 +707,30 @@ def test_a_failing_socket_does_not_hold_back_the_others(invoke, session, managem
     assert (delivery.sent, delivery.gone) == (1, 0)
     assert management_api.posts[ids[1]] == [{"type": "status", "status": "paused"}]
     assert read_session(invoke, session["sessionId"])["listenerCount"] == 2  # a failure is not a leave
+
+
+def test_send_audio_decides_pause_or_forward_on_a_strongly_consistent_read(invoke, session, users):
+    """An eventually consistent read right after a pause or resume may return the status before it, and the
+    chunk would take the wrong branch: every read of the session sendAudio decides on is strongly consistent."""
+    from session_core.platform import aws
+
+    reads = []
+
+    def record(params, **_):
+        if params.get("Key", {}).get("pk", {}).get("S") == f"SESSION#{session['sessionId']}":
+            reads.append(params.get("ConsistentRead", False))
+
+    events = aws.client("dynamodb").meta.events
+    events.register("provide-client-params.dynamodb.GetItem", record)
+    try:
+        who = speaker(session, users)
+        send(invoke, who, audio(0))
+        control(invoke, who, "pause")
+        send(invoke, who, audio(1))
+        control(invoke, who, "resume")
+        send(invoke, who, audio(2))
+        control(invoke, who, "pause")
+        send(invoke, who, audio(3))
+    finally:
+        events.unregister("provide-client-params.dynamodb.GetItem", record)
+    assert len(reads) >= 4 and all(reads), reads

@@ -89,3 +89,38 @@ def serving_jwks(keys: list[dict], path: str = "/jwks.json") -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}{path}"
     finally:
         server.shutdown()
+
+
+# How a JWKS endpoint fails: an HTTP 500, a 200 that is not JSON (a proxy's error page), or no answer at all.
+JWKS_FAILURES = ("500", "not-json", "hanging")
+
+
+@contextlib.contextmanager
+def failing_jwks(failure: str, path: str = "/jwks.json") -> Iterator[str]:
+    """A JWKS endpoint over real HTTP that fails as `failure` says (one of JWKS_FAILURES); yields its URL.
+    "hanging" holds each request until the server stops (past any client timeout)."""
+    stopping = threading.Event()
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if failure == "hanging":
+                stopping.wait(30)
+                return
+            status, body = (500, b"{}") if failure == "500" else (200, b"<html>Service Unavailable</html>")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json" if status == 500 else "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{path}"
+    finally:
+        stopping.set()
+        server.shutdown()
+        server.server_close()

@@ -171,13 +171,20 @@ def test_http_api_error_rate_is_5xx_over_count(template, alarms):
 def test_websocket_error_rate_is_failed_integrations_over_connects_and_messages(alarms):
     alarm = alarms["WebSocketErrorRateAlarm"]
     ids = queries(alarm)
+    # IntegrationError counts every 4xx of an integration: $connect's deliberate refusals (a full or ended
+    # session, someone else's) are answers, not failures, and are taken out (HandshakeRefused, which $connect
+    # counts with each one).
     assert returned_expression(alarm) == \
-        "IF(requests > 0, 100 * (FILL(integrationErrors, 0) + FILL(executionErrors, 0)) / requests, 0)"
+        "IF(requests > 0, 100 * (IF(failed > 0, failed, 0) + FILL(executionErrors, 0)) / requests, 0)"
+    assert ids["failed"]["Expression"] == "FILL(integrationErrors, 0) - FILL(refused, 0)"
     assert ids["requests"]["Expression"] == "FILL(connects, 0) + FILL(messages, 0)"
     api = {"ApiId": WS_API, "Stage": STAGE}
     for query_id, metric in [("integrationErrors", "IntegrationError"), ("executionErrors", "ExecutionError"),
                              ("connects", "ConnectCount"), ("messages", "MessageCount")]:
         assert stat_of(alarm, query_id) == ("AWS/ApiGateway", metric, api, "Sum", 300)
+    assert stat_of(alarm, "refused") == (NAMESPACE, "HandshakeRefused", {"service": SERVICE, "stage": STAGE},
+                                         "Sum", 300)
+    assert len(alarm["Metrics"]) <= 10  # CloudWatch's limit for one alarm
     assert alarm["Threshold"] == {"Ref": "ErrorRateAlarmPercent"}
 
 
@@ -213,8 +220,11 @@ def test_function_error_rate_is_errors_over_invocations(template, alarms, functi
         assert returned_expression(alarm) == \
             "IF(invocations > 0, 100 * IF(failures > 0, failures, 0) / invocations, 0)"
         assert queries(alarm)["failures"]["Expression"] == "errors - FILL(unauthorized, 0)"
+        # Only the authorizer's: the HTTP functions' 401s (api "http") are no authorizer invocation, and
+        # subtracting them would hide the authorizer's crashes.
         assert stat_of(alarm, "unauthorized") == (NAMESPACE, "AuthorizationFailure",
-                                                  {"service": SERVICE, "stage": STAGE}, "Sum", 300)
+                                                  {"api": "websocket", "service": SERVICE, "stage": STAGE},
+                                                  "Sum", 300)
     else:
         # IF(...) keeps a function without invocations from dividing by zero.
         assert returned_expression(alarm) == "IF(invocations > 0, 100 * errors / invocations, 0)"

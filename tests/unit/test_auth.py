@@ -1,8 +1,9 @@
+import time
 
 import jwt
 import pytest
 
-from session_core.platform.auth import InvalidToken, TokenVerifier
+from session_core.platform.auth import InvalidToken, JwksUnavailable, TokenVerifier
 from tests.support import tokens
 
 
@@ -63,8 +64,20 @@ def test_forged_or_foreign_tokens_are_refused(verifier, keys, case):
         verifier.verify(_forgeries(keys)[case])
 
 
-def test_unreachable_jwks_is_a_refusal_not_a_hang():
+def test_unreachable_jwks_is_the_services_failure_not_a_refusal_nor_a_hang():
+    # Nothing is wrong with the token: the caller must be told to retry (503 / a 5xx handshake), not 401.
     verifier = TokenVerifier(tokens.ISSUER, [tokens.CLIENT_ID], jwks_url="http://127.0.0.1:9/jwks.json",
                              jwks_timeout=0.5)
-    with pytest.raises(InvalidToken):
+    with pytest.raises(JwksUnavailable) as raised:
         verifier.verify(tokens.KeyPair("k").sign(tokens.claims()))
+    assert not isinstance(raised.value, InvalidToken)
+
+
+@pytest.mark.parametrize("failure", tokens.JWKS_FAILURES)
+def test_a_failing_jwks_endpoint_is_the_services_failure(failure):
+    with tokens.failing_jwks(failure) as url:
+        verifier = TokenVerifier(tokens.ISSUER, [tokens.CLIENT_ID], jwks_url=url, jwks_timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(JwksUnavailable):
+            verifier.verify(tokens.KeyPair("k").sign(tokens.claims()))
+        assert time.monotonic() - started < 3

@@ -4,8 +4,9 @@ Unauthorized (bad or missing token) makes API Gateway answer 401; a Deny
 policy (a refusal: bad role, session ID or language) answers 403. Either way
 the handshake fails; the reason is logged ("connection refused", reason) and
 counted (AuthorizationFailure, ConnectionRefused by reason). Every invocation
-also logs one "request" summary line. An unexpected failure raises, which API
-Gateway answers with 500 so that clients retry.
+also logs one "request" summary line. The service's own failure (the JWKS out of
+reach: SERVICE_UNAVAILABLE) and an unexpected one raise, which API Gateway
+answers with 500 so that clients retry.
 """
 
 from __future__ import annotations
@@ -37,10 +38,18 @@ def authorizer_handler(admit: Callable[[dict[str, str], str | None], ConnectionC
         except errors.Unauthorized as refusal:
             logger.info("connection refused", extra={"reason": "UNAUTHORIZED", "detail": refusal.message})
             logger.info("request", extra={**shape, "outcome": "unauthorized", "reason": "UNAUTHORIZED"})
-            metric("AuthorizationFailure")
+            metric("AuthorizationFailure", api="websocket")  # its error-rate alarm subtracts exactly these
             unauthorized = Exception("Unauthorized")  # the exact text API Gateway maps to 401
             unauthorized.logged = True
             raise unauthorized from None
+        except errors.ServiceUnavailable as failure:
+            # Not the caller's fault (the pool's keys out of reach): any exception but "Unauthorized" makes
+            # API Gateway answer 500, which clients retry. A Lambda error, not AuthorizationFailure, so the
+            # authorizer's error-rate alarm sees it.
+            logger.info("request", extra={**shape, "outcome": "failed", "reason": failure.code})
+            unavailable = Exception(failure.code)
+            unavailable.logged = True
+            raise unavailable from None
         except Refused as refusal:
             logger.info("connection refused", extra={"reason": refusal.message})
             logger.info("request", extra={**shape, "outcome": "refused", "reason": refusal.message})

@@ -90,7 +90,7 @@ def cognito_token_rules(app: APIGatewayHttpResolver, next_middleware: NextMiddle
 
 def error_response(app: APIGatewayHttpResolver, error: errors.ServiceError) -> Response:
     if isinstance(error, errors.Unauthorized):
-        metric("AuthorizationFailure")
+        metric("AuthorizationFailure", api="http")
         return Response(401, content_types.APPLICATION_JSON, json.dumps({"message": "Unauthorized"}))
     body = {"error": {"code": error.code, "message": error.message, "requestId": request_id(app)}}
     return Response(error.status, content_types.APPLICATION_JSON, json.dumps(body))

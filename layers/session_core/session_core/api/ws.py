@@ -67,13 +67,15 @@ def error_message(error: errors.ServiceError, request_id: str, **extra) -> dict:
 
 
 def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bool = False,
-               refusal_metric: str | None = None):
+               refusal_metric: str | None = None, quiet_when_ok: bool = False):
     """The Lambda entry point of a WebSocket route.
 
     Message routes answer errors as error messages and keep the connection;
     $connect (refuse_on_error) answers the error's status, which fails the
     handshake as API Gateway does. With `refusal_metric`, every error answer
     also counts that metric with the error code as its `reason` dimension.
+    `quiet_when_ok`: a route as frequent as audio frames writes its summary of
+    a success at DEBUG (errors and refusals stay INFO), so a frame costs no log line.
 
     Correlation: the log's correlation ID is API Gateway's request ID, and
     every line carries the connection ID (`connectionId`).
@@ -89,14 +91,18 @@ def ws_handler(route: Callable[[WsRequest], dict | None], *, refuse_on_error: bo
 
         def summary(outcome: str) -> None:
             # One summary line per message; never the frame itself (audio, tokens).
-            logger.info("request", extra={"route": route_key, "outcome": outcome,
-                                          "durationMs": round((time.perf_counter() - started) * 1000, 1)})
+            write = logger.debug if quiet_when_ok and outcome == "ok" else logger.info
+            write("request", extra={"route": route_key, "outcome": outcome,
+                                    "durationMs": round((time.perf_counter() - started) * 1000, 1)})
 
         def answer_error(error: errors.ServiceError) -> dict:
             if refusal_metric:
                 metric(refusal_metric, reason=error.code)
             if refuse_on_error and 400 <= error.status < 500:
                 logger.info("connection refused", extra={"reason": error.code})
+                # API Gateway counts the refusal as an IntegrationError; the WebSocket error-rate alarm
+                # subtracts these (one metric, no reason: an alarm cannot SEARCH).
+                metric("HandshakeRefused")
             summary(error.code)
             if refuse_on_error:
                 # A refused handshake is 403 whatever the reason (as documented); service faults keep theirs.

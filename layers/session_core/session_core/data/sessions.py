@@ -79,8 +79,10 @@ def create(session: Session) -> None:
         raise SessionIdTaken(session.sessionId) from None
 
 
-def get(session_id: str, now: int) -> Session:
-    item = request("get_item", Key=session_key(session_id)).get("Item")
+def get(session_id: str, now: int, *, consistent: bool = False) -> Session:
+    """`consistent`: a strongly consistent read (twice the read cost), for a decision that must see the
+    last write, such as a pause or resume just before."""
+    item = request("get_item", Key=session_key(session_id), ConsistentRead=consistent).get("Item")
     # TTL deletes lazily, so an expired item may still be there.
     if item is None or int(item["expiresAt"]["N"]) <= now:
         raise errors.SessionNotFound()

@@ -18,6 +18,8 @@ import binascii
 import json
 from functools import cache
 
+from .. import errors
+from .observability import logger
 from .settings import settings
 
 ALGORITHM = "RS256"  # what Cognito signs with
@@ -88,6 +90,17 @@ def _unverified(token: str) -> tuple[dict, dict]:
     return header, claims
 
 
+class JwksUnavailable(errors.ServiceUnavailable):
+    """The pool's keys could not be fetched (refused, timed out, an HTTP error, not JSON): nothing is wrong
+    with the token, so it is the service's failure (503; a 5xx handshake), which clients retry, never a 401,
+    which they do not."""
+
+    @classmethod
+    def logged(cls, exc: Exception) -> JwksUnavailable:
+        logger.warning("jwks unavailable", extra={"errorType": type(exc).__name__})
+        return cls()
+
+
 class TokenVerifier:
     """Verifies Cognito tokens for one issuer and a set of app client IDs: the product's rules above, the RS256
     signature by the key of the pool's JWKS that the token's kid names, iss, exp/nbf/iat, and the token's app
@@ -115,9 +128,11 @@ class TokenVerifier:
         try:
             key = self._jwks.get_signing_key(header.get("kid") or "")
         except jwt.PyJWKClientConnectionError as exc:
-            raise InvalidToken(f"jwks unreachable: {exc}") from None
+            raise JwksUnavailable.logged(exc) from None
         except jwt.PyJWKClientError as exc:
             raise InvalidToken(f"unknown signing key: {exc}") from None
+        except ValueError as exc:  # a 200 that is not JSON (PyJWT lets the decoder's error through)
+            raise JwksUnavailable.logged(exc) from None
         try:
             jwt.decode(token, key.key, algorithms=[ALGORITHM], issuer=self.issuer, leeway=LEEWAY_SECONDS,
                        options={"require": ["exp", "iss"], "verify_aud": False})

@@ -82,7 +82,8 @@ def chunk(data: object, **said) -> Chunk:
 
 def receive(session_id: str, chunk: Chunk) -> None:
     now_ms = int(time.time() * 1000)
-    session = stored_sessions.get(session_id, now_ms // 1000)
+    # Strongly consistent: a chunk right after a pause or resume must take the branch that change decided.
+    session = stored_sessions.get(session_id, now_ms // 1000, consistent=True)
     if session.status == ENDED:
         raise errors.SessionEnded()
     if session.muted:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .. import errors
 from ..data import connections as stored_connections
 from ..data import sessions as stored_sessions
 from ..domain import LISTENER
@@ -24,35 +26,66 @@ if TYPE_CHECKING:  # annotations only: the teardown functions start without pyda
 POST_THREADS = 25
 
 
-def execution_name(session: Session) -> str:
+# A teardown that did not succeed is run again under the next name; Step Functions refuses a closed
+# execution's name for 90 days. Past this many, something else is wrong: the DELETE answers 503.
+MAX_ATTEMPTS = 10
+# Closed without success: the sockets may still be open (TeardownFailedAlarm fires for FAILED).
+NOT_DONE = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+
+
+def execution_name(session: Session, attempt: int = 1) -> str:
     # Unique per session incarnation (IDs may be reused after TTL), stable per
     # session, so a second start is refused by Step Functions as a duplicate.
-    return f"{session.sessionId}-{session.createdAt}"
+    base = f"{session.sessionId}-{session.createdAt}"
+    return base if attempt == 1 else f"{base}-{attempt}"
 
 
 def start(session: Session) -> None:
-    """Starts the teardown of an ended session; a second start is harmless."""
-    try:
-        call("stepfunctions", "start_execution", expected=("ExecutionAlreadyExists",),
-             stateMachineArn=settings().required("teardown_state_machine_arn"), name=execution_name(session),
-             input=json.dumps({"sessionId": session.sessionId}))
-    except Declined:
-        pass  # started already: the execution name is the session's
+    """Starts the teardown of an ended session; a second start is harmless while one runs or after one
+    succeeded, and starts a new one after one failed, timed out or was stopped."""
+    machine = settings().required("teardown_state_machine_arn")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        name = execution_name(session, attempt)
+        try:
+            call("stepfunctions", "start_execution", expected=("ExecutionAlreadyExists",),
+                 stateMachineArn=machine, name=name, input=json.dumps({"sessionId": session.sessionId}))
+            if attempt > 1:
+                logger.warning("teardown started again", extra={"executionName": name, "attempt": attempt})
+            return
+        except Declined:
+            pass  # this name was used: by a teardown that runs, succeeded, or did not succeed
+        execution = call("stepfunctions", "describe_execution", executionArn=execution_arn(machine, name))
+        if execution["status"] not in NOT_DONE:
+            return
+    logger.error("teardown attempts exhausted", extra={"attempts": MAX_ATTEMPTS})
+    raise errors.ServiceUnavailable()
 
 
-def disconnect_batch(session_id: str, connections: list[dict]) -> int:
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    # arn:aws:states:region:account:stateMachine:Name -> arn:aws:states:region:account:execution:Name:name
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+
+def ended_message(session_id: str) -> dict:
+    """What this service's own clients are told before their socket closes."""
+    return {"type": "sessionEnded", "sessionId": session_id, "message": "The speaker ended this session."}
+
+
+def disconnect_batch(session_id: str, connections: list[dict],
+                     farewell: Callable[[str, str], dict] | None = None) -> int:
     """Drops each connection's record, then says sessionEnded to it and closes it.
     Records go first so each socket's own $disconnect finds nothing: every
     listener leaves once, counted here (ListenerLeft) in one session write.
     A connection that is already gone (410) counts as closed. Raises on any
     other failure so the workflow retries the batch; a retry finds the records
     gone, counts nothing again and re-posts, which a socket survives."""
-    # `reason`: what the published clients read (the hybrid type file); `message`: what people read.
-    message = {"type": "sessionEnded", "sessionId": session_id, "reason": "ended",
-               "message": "The speaker ended this session.", "timestamp": int(time.time() * 1000)}
+    # Each connection is told in its dialect (`farewell(session_id, dialect)`; records before dialects: native).
     ids = [connection["connectionId"]["S"] for connection in connections]
+    dialects = {connection["connectionId"]["S"]: connection.get("dialect", {}).get("S", "") for connection in connections}
 
     def close(connection_id: str) -> None:
+        dialect = dialects[connection_id]
+        message = farewell(session_id, dialect) if farewell and dialect else ended_message(session_id)
         if management.post(connection_id, message):
             management.disconnect(connection_id)
 

@@ -61,3 +61,8 @@ def answer(request: WsRequest) -> dict | None:
 def status_message(connection: dict, change) -> dict | None:
     """What a connection of the session is told of a status change, in its dialect (None: nothing)."""
     return of(connection.get("dialect", NATIVE)).status_message(connection["role"], change)
+
+
+def farewell(session_id: str, dialect: str) -> dict:
+    """What a connection of this dialect is told before the teardown closes it."""
+    return of(dialect).ended_message(session_id)

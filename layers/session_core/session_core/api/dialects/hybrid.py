@@ -15,7 +15,7 @@ import time
 from ... import errors
 from ...domain import ACTIVE, LISTENER, PAUSED, SPEAKER
 from ...platform.settings import settings
-from ...usecases import audio, membership, sessions
+from ...usecases import audio, membership, sessions, teardown
 from ..ws import WsRequest, require_speaker
 from . import renamed
 from .renamed import accept, own_session
@@ -149,3 +149,8 @@ def status_message(role: str, change) -> dict | None:
     if change.status_changed() and change.status in _LISTENER_NEWS:
         return {"type": _LISTENER_NEWS[change.status], "sessionId": change.sessionId, "timestamp": now}
     return None  # a count change: the listener app shows none
+
+
+def ended_message(session_id: str) -> dict:
+    # The published clients read `reason` (the hybrid type file) and a `timestamp` in ms.
+    return {**teardown.ended_message(session_id), "reason": "ended", "timestamp": int(time.time() * 1000)}

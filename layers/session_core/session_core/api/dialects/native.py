@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ...domain import ACTIVE, PAUSED
 from ...usecases import audio, membership
+from ...usecases.teardown import ended_message  # noqa: F401 - this dialect's farewell
 from ..ws import WsRequest, require_speaker, status_reply
 from ..ws import status_message as native_status
 from . import renamed

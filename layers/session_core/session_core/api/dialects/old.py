@@ -21,7 +21,7 @@ import time
 
 from ... import errors
 from ...domain import ACTIVE, LISTENER, PAUSED, QUALITY_TIERS, SUPPORTED_LANGUAGES
-from ...usecases import audio, membership, sessions, welcome
+from ...usecases import audio, membership, sessions, teardown, welcome
 from ..ws import WsRequest, require_speaker
 from . import renamed
 from .queries import CREATE, JOIN, REFRESH
@@ -112,3 +112,8 @@ def status_message(role: str, change) -> dict | None:
         return {"type": _LISTENER_NEWS[change.status], "sessionId": change.sessionId,
                 "timestamp": int(time.time() * 1000)}
     return None  # the example speakers handle no status message
+
+
+def ended_message(session_id: str) -> dict:
+    # The published clients read `reason` (the hybrid type file) and a `timestamp` in ms.
+    return {**teardown.ended_message(session_id), "reason": "ended", "timestamp": int(time.time() * 1000)}
