@@ -9,6 +9,12 @@ a shuffled order every round, so drift on a noisy machine hits all of them alike
 over SESSIONS sessions, so a speaker never replaces its own still-open previous connection and status
 broadcasts stay small.
 
+The old protocol's connects are measured too: a speaker that creates its session with its connect query
+and waits, sending nothing, for `sessionCreated`, and a listener that joins with its query and waits for
+`sessionJoined` (both delivered after the handshake by the welcome function: docs/architecture.md,
+"Messages at connect time"), from the start of the handshake to the message, beside the same run's native
+speaker handshake (which gets no message).
+
 Run as `python -m bench.websocket --echo-server` it is that echo server (prints its port, serves until
 its stdin closes).
 """
@@ -37,6 +43,7 @@ WARMUP = 10  # rounds thrown away (workers warm, JWKS cached, TCP paths hot)
 SESSIONS = 20
 GAP = 0.05  # s after each close
 ROUND_TRIPS = 100  # heartbeat / echo round trips and raw DynamoDB calls, for the breakdown rows
+WELCOMES = 60  # old-protocol connects of each kind (each speaker one creates a session)
 GOAL_MS = 30.0
 KINDS = ("baseline", "listener", "speaker")
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +123,8 @@ def run(info: dict) -> list[dict]:
         per_function = {f: reports.durations(f) for f in functions}
         settle(info)
         round_trips = asyncio.run(_round_trips(urls["speaker"](0), urls["baseline"](0)))
+        settle(info)
+        welcomes = asyncio.run(_welcomes(stack_url, token, urls["speaker"]))
     raw = _raw_calls(info, sessions[0])
     for session_id in sessions:
         end_session(info, token, session_id)
@@ -142,6 +151,11 @@ def run(info: dict) -> list[dict]:
             rows.append(row(f"↳ {function} (listener + speaker), per its REPORT", summary(durations)))
     rows.append(row("↳ heartbeat round trip on an open socket (gateway + 1 Lambda invoke, no AWS call) vs echo",
                     summary(round_trips["heartbeat"]), summary(round_trips["echo"])))
+    native = summary(welcomes["native"])
+    rows.append(row("old speaker connect (createSession query) -> sessionCreated, vs a native speaker handshake",
+                    summary(welcomes["sessionCreated"]), native))
+    rows.append(row("old listener connect (joinSession query) -> sessionJoined, vs a native speaker handshake",
+                    summary(welcomes["sessionJoined"]), native))
     rows.append(row("↳ raw DynamoDB GetItem (one session read), one at a time", summary(raw["GetItem"])))
     rows.append(row("↳ raw DynamoDB PutItem + UpdateItem (a listener $connect's two writes), one at a time",
                     summary(raw["PutItem + UpdateItem"])))
@@ -164,6 +178,35 @@ async def _round_trips(speaker_url: str, echo_url: str) -> dict[str, list[float]
                 if i >= WARMUP:
                     samples[name].append((time.perf_counter() - start) * 1000)
                 await asyncio.sleep(GAP)
+    return samples
+
+
+async def _welcomes(stack_url: str, token: str, native_url) -> dict[str, list[float]]:
+    """Handshake start -> the old protocol's unasked message, one connect at a time, interleaved with a
+    native speaker handshake; each created session ends with its speaker's socket."""
+    samples: dict[str, list[float]] = {"sessionCreated": [], "sessionJoined": [], "native": []}
+
+    async def timed(url: str, kind: str | None):
+        start = time.perf_counter()
+        ws = await ws_connect(url)
+        message: dict = {}
+        while kind and message.get("type") != kind:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        return (time.perf_counter() - start) * 1000, message, ws
+
+    create = f"{stack_url}?action=createSession&sourceLanguage=en&qualityTier=standard&token={token}"
+    for i in range(WARMUP + WELCOMES):
+        created_ms, created, speaker = await timed(create, "sessionCreated")
+        joined_ms, _, listener = await timed(
+            f"{stack_url}?action=joinSession&sessionId={created['sessionId']}&targetLanguage=es", "sessionJoined")
+        native_ms, _, native = await timed(native_url(i), None)
+        for ws in (native, listener, speaker):
+            await ws.close()
+        if i >= WARMUP:
+            samples["sessionCreated"].append(created_ms)
+            samples["sessionJoined"].append(joined_ms)
+            samples["native"].append(native_ms)
+        await asyncio.sleep(GAP)
     return samples
 
 

@@ -3,6 +3,7 @@ Kinesis, Cognito) and a stand-in Management API."""
 
 import base64
 import json
+import threading
 import time
 import uuid
 
@@ -734,3 +735,104 @@ def test_send_audio_decides_pause_or_forward_on_a_strongly_consistent_read(invok
     finally:
         events.unregister("provide-client-params.dynamodb.GetItem", record)
     assert len(reads) >= 4 and all(reads), reads
+
+
+# --- the published clients' dialects (session_core.api.dialects) ---------------------------------
+
+def hybrid(who: dict) -> dict:
+    return {**who, "dialect": "hybrid"}
+
+
+def old(who: dict) -> dict:
+    return {**who, "dialect": "old"}
+
+
+def aged(event: dict, seconds: float) -> dict:
+    event["requestContext"]["connectedAt"] = int((time.time() - seconds) * 1000)
+    return event
+
+
+@pytest.mark.parametrize(("dialect", "told"), [
+    ("native", []),
+    ("hybrid", ["connectionRefreshRequired"]),
+    ("old", ["connectionRefreshRequired"]),
+])
+def test_a_heartbeat_past_the_refresh_age_asks_the_published_clients_to_refresh(invoke, session, management_api,
+                                                                              dialect, told):
+    connection = new_connection()
+    who = {**listener(session), "dialect": dialect}
+    young = ws_event("ws_heartbeat", connection_id=connection, who=who)
+    assert invoke("ws_heartbeat", aged(young, 60))[2]["type"] == "heartbeatAck"
+    assert management_api.posts[connection] == []  # nothing before the refresh age (100 minutes)
+    old_enough = aged(ws_event("ws_heartbeat", connection_id=connection, who=who), 101 * 60)
+    assert invoke("ws_heartbeat", old_enough)[2]["type"] == "heartbeatAck"
+    posted = management_api.posts[connection]
+    assert [m["type"] for m in posted] == told
+    for message in posted:  # what the old clients' refresh handler reads, and the hybrid client's refreshBy
+        assert message["sessionId"] == session["sessionId"] and message["role"] == "listener"
+        assert message["targetLanguage"] == "es" and message["refreshBy"] > time.time() * 1000
+
+
+def test_old_clients_are_also_warned_from_105_minutes(invoke, session, management_api):
+    connection = new_connection()
+    event = aged(ws_event("ws_heartbeat", connection_id=connection, who=old(listener(session))), 110 * 60)
+    invoke("ws_heartbeat", event)
+    warning = management_api.posts[connection][-1]
+    assert warning["type"] == "connectionWarning" and 9 <= warning["remainingMinutes"] <= 10
+
+
+def test_the_welcome_waits_for_the_connection_to_open_and_gives_up_on_one_that_never_does(management_api):
+    from session_core.usecases import welcome
+
+    connection = new_connection()
+    management_api.gone.add(connection)  # not yet established: API Gateway answers 410
+    threading.Timer(0.3, management_api.gone.discard, args=(connection,)).start()
+    started = time.monotonic()
+    assert welcome.deliver(connection, {"type": "sessionJoined"}) is True
+    assert 0.25 <= time.monotonic() - started < 3
+    assert management_api.posts[connection] == [{"type": "sessionJoined"}]
+
+    never = new_connection()
+    management_api.gone.add(never)
+    started = time.monotonic()
+    assert welcome.deliver(never, {"type": "sessionJoined"}, deadline_seconds=0.5) is False
+    assert time.monotonic() - started < 1.0 and management_api.posts[never] == []
+
+
+def test_published_messages_count_by_dialect_and_action(invoke, session, users, emf):
+    who = hybrid(speaker(session, users))
+    emf.clear()
+    for action in ("pauseBroadcast", "resumeBroadcast", "getSessionStatus"):
+        function = "ws_session_info" if action == "getSessionStatus" else "ws_session_control"
+        invoke(function, ws_event(function, who=who, route=action, body={"action": action}))
+    assert {a: emf.total("LegacyProtocolMessage", action=a, dialect="hybrid")
+            for a in ("pauseBroadcast", "resumeBroadcast", "getSessionStatus")} == {
+        "pauseBroadcast": 1, "resumeBroadcast": 1, "getSessionStatus": 1}
+
+
+def test_a_native_connection_does_not_speak_the_published_dialects(invoke, session, users):
+    for action in ("getSessionStatus", "joinSession", "muteBroadcast"):
+        function = "ws_session_info" if action != "muteBroadcast" else "ws_session_control"
+        reply = invoke(function, ws_event(function, who=speaker(session, users), route=action, body={"action": action}))
+        assert reply[2]["code"] == "UNKNOWN_ACTION"
+
+
+def test_status_changes_are_told_in_each_connections_dialect(invoke, session, users, management_api):
+    from session_core.api import dialects
+    from session_core.usecases.broadcast import StatusChange
+
+    paused = StatusChange(session["sessionId"], "paused", 2, False, {"es": 2}, ("active", 2, False))
+    told = {(dialect, role): dialects.status_message({"role": role, "dialect": dialect}, paused)
+            for dialect in ("native", "hybrid", "old") for role in ("speaker", "listener")}
+    assert told[("native", "listener")] == {"type": "status", "sessionId": session["sessionId"], "status": "paused",
+                                            "listenerCount": 2}
+    assert told[("hybrid", "listener")]["type"] == "broadcastPaused"
+    assert told[("hybrid", "speaker")]["type"] == "sessionStatus"
+    assert told[("hybrid", "speaker")]["languageDistribution"] == {"es": 2}
+    assert told[("old", "listener")]["type"] == "sessionPaused" and told[("old", "speaker")] is None
+    count_only = StatusChange(session["sessionId"], "active", 3, False, {"es": 3}, ("active", 2, False))
+    assert dialects.status_message({"role": "listener", "dialect": "hybrid"}, count_only) is None
+    assert dialects.status_message({"role": "listener", "dialect": "old"}, count_only) is None
+    muted = StatusChange(session["sessionId"], "active", 2, True, {}, ("active", 2, False))
+    assert dialects.status_message({"role": "listener", "dialect": "hybrid"}, muted)["type"] == "broadcastMuted"
+    assert dialects.status_message({"role": "listener", "dialect": "native"}, muted)["muted"] is True
