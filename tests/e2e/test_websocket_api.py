@@ -420,6 +420,34 @@ def test_audio_reaches_kinesis_complete_and_in_order(stack, http):
     assert items(stack, session_id, "AUDIO#") == []  # nothing held while active
 
 
+def test_a_muted_session_drops_audio_and_says_so_and_a_listener_switches_language(stack, http):
+    session_id = new_session(http, stack)["sessionId"]
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            speaker = await sockets.speaker(session_id)
+            listener = await sockets.listener(session_id, targetLanguage="es")
+            muted = await ask(speaker, {"action": "mute"}, of_type("status", muted=True))
+            assert muted == {"type": "status", "sessionId": session_id, "status": "active", "listenerCount": 1,
+                             "muted": True}
+            await receive(listener, of_type("status", muted=True), timeout=BROADCAST_WAIT)
+            await speaker.send(json.dumps(audio(0)))
+            unmuted = await ask(speaker, {"action": "unmute"}, of_type("status", status="active"))
+            assert "muted" not in unmuted  # the message is unchanged for clients that never mute
+            switched = await ask(listener, {"action": "switchLanguage", "targetLanguage": "fr"},
+                                 of_type("languageSwitched"))
+            assert switched == {"type": "languageSwitched", "sessionId": session_id, "targetLanguage": "fr"}
+            assert (await error_for(listener, {"action": "switchLanguage", "targetLanguage": "xx"})) == \
+                "UNSUPPORTED_LANGUAGE"
+            assert (await error_for(speaker, {"action": "switchLanguage", "targetLanguage": "fr"})) == "LISTENER_ONLY"
+            await speaker.send(json.dumps(audio(1)))
+            await heartbeat(speaker)
+            found = await eventually_async(lambda: stack.audio_records(session_id), what="the unmuted chunk")
+            assert [(r["seq"], r["listenerLanguages"]) for r in found] == [(1, ["fr"])]  # chunk 0 was dropped
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("resume_by", ["websocket", "http"])
 def test_paused_audio_is_held_then_forwarded_before_new_audio(stack, http, resume_by):
     session_id = new_session(http, stack)["sessionId"]

@@ -836,3 +836,40 @@ def test_status_changes_are_told_in_each_connections_dialect(invoke, session, us
     muted = StatusChange(session["sessionId"], "active", 2, True, {}, ("active", 2, False))
     assert dialects.status_message({"role": "listener", "dialect": "hybrid"}, muted)["type"] == "broadcastMuted"
     assert dialects.status_message({"role": "listener", "dialect": "native"}, muted)["muted"] is True
+
+
+def live_sessions_of(user_sub: str) -> list[dict]:
+    items = boto3.client("dynamodb").scan(TableName="sessions-test")["Items"]
+    return [i for i in items if i["sk"]["S"] == "META" and i["speakerId"]["S"] == user_sub
+            and i["status"]["S"] != "ended"]
+
+
+def items_naming(connection_id: str) -> list[dict]:
+    items = boto3.client("dynamodb").scan(TableName="sessions-test")["Items"]
+    return [i for i in items if connection_id in i["pk"]["S"] or connection_id in i["sk"]["S"]]
+
+
+def test_an_old_create_whose_welcome_cannot_be_queued_fails_and_leaves_no_session(invoke, users, setenv):
+    # Lambda refuses the asynchronous invocation: the handshake fails with 5xx (clients retry) and the session
+    # it made ends at once, since no socket of it will ever close.
+    setenv("WELCOME_FUNCTION_NAME", "no-such-function")
+    connection, alice = new_connection(), users["alice"]["sub"]
+    before = len(live_sessions_of(alice))
+    who = {"sessionId": "", "role": "speaker", "userId": alice, "targetLanguage": "", "legacy": True, "dialect": "old"}
+    query = {"action": "createSession", "sourceLanguage": "en", "qualityTier": "standard"}
+    answer = invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=who, query=query))
+    assert answer["statusCode"] == 503
+    assert len(live_sessions_of(alice)) == before and items_naming(connection) == []
+
+
+def test_an_old_join_whose_welcome_cannot_be_queued_fails_and_is_not_counted(invoke, session, setenv):
+    setenv("WELCOME_FUNCTION_NAME", "no-such-function")
+    connection = new_connection()
+    query = {"action": "joinSession", "sessionId": session["sessionId"], "targetLanguage": "es"}
+    answer = invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=old(listener(session)),
+                                               query=query))
+    assert answer["statusCode"] == 503
+    assert items_naming(connection) == []
+    item = boto3.client("dynamodb").get_item(TableName="sessions-test", Key={
+        "pk": {"S": f"SESSION#{session['sessionId']}"}, "sk": {"S": "META"}})["Item"]
+    assert item["listenerCount"]["N"] == "0" and item.get("listeners_es", {"N": "0"})["N"] == "0"

@@ -4,7 +4,6 @@ table.py), counted on the session item (bufferedChunks) so that a resume knows t
 from __future__ import annotations
 
 import base64
-import json
 
 from ..domain import PAUSED
 from .table import (
@@ -19,6 +18,8 @@ from .table import (
 )
 
 BUFFER_TTL_SECONDS = 3600
+# (Chunk field, item attribute, DynamoDB type) of what a client may say of its chunk.
+_SAID = (("seq", "seq", "N"), ("chunk_id", "chunkId", "S"), ("client_timestamp", "clientTimestamp", "N"))
 
 
 def keep(session_id: str, chunk: dict, received_ms: int) -> bool:
@@ -28,8 +29,13 @@ def keep(session_id: str, chunk: dict, received_ms: int) -> bool:
     False: the session was resumed (or ended) between the caller's read and this write; the caller
     takes the chunk back (take_back)."""
     key = buffer_key(session_id, received_ms, chunk["tag"])
-    request("put_item", Item={**key, "chunk": {"S": json.dumps(chunk)}, "receivedAtMs": {"N": str(received_ms)},
-                              "expiresAt": {"N": str(received_ms // 1000 + BUFFER_TTL_SECONDS)}})
+    item = {**key, "data": {"S": chunk["data"]}, "size": {"N": str(chunk["size"])}, "tag": {"S": chunk["tag"]},
+            "receivedAtMs": {"N": str(received_ms)}, "expiresAt": {"N": str(received_ms // 1000 + BUFFER_TTL_SECONDS)}}
+    # What the client said of the chunk, each only if it said it (a published client's chunk has no seq).
+    for name, attribute, kind in _SAID:
+        if chunk.get(name) is not None:
+            item[attribute] = {kind: str(chunk[name])}
+    request("put_item", Item=item)
     try:
         request("update_item", Key=session_key(session_id), UpdateExpression="ADD bufferedChunks :one",
                 ConditionExpression="#status = :paused", ExpressionAttributeNames={"#status": "status"},
@@ -63,11 +69,15 @@ def chunks(session_id: str):
 
 
 def _chunk(item: dict) -> dict:
-    if "chunk" in item:
-        return json.loads(item["chunk"]["S"])
-    # Kept by the release before chunks without a seq existed (a deploy during a pause): seq and data only.
     data = item["data"]["S"]
-    return {"data": data, "size": len(base64.b64decode(data)), "seq": int(item["seq"]["N"])}
+    # A chunk kept before size and tag were (a deploy during a pause) has seq and data only.
+    chunk = {"data": data, "size": int(item["size"]["N"]) if "size" in item else len(base64.b64decode(data))}
+    for name, attribute, kind in _SAID:
+        if attribute in item:
+            chunk[name] = int(item[attribute]["N"]) if kind == "N" else item[attribute]["S"]
+    if "tag" in item:
+        chunk["tag"] = item["tag"]["S"]
+    return chunk
 
 
 def drop(keys: list[dict]) -> None:

@@ -61,6 +61,20 @@ def leave(connection_id: str, who: ConnectionContext) -> None:
             end_session(session_id, who.userId)
 
 
+def abandon(connection_id: str, who: ConnectionContext) -> None:
+    """Undoes a join whose handshake fails after it (no $disconnect will come): the connection is removed and a
+    session it created ends, with no teardown (it has no other socket yet)."""
+    session_id = session_of(connection_id, who, required=False)
+    if not session_id:
+        return
+    stored_connections.remove(session_id, connection_id, who.role)
+    if who.legacy and not who.sessionId:
+        from .sessions import end_session
+
+        stored_connections.unlink_legacy(connection_id)
+        end_session(session_id, who.userId, disconnect_sockets=False)
+
+
 def session_of(connection_id: str, who: ConnectionContext, required: bool = True) -> str | None:
     session_id = who.sessionId or (stored_connections.legacy_session_of(connection_id) if who.legacy else None)
     if not session_id and required:

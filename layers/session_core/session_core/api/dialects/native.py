@@ -2,6 +2,7 @@
 
   sendAudio {seq, data}         audio (speaker)                  -> nothing; errors as error messages
   pause, resume, mute, unmute   the speaker's controls           -> {"type": "status", ...}
+  switchLanguage {targetLanguage}   a listener's language        -> {"type": "languageSwitched", ...}
   heartbeat                     (functions/ws_heartbeat)         -> {"type": "heartbeatAck", "serverTime"}
 
 The old message names (renamed.py) are understood here too.
@@ -43,7 +44,14 @@ def _mute(muted: bool):
     return control
 
 
-ROUTES = {"sendAudio": send_audio, "pause": _status(PAUSED), "resume": _status(ACTIVE),
+def switch_language(request: WsRequest) -> dict:
+    fields = request.message()
+    session_id = membership.session_of(request.connection_id, request.connection)
+    language = membership.switch_language(request.connection_id, request.connection, fields.get("targetLanguage"))
+    return {"type": "languageSwitched", "sessionId": session_id, "targetLanguage": language}
+
+
+ROUTES = {"sendAudio": send_audio, "switchLanguage": switch_language, "pause": _status(PAUSED), "resume": _status(ACTIVE),
           "mute": _mute(True), "unmute": _mute(False), **renamed.ROUTES}
 
 

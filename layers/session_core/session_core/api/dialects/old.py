@@ -21,7 +21,7 @@ import time
 
 from ... import errors
 from ...domain import ACTIVE, LISTENER, PAUSED, QUALITY_TIERS, SUPPORTED_LANGUAGES
-from ...usecases import audio, membership, sessions, teardown, welcome
+from ...usecases import audio, membership, teardown, welcome
 from ..ws import WsRequest, require_speaker
 from . import renamed
 from .queries import CREATE, JOIN, REFRESH
@@ -32,29 +32,37 @@ _COMMANDS = {"pause": ("status", PAUSED), "resume": ("status", ACTIVE), "mute": 
 
 
 def connect(request: WsRequest) -> None:
+    """Creates or joins as the query says, then has the client's unasked message delivered after the handshake."""
     who, action = request.connection, request.query.get("action")
     if action == CREATE:
         session = _create(request)
-        try:
-            welcome.schedule(request.connection_id, renamed.session_created(session, request.connection_id))
-        except errors.ServiceError:
-            # The handshake fails (5xx): no socket will ever close to end the session, so end it now.
-            sessions.end_session(session.sessionId, who.userId, disconnect_sockets=False)
-            raise
-        return
-    session = membership.join(request.connection_id, who, describe=True, refreshing=action == REFRESH)
-    now = int(time.time() * 1000)
-    if action == JOIN:
-        message = {"type": "sessionJoined", "sessionId": session.sessionId,
-                   "targetLanguage": who.targetLanguage or session.sourceLanguage,
-                   "sourceLanguage": session.sourceLanguage, "qualityTier": session.qualityTier,
-                   "listenerCount": session.listenerCount, "connectionId": request.connection_id, "timestamp": now}
+        message = renamed.session_created(session, request.connection_id)
     else:
-        message = {"type": "connectionRefreshComplete", "sessionId": session.sessionId, "role": who.role,
-                   "newConnectionId": request.connection_id, "timestamp": now}
-        if who.role == LISTENER:
-            message["targetLanguage"] = who.targetLanguage or session.sourceLanguage
-    welcome.schedule(request.connection_id, message)
+        session = membership.join(request.connection_id, who, describe=True, refreshing=action == REFRESH)
+        message = _joined(request, session) if action == JOIN else _refreshed(request, session)
+    try:
+        welcome.schedule(request.connection_id, message)
+    except errors.ServiceError:
+        # The handshake fails (5xx) and no $disconnect will come: undo the join (a created session ends with it).
+        membership.abandon(request.connection_id, who)
+        raise
+
+
+def _joined(request: WsRequest, session) -> dict:
+    who = request.connection
+    return {"type": "sessionJoined", "sessionId": session.sessionId,
+            "targetLanguage": who.targetLanguage or session.sourceLanguage, "sourceLanguage": session.sourceLanguage,
+            "qualityTier": session.qualityTier, "listenerCount": session.listenerCount,
+            "connectionId": request.connection_id, "timestamp": int(time.time() * 1000)}
+
+
+def _refreshed(request: WsRequest, session) -> dict:
+    who = request.connection
+    message = {"type": "connectionRefreshComplete", "sessionId": session.sessionId, "role": who.role,
+               "newConnectionId": request.connection_id, "timestamp": int(time.time() * 1000)}
+    if who.role == LISTENER:
+        message["targetLanguage"] = who.targetLanguage or session.sourceLanguage
+    return message
 
 
 def _create(request: WsRequest):
