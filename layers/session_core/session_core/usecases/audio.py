@@ -174,6 +174,19 @@ def _put(session: Session, chunk: Chunk, received_ms: int, previous: str | None)
     return call("kinesis", "put_record", **request)["SequenceNumber"]
 
 
+# The speaker's controls over the WebSocket, by name, as (session attribute, value).
+CONTROLS = {"pause": ("status", PAUSED), "resume": ("status", ACTIVE), "mute": ("muted", True),
+            "unmute": ("muted", False)}
+
+
+def control(session_id: str, speaker_id: str, command: str) -> Session:
+    """pause, resume, mute or unmute (CONTROLS) from the speaker's socket."""
+    attribute, value = CONTROLS[command]
+    if attribute == "status":
+        return set_status(session_id, speaker_id, value)
+    return set_muted(session_id, speaker_id, value)
+
+
 def set_status(session_id: str, speaker_id: str, status: str) -> Session:
     """pause/resume from the speaker's socket; a resume forwards the buffer at once."""
     session = stored_sessions.update(session_id, speaker_id, {"status": status}, int(time.time()))

@@ -21,10 +21,8 @@ from . import renamed
 from .renamed import accept, own_session
 
 # The listener app reacts to broadcast*; the speaker is answered with the type file's speaker* names.
-_CONTROLS = {"pauseBroadcast": ("status", PAUSED, "speakerPaused", "broadcastPaused"),
-             "resumeBroadcast": ("status", ACTIVE, "speakerResumed", "broadcastResumed"),
-             "muteBroadcast": ("muted", True, "speakerMuted", "broadcastMuted"),
-             "unmuteBroadcast": ("muted", False, "speakerUnmuted", "broadcastUnmuted")}
+_CONTROLS = {"pauseBroadcast": ("pause", "speakerPaused"), "resumeBroadcast": ("resume", "speakerResumed"),
+             "muteBroadcast": ("mute", "speakerMuted"), "unmuteBroadcast": ("unmute", "speakerUnmuted")}
 
 
 def connect(request: WsRequest) -> None:
@@ -66,12 +64,9 @@ def control(request: WsRequest) -> dict:
     """pauseBroadcast, resumeBroadcast, muteBroadcast, unmuteBroadcast [sessionId]: the speaker's controls."""
     fields = accept(request, ("sessionId", "timestamp"))
     require_speaker(request)
-    what, value, answer, _ = _CONTROLS[request.route_key]
+    command, answer = _CONTROLS[request.route_key]
     session_id = own_session(request, fields, required=False)
-    if what == "status":
-        audio.set_status(session_id, request.connection.userId, value)
-    else:
-        audio.set_muted(session_id, request.connection.userId, value)
+    audio.control(session_id, request.connection.userId, command)
     return {"type": answer, "sessionId": session_id, "timestamp": _now_ms()}
 
 

@@ -10,7 +10,6 @@ The old message names (renamed.py) are understood here too.
 
 from __future__ import annotations
 
-from ...domain import ACTIVE, PAUSED
 from ...usecases import audio, membership
 from ...usecases.teardown import ended_message  # noqa: F401 - this dialect's farewell
 from ..ws import WsRequest, require_speaker, status_reply
@@ -28,19 +27,11 @@ def send_audio(request: WsRequest) -> None:
     audio.receive(membership.session_of(request.connection_id, request.connection), chunk)
 
 
-def _status(status: str):
+def _control(command: str):
     def control(request: WsRequest) -> dict:
         require_speaker(request)
         session_id = membership.session_of(request.connection_id, request.connection)
-        return status_reply(audio.set_status(session_id, request.connection.userId, status))
-    return control
-
-
-def _mute(muted: bool):
-    def control(request: WsRequest) -> dict:
-        require_speaker(request)
-        session_id = membership.session_of(request.connection_id, request.connection)
-        return status_reply(audio.set_muted(session_id, request.connection.userId, muted))
+        return status_reply(audio.control(session_id, request.connection.userId, command))
     return control
 
 
@@ -51,8 +42,7 @@ def switch_language(request: WsRequest) -> dict:
     return {"type": "languageSwitched", "sessionId": session_id, "targetLanguage": language}
 
 
-ROUTES = {"sendAudio": send_audio, "switchLanguage": switch_language, "pause": _status(PAUSED), "resume": _status(ACTIVE),
-          "mute": _mute(True), "unmute": _mute(False), **renamed.ROUTES}
+ROUTES = {"sendAudio": send_audio, "switchLanguage": switch_language, **{command: _control(command) for command in audio.CONTROLS}, **renamed.ROUTES}
 
 
 def status_message(role: str, change) -> dict | None:

@@ -27,9 +27,6 @@ from . import renamed
 from .queries import CREATE, JOIN, REFRESH
 from .renamed import accept, own_session
 
-_COMMANDS = {"pause": ("status", PAUSED), "resume": ("status", ACTIVE), "mute": ("muted", True),
-             "unmute": ("muted", False)}
-
 
 def connect(request: WsRequest) -> None:
     """Creates or joins as the query says, then has the client's unasked message delivered after the handshake."""
@@ -91,14 +88,9 @@ def control(request: WsRequest) -> None:
     """controlSession {sessionId, command: pause | resume | mute | unmute}; listeners are told (sessionPaused...)."""
     fields = accept(request, ("sessionId", "command"))
     require_speaker(request)
-    if fields.get("command") not in _COMMANDS:
+    if fields.get("command") not in audio.CONTROLS:
         raise errors.ValidationError("command must be pause, resume, mute or unmute.")
-    what, value = _COMMANDS[fields["command"]]
-    session_id = own_session(request, fields, required=False)
-    if what == "status":
-        audio.set_status(session_id, request.connection.userId, value)
-    else:
-        audio.set_muted(session_id, request.connection.userId, value)
+    audio.control(own_session(request, fields, required=False), request.connection.userId, fields["command"])
 
 
 def change_language(request: WsRequest) -> None:

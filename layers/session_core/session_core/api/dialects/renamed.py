@@ -23,7 +23,6 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from ... import errors
-from ...domain import ACTIVE, PAUSED
 from ...platform.observability import logger, metric
 from ...platform.settings import settings
 from ...usecases import audio, membership
@@ -31,7 +30,7 @@ from ..ws import WsRequest, require_speaker, status_reply
 
 CREATE_SESSION, AUDIO_CHUNK, PAUSE_BROADCAST, RESUME_BROADCAST = (
     "createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast")
-STATUS_FOR = {PAUSE_BROADCAST: PAUSED, RESUME_BROADCAST: ACTIVE}
+COMMAND_FOR = {PAUSE_BROADCAST: "pause", RESUME_BROADCAST: "resume"}
 
 # Ignored field names already logged here, bounded: names are the client's to choose.
 _LOGGED_LIMIT = 256
@@ -103,8 +102,8 @@ def control(request: WsRequest) -> dict:
     """pauseBroadcast / resumeBroadcast: pause / resume; a sessionId, if sent, must be the connection's own."""
     fields = accept(request, ("sessionId",))
     require_speaker(request)
-    return status_reply(audio.set_status(own_session(request, fields, required=False), request.connection.userId,
-                                         STATUS_FOR[request.route_key]))
+    return status_reply(audio.control(own_session(request, fields, required=False), request.connection.userId,
+                                      COMMAND_FOR[request.route_key]))
 
 
 def own_session(request: WsRequest, fields: dict, required: bool) -> str:
