@@ -21,7 +21,7 @@ export SAM_CLI_TELEMETRY := 0
 # `make token USER=bob`; without USER= on the command line, alice.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),alice)
 
-.PHONY: help dev test test-deployed token invoke bench check-template console web-test clean
+.PHONY: help dev test test-deployed token invoke bench check-template console web-test browser clean
 
 help:
 	@echo "make dev                      run the service locally (HTTP API on :3000)"
@@ -70,8 +70,17 @@ web-test: $(WEB)/node_modules/.installed
 dev: $(VENV)/.installed $(CONSOLE)
 	$(PY) -m local_stack dev $(ARGS)
 
-test: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.installed web-test $(CONSOLE)
+test: $(VENV)/.installed $(TOOLS)/.installed $(TOOLS_CHECKOV)/.installed web-test $(CONSOLE) browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The browser tests drive the machine's Chromium (Debian's package; Playwright downloads none). Run as root
+# with apt and none there, this installs it; otherwise the browser tests say how (or set CHROMIUM_PATH).
+browser:
+	@if [ -z "$${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1 \
+	    && ! command -v chromium-browser >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Chromium (Debian's package) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 
 # The end-to-end suite against a deployed stack, found by its CloudFormation outputs; it creates test
 # users in the stack's pool and deletes them afterwards. Tests marked local_only are skipped, with why.

@@ -1,6 +1,6 @@
 """Headless Chromium driven by Playwright against the local stack's console.
 
-The browser is the machine's (Debian's `chromium` package; `.ci/run` installs it when missing) or the one
+The browser is the machine's (Debian's `chromium` package; `make test` installs it when missing, as root) or the one
 CHROMIUM_PATH names; Playwright never downloads one here. Without a browser, or without a built console,
 every test here fails with one line saying what to run: never a silent skip.
 """
