@@ -7,7 +7,7 @@ each other's changes and no read-modify-write window exists.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -19,6 +19,7 @@ from .table import (
     META,
     ConditionFailed,
     SessionAlreadyEnded,
+    broadcast_key,
     request,
     session_key,
     why_refused,
@@ -27,8 +28,8 @@ from .table import (
 if TYPE_CHECKING:
     from ..models import Session
 
-__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "create", "finish_teardown", "from_item", "get", "owner_of",
-           "update", "written_states"]
+__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "WrittenState", "claim_broadcast", "create", "finish_teardown",
+           "from_item", "get", "owner_of", "update", "written_states"]
 
 
 def to_item(session: Session) -> dict:
@@ -156,10 +157,21 @@ def finish_teardown(session_id: str) -> tuple[int, int] | None:
     return int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"])
 
 
+class WrittenState(NamedTuple):
+    """One write of a session item, as the table's stream carries it."""
+
+    sessionId: str
+    state: tuple[str, int, bool]  # (status, listenerCount, muted) after the write
+    before: tuple[str, int, bool] | None  # the same before it; None for a new item
+    languages: dict[str, int]  # listeners by language after the write
+    version: int
+    expiresAt: int
+    sequence: str  # the stream record's SequenceNumber: what a failed record is reported by
+
+
 def written_states(records: list[dict]):
-    """Each session item write in a batch of the table's stream, in order: (sessionId, state after, state
-    before or None for a new item, listeners by language after), a state being (status, listenerCount,
-    muted). Other items' writes are skipped."""
+    """Each session item write in a batch of the table's stream, in order (WrittenState). Other items'
+    writes are skipped."""
     for record in records:
         change = record.get("dynamodb") or {}
         new, old = change.get("NewImage"), change.get("OldImage")
@@ -167,8 +179,23 @@ def written_states(records: list[dict]):
         if not new or new.get("sk", {}).get("S") != META or "S" not in new.get("sessionId", {}):
             continue
         before = (old.get("status", {}).get("S"), _listener_count(old), _muted(old)) if old else None
-        yield (new["sessionId"]["S"], (new["status"]["S"], _listener_count(new), _muted(new)), before,
-               _languages(new))
+        yield WrittenState(new["sessionId"]["S"], (new["status"]["S"], _listener_count(new), _muted(new)), before,
+                           _languages(new), int(new.get("version", {"N": "0"})["N"]),
+                           int(new.get("expiresAt", {"N": "0"})["N"]), str(change.get("SequenceNumber", "")))
+
+
+def claim_broadcast(session_id: str, version: int, expires_at: int) -> bool:
+    """Records that the sockets are being told `version` of the session; False if a newer version was told
+    already (a retried, bisected batch), so this one must not be. The same version again is True: a retry
+    of a batch that failed while telling it. Written before the posts, so a failure after it is retried."""
+    try:
+        request("update_item", Key=broadcast_key(session_id),
+                UpdateExpression="SET postedVersion = :version, expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(postedVersion) OR postedVersion <= :version",
+                ExpressionAttributeValues={":version": {"N": str(version)}, ":expires": {"N": str(expires_at)}})
+    except ConditionFailed:
+        return False
+    return True
 
 
 def _listener_count(image: dict) -> int:

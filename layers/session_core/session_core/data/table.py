@@ -4,6 +4,7 @@ Item layout (one table shared by the HTTP and WebSocket APIs):
   pk = "SESSION#<sessionId>", sk = "META"                        the session
   pk = "SESSION#<sessionId>", sk = "CONN#<connectionId>"         its connections
   pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<tag>"  audio kept while it is paused
+  pk = "SESSION#<sessionId>", sk = "BROADCAST"                   the newest version its sockets were told
   pk = "LEGACY#<connectionId>", sk = "SESSION"                   a legacy connection's session
 A session item counts its listeners by language in top-level numbers "listeners_<code>" ("listeners_" alone:
 the source language), because DynamoDB's ADD works on top-level attributes only.
@@ -33,6 +34,13 @@ def session_key(session_id: str) -> dict:
 
 def connection_key(session_id: str, connection_id: str) -> dict:
     return {"pk": session_partition(session_id), "sk": {"S": f"{CONNECTION_PREFIX}{connection_id}"}}
+
+
+BROADCAST = "BROADCAST"
+
+
+def broadcast_key(session_id: str) -> dict:
+    return {"pk": session_partition(session_id), "sk": {"S": BROADCAST}}
 
 
 def buffer_key(session_id: str, received_ms: int, tag: str) -> dict:
