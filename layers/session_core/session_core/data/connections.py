@@ -101,10 +101,16 @@ def _undo_join(session_id: str, connection_id: str) -> None:
 def add_speaker(session_id: str, connection_id: str, user_id: str, dialect: str) -> tuple[str | None, dict]:
     """Makes this connection the session's speaker: the connection it replaces (or None) and the session item."""
     now = int(time.time())
-    item = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
-                         {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
-                         ReturnValues="ALL_OLD")["Attributes"]
+    # Recorded first, as a listener is: the teardown finds sockets by their records, so a session that named
+    # this connection before its record existed could be torn down without closing it.
     request("put_item", Item=_connection_item(session_id, connection_id, SPEAKER, user_id, "", now, dialect))
+    try:
+        item = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
+                             {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
+                             ReturnValues="ALL_OLD")["Attributes"]
+    except errors.ServiceError:
+        _undo_join(session_id, connection_id)
+        raise
     previous = item.pop("speakerConnectionId", {}).get("S")
     return (previous if previous != connection_id else None), item
 
