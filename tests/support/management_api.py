@@ -42,6 +42,10 @@ class FakeManagementApi:
                 api.posts[connection].append(json.loads(body))
                 self._answer(200)
 
+            def do_GET(self):  # GetConnection
+                connection = self._connection()
+                self._answer(410 if connection in api.gone or api.opening.get(connection, 0) > 0 else 200)
+
             def do_DELETE(self):
                 connection = self._connection()
                 if connection in api.gone:

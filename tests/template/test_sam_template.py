@@ -64,6 +64,9 @@ EXPECTED_GRANTS = {
     | {("dynamodb:ListStreams", resource({"Fn::Sub": "${SessionsTable.Arn}/stream/*"}))},
     "TeardownWorkerFunction": on_table("DeleteItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
     "TeardownFinishFunction": on_table("UpdateItem"),
+    # Ends forgotten sessions and starts their teardown; asks whether a socket is still there.
+    "SessionSweepFunction": on_table("GetItem", "Query", "UpdateItem", "DeleteItem", "BatchWriteItem") | START_TEARDOWN
+    | {connections("GET")},
 }
 POOL_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPool"}, {"Ref": "ExistingUserPoolId"}]}
 CLIENT_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPoolClient"}, {"Ref": "ExistingUserPoolClientId"}]}

@@ -49,3 +49,14 @@ def welcome_step() -> Callable[[dict, object], None]:
         welcome.deliver(event["connectionId"], event["message"])
 
     return lambda_handler
+
+
+def scheduled(work: Callable[[], dict]) -> Callable[[dict, object], None]:
+    """The Lambda entry point of a scheduled function (an EventBridge rule): `work()` returns the run's
+    summary, logged as the invocation's one summary line."""
+
+    @observed()
+    def lambda_handler(event: dict, context: object) -> None:
+        logger.info("request", extra=work())
+
+    return lambda_handler

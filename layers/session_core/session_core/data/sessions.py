@@ -19,7 +19,11 @@ from .table import (
     META,
     ConditionFailed,
     SessionAlreadyEnded,
+    LIVE_SHARDS,
     broadcast_key,
+    live_key,
+    live_partition,
+    query_partition,
     request,
     session_key,
     why_refused,
@@ -28,8 +32,12 @@ from .table import (
 if TYPE_CHECKING:
     from ..models import Session
 
-__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "WrittenState", "claim_broadcast", "create", "finish_teardown",
-           "from_item", "get", "owner_of", "update", "written_states"]
+__all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "WrittenState", "claim_broadcast", "create",
+           "end_by_service", "finish_teardown", "forget_live", "from_item", "get", "live_sessions", "owner_of",
+           "read_raw", "update", "written_states"]
+
+# A session is listed for the sweep this long after it expires: long enough for a sweep to tear it down.
+LIVE_LISTING_GRACE_SECONDS = 3 * 3600
 
 
 def to_item(session: Session) -> dict:
@@ -78,6 +86,49 @@ def create(session: Session) -> None:
         request("put_item", Item=to_item(session), ConditionExpression="attribute_not_exists(pk)")
     except ConditionFailed:
         raise SessionIdTaken(session.sessionId) from None
+    # Listed for the sweep (usecases/sweep.py) after the session exists: a listing without its session is
+    # only a wasted read, a session without a listing one the sweep cannot end.
+    request("put_item", Item={**live_key(session.sessionId), "sessionId": {"S": session.sessionId},
+                              "createdAt": {"N": str(session.createdAt)},
+                              "expiresAt": {"N": str(session.expiresAt + LIVE_LISTING_GRACE_SECONDS)}})
+
+
+class LiveSession(NamedTuple):
+    """A listed session: enough to name its teardown even once TTL has deleted its item."""
+
+    sessionId: str
+    createdAt: int
+
+
+def live_sessions():
+    """Every session listed for the sweep (created since the listing existed, not yet torn down)."""
+    for shard in range(LIVE_SHARDS):
+        for page in query_partition(live_partition(shard)):
+            for item in page.get("Items", []):
+                yield LiveSession(item["sessionId"]["S"], int(item["createdAt"]["N"]))
+
+
+def forget_live(session_id: str) -> None:
+    request("delete_item", Key=live_key(session_id))
+
+
+def read_raw(session_id: str) -> dict | None:
+    """The session item as stored (strongly consistent), expired or not; None once TTL deleted it."""
+    return request("get_item", Key=session_key(session_id), ConsistentRead=True).get("Item")
+
+
+def end_by_service(session_id: str, now: int) -> bool:
+    """Ends a session nobody ended (it expired, or its legacy speaker's socket is gone); False if it had
+    ended already or is gone."""
+    try:
+        request("update_item", Key=session_key(session_id),
+                UpdateExpression="SET #status = :ended, endedAt = :now, updatedAt = :now ADD version :one",
+                ConditionExpression="attribute_exists(pk) AND #status <> :ended",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":ended": {"S": ENDED}, ":now": {"N": str(now)}, ":one": {"N": "1"}})
+    except ConditionFailed:
+        return False
+    return True
 
 
 def get(session_id: str, now: int, *, consistent: bool = False) -> Session:
