@@ -12,9 +12,15 @@ Where AWS says no and moto would not, this endpoint says it first:
 - DynamoDB transaction conflicts (conflicts.py);
 - an asynchronous Invoke (`X-Amz-Invocation-Type: Event`) is answered 202 at once and runs afterwards,
   as Lambda queues it; a synchronous one answers with the function's result;
-- Test facility (local only): `POST /@faults {"operation": "StartExecution", "count": N}` makes
-  the next N requests of that operation answer 500, as a failing AWS service would (botocore
-  retries a 500: the functions' standard mode makes 3 attempts); `count: 0` clears it.
+- Test facility (local only): `POST /@faults {"operation": "StartExecution", "count": N, "mode": M}`
+  makes the next N requests of that operation fail; `count: 0` clears it. Modes:
+  - "fail" (the default): answered 500 without reaching the service, as a failing AWS service would
+    (botocore retries a 500: the functions' standard mode makes 3 attempts);
+  - "applied": applied, then answered 500, as a request whose answer was lost (a timeout, a 500 after
+    the write) is: botocore sends it again, so a non-idempotent write (`ADD`) applies twice;
+  - "kill": refused, and so is every later request of the same caller for the next second, with an
+    error botocore does not retry: the function dies at this call, after its previous calls took effect
+    (a timeout or crash between two writes; its own clean-up cannot reach AWS either).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from .serving import Invoker, Listener
 
 log = logging.getLogger("local_stack")
 
+FAULT_MODES = ("fail", "applied", "kill")
+KILLED_SECONDS = 1.0  # a killed function's later calls are refused this long (its invocation ends meanwhile)
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
@@ -44,7 +52,8 @@ class AwsProxy:
         self.region = region
         self.iam: Iam | None = None  # set once the roles are known
         self.conflicts: TransactionConflicts | None = None
-        self._faults: dict[str, int] = {}  # operation -> requests that still answer 500
+        self._faults: dict[str, list] = {}  # operation -> [requests that still fail, mode] (@faults)
+        self._killed: dict[str, float] = {}  # caller's access key -> until when its requests are refused
         self.host, self.requested_port = host, port
         self.port: int | None = None
         self._listener = Listener(host, port, shutdown_timeout=2.0)
@@ -91,7 +100,11 @@ class AwsProxy:
             function = invoked_function(path) if request.method == "POST" else None
             if function is not None:
                 return await self._invoke(body, function, request.headers.get("X-Amz-Invocation-Type"))
-            return await self._forward(request, body)
+            answer = await self._forward(request, body)
+            if operation and self._take_fault(operation[1], "applied"):
+                return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
+                                         "message": "Applied, then failed (local stack @faults)"}, request)
+            return answer
         finally:
             if held:
                 self.conflicts.release(held)
@@ -106,20 +119,35 @@ class AwsProxy:
                                              headers={"x-amzn-ErrorType": "AccessDeniedException"})
                 return _json_error(400, {"__type": "com.amazon.coral.service#AccessDeniedException",
                                          "Message": denial}, request)
-        if self._faults.get(name, 0) > 0:
-            self._faults[name] -= 1
+        caller = _caller(request)
+        loop_time = asyncio.get_running_loop().time()
+        if self._killed.get(caller, 0) > loop_time or self._take_fault(name, "kill"):
+            self._killed.setdefault(caller, loop_time + KILLED_SECONDS)
+            # Not retried by botocore: the function's call raises at once.
+            return _json_error(400, {"__type": "com.amazon.coral.validate#ValidationException",
+                                     "message": "Function killed here (local stack @faults)"}, request)
+        if self._take_fault(name, "fail"):
             return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
                                      "message": "Injected failure (local stack @faults)"}, request)
         return None
 
+    def _take_fault(self, operation: str, mode: str) -> bool:
+        fault = self._faults.get(operation)
+        if not fault or fault[1] != mode or fault[0] <= 0:
+            return False
+        fault[0] -= 1
+        return True
+
     async def _inject_fault(self, request: web.Request) -> web.Response:
         """The @faults test facility (module docstring)."""
         fault = request_payload(request.headers, await request.read())
-        operation, count = fault.get("operation"), fault.get("count", 1)
-        if not isinstance(operation, str) or not operation or type(count) is not int or count < 0:
-            return web.json_response({"message": "expected {\"operation\": name, \"count\": n >= 0}"}, status=400)
+        operation, count, mode = fault.get("operation"), fault.get("count", 1), fault.get("mode", "fail")
+        if (not isinstance(operation, str) or not operation or type(count) is not int or count < 0
+                or mode not in FAULT_MODES):
+            return web.json_response({"message": "expected {\"operation\": name, \"count\": n >= 0, "
+                                                 "\"mode\": \"fail\" | \"applied\" | \"kill\"}"}, status=400)
         if count:
-            self._faults[operation] = count
+            self._faults[operation] = [count, mode]
         else:
             self._faults.pop(operation, None)
         return web.Response(status=204)
@@ -161,6 +189,12 @@ class AwsProxy:
             body = await upstream.read()
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
             return web.Response(status=upstream.status, headers=out_headers, body=body)
+
+
+def _caller(request: web.Request) -> str:
+    """Who signed the request: the access key in its SigV4 Authorization header."""
+    authorization = request.headers.get("Authorization", "")
+    return authorization.split("Credential=", 1)[-1].split("/", 1)[0] if "Credential=" in authorization else ""
 
 
 def _json_error(status: int, error: dict, request: web.Request) -> web.Response:

@@ -2,7 +2,8 @@
 resources, or a function's `Events: Type: DynamoDB`): polls the table's stream on
 the embedded endpoint and invokes the function with batches shaped as Lambda
 delivers them, honouring BatchSize, MaximumBatchingWindowInSeconds,
-FilterCriteria and MaximumRetryAttempts."""
+FilterCriteria, MaximumRetryAttempts and FunctionResponseTypes: ReportBatchItemFailures (an
+answer's `batchItemFailures` retries the batch from the earliest failed record, as Lambda does)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class StreamMapping:
     max_retries: int = -1  # -1: until the record expires (here: forever)
     starting_position: str = "LATEST"
     filters: tuple[dict, ...] = ()
+    report_item_failures: bool = False
 
 
 def stream_mappings(template: Any) -> list[StreamMapping]:
@@ -66,6 +68,7 @@ def _mapping(template: Any, function: str, table: str, props: dict) -> StreamMap
         max_retries=int(template.resolve(props.get("MaximumRetryAttempts", -1))),
         starting_position=str(template.resolve(props.get("StartingPosition", "LATEST"))),
         filters=filters,
+        report_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
     )
 
 
@@ -182,8 +185,12 @@ class StreamPoller:
         attempts = 0
         while True:
             try:
-                await self._invoker.invoke(self.mapping.function, {"Records": batch})
-                return
+                result = await self._invoker.invoke(self.mapping.function, {"Records": batch})
+                failed = self._failed_from(batch, result)
+                if failed is None:
+                    return
+                batch = batch[failed:]
+                raise RuntimeError(f"{len(batch)} records from a failed one")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -193,3 +200,12 @@ class StreamPoller:
                                 len(batch), attempts, exc)
                     return
                 await asyncio.sleep(min(2 ** attempts * 0.1, 5))
+
+    def _failed_from(self, batch: list[dict], result: Any) -> int | None:
+        """The index of the earliest record the function reported failed (ReportBatchItemFailures); None
+        when it reported none (or the mapping does not read reports)."""
+        if not self.mapping.report_item_failures or not isinstance(result, dict):
+            return None
+        reported = {str(f.get("itemIdentifier")) for f in result.get("batchItemFailures") or [] if isinstance(f, dict)}
+        indexes = [i for i, record in enumerate(batch) if str(record["dynamodb"].get("SequenceNumber")) in reported]
+        return min(indexes) if indexes else None

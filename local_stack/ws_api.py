@@ -20,6 +20,9 @@
   `POST /{stage}/@faults/$connect?delayMs=D&count=N` holds the next N handshakes for D ms after
   `$connect` returned, before the connection counts as connected: the window in which AWS answers
   a post to the new connection with 410, made wide enough for a test to hit it.
+  `POST /{stage}/@faults/$disconnect?count=N` loses the `$disconnect` of the next N closes (whoever
+  closes): API Gateway delivers `$disconnect` on a best-effort basis, and a lost one leaves the
+  connection's record behind.
 - The Management API applies the caller's IAM role (iam.py): a function whose role does not
   allow `execute-api:ManageConnections` on the connection gets 403, as on AWS.
 """
@@ -153,6 +156,7 @@ class WebSocketGateway:
         self._tasks: set[asyncio.Task] = set()
         self._faults: dict[str, int] = {}  # connection id -> posts that still answer 500 (@faults)
         self._connect_delays: list[float] = []  # seconds each of the next handshakes is held (@faults/$connect)
+        self._lost_disconnects = 0  # closes whose $disconnect is not invoked (@faults/$disconnect)
 
     @property
     def url(self) -> str:
@@ -173,6 +177,7 @@ class WebSocketGateway:
         app.router.add_get(f"/{stage}", self._handshake)
         app.router.add_route("*", f"/{stage}/@connections/{{connection_id}}", self._manage)
         app.router.add_post(f"/{stage}/@faults/$connect", self._delay_connects)
+        app.router.add_post(f"/{stage}/@faults/$disconnect", self._lose_disconnects)
         app.router.add_post(f"/{stage}/@faults/{{connection_id}}", self._inject_fault)
         self.port = await self._listener.start(app)
 
@@ -210,8 +215,12 @@ class WebSocketGateway:
             await self._serve(connection)
         finally:
             self._connections.pop(connection_id, None)
-            # $disconnect runs in the background; the close must not wait for it.
-            self._background(self._disconnect(connection))
+            if self._lost_disconnects > 0:
+                self._lost_disconnects -= 1
+                log.info("WS %s: $disconnect lost (@faults)", connection_id)
+            else:
+                # $disconnect runs in the background; the close must not wait for it.
+                self._background(self._disconnect(connection))
         return ws
 
     def _context(self, route: str, event_type: str, connection_id: str, connected_at: int, source_ip: str,
@@ -400,6 +409,17 @@ class WebSocketGateway:
         if delay_ms < 0 or count < 0:
             return web.json_response({"message": "delayMs and count must be non-negative integers"}, status=400)
         self._connect_delays = [delay_ms / 1000] * count
+        return web.Response(status=204)
+
+    async def _lose_disconnects(self, request: web.Request) -> web.Response:
+        """The @faults/$disconnect test facility (module docstring)."""
+        try:
+            count = int(request.rel_url.query.get("count", "1"))
+        except ValueError:
+            count = -1
+        if count < 0:
+            return web.json_response({"message": "count must be a non-negative integer"}, status=400)
+        self._lost_disconnects = count
         return web.Response(status=204)
 
     async def _inject_fault(self, request: web.Request) -> web.Response:

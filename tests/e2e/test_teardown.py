@@ -331,3 +331,23 @@ def test_a_failing_worker_batch_is_retried_and_the_teardown_still_succeeds(stack
     assert failure["error"] == "ClientError"  # the worker's own error, after botocore's retries
     assert "InternalServerErrorException" in failure["cause"] and "PostToConnection" in failure["cause"]
     assert len(worker_inputs(events)) >= 2 and len({tuple(b) for b in worker_inputs(events)}) == 1
+
+
+def test_a_listener_still_connecting_when_the_teardown_runs_is_told_and_closed(stack, http):
+    """API Gateway answers a post with 410 until $connect has returned: the @faults/$connect hook holds the
+    handshake open after $connect recorded the listener, and the session is deleted in that window."""
+    session = new_session(http, stack)
+    session_id = session["sessionId"]
+
+    async def scenario():
+        held = httpx.post(f"{stack['managementApiUrl']}/@faults/$connect", params={"delayMs": 8000, "count": 1})
+        assert held.status_code == 204
+        opening = asyncio.create_task(open_ws(stack, sessionId=session_id, role="listener"))
+        await asyncio.to_thread(eventually, lambda: len(connection_items(stack, session_id)) == 1, 20,
+                                "the listener's record written by $connect")
+        assert await asyncio.to_thread(delete, http, stack, session_id) == 204
+        ws = await opening
+        return await goodbyes([ws], [asyncio.create_task(until_closed(ws))])
+
+    assert_told_then_closed(run(scenario()), session_id)
+    assert_torn_down(stack, http, session)

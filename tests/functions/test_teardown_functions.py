@@ -1,6 +1,7 @@
 """Starting the teardown, and the two functions the teardown workflow calls."""
 
 import os
+import time
 import uuid
 
 import boto3
@@ -172,3 +173,56 @@ def test_a_teardown_that_did_not_succeed_runs_again_on_the_next_delete(invoke, m
     # While the new one runs (or once it succeeded) a repeat starts nothing.
     assert invoke("delete_session", delete)[0] == 204
     assert teardown_statuses(session) == statuses
+
+
+def test_a_listener_still_connecting_is_told_and_closed_once_it_opens(invoke, management_api):
+    # API Gateway answers 410 until $connect has returned: a socket the teardown meets in that window
+    # opens afterwards, and must not be left open, unrecorded, for two hours.
+    management_api.reset()
+    session = create(invoke)
+    (connecting,) = join(invoke, session, 1)
+    management_api.opening[connecting] = 3
+    event = batch(session, [connecting])
+    event["connections"][0]["connectedAt"] = {"N": str(int(time.time()))}
+    assert invoke.raw("teardown_worker", event) == {"closed": 1}
+    assert [m["type"] for m in management_api.posts[connecting]] == ["sessionEnded"]
+    assert connecting in management_api.closed
+
+
+def test_a_gone_connection_whose_connect_window_has_passed_is_not_waited_for(invoke, management_api):
+    management_api.reset()
+    session = create(invoke)
+    (gone,) = join(invoke, session, 1)
+    management_api.gone.add(gone)
+    event = batch(session, [gone])
+    event["connections"][0]["connectedAt"] = {"N": str(int(time.time()) - 60)}
+    started = time.monotonic()
+    assert invoke.raw("teardown_worker", event) == {"closed": 1}
+    assert time.monotonic() - started < 2
+
+
+def test_a_speaker_is_recorded_before_the_session_names_it(invoke, monkeypatch):
+    # The teardown finds sockets by their records: a session naming a speaker connection whose record is
+    # not written (yet, or ever: the function died in between) would leave that socket open.
+    from session_core import errors
+    from session_core.data import connections
+
+    session = create(invoke)
+    writes = []
+    real = connections.request
+
+    def failing_second_write(operation, **parameters):
+        writes.append(operation)
+        if len(writes) == 2:
+            raise errors.ServiceUnavailable()
+        return real(operation, **parameters)
+
+    monkeypatch.setattr(connections, "request", failing_second_write)
+    who = {"sessionId": session["sessionId"], "role": "speaker", "userId": ALICE, "targetLanguage": "",
+           "legacy": False}
+    assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id="speaker-x=", who=who))["statusCode"] == 503
+    monkeypatch.undo()
+    item = boto3.client("dynamodb").get_item(TableName="sessions-test", ConsistentRead=True, Key={
+        "pk": {"S": f"SESSION#{session['sessionId']}"}, "sk": {"S": "META"}})["Item"]
+    named = item.get("speakerConnectionId", {}).get("S")
+    assert named is None or remaining_connections(session) == 1, "the session names a speaker with no record"

@@ -110,6 +110,9 @@ def test_every_sample_event_is_handled(invoke, name):
             invoke.raw(name, sample_event(name))  # the sample token is a placeholder
         return
     result = invoke.raw(name, sample_event(name))
+    if name == "status_broadcast":  # a stream consumer answers the records that failed
+        assert result == {"batchItemFailures": []}
+        return
     assert result is None or result["statusCode"] in (200, 403, 404, 409)
 
 

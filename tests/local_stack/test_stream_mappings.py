@@ -92,3 +92,15 @@ def test_sam_dynamodb_events_are_still_read():
     """), "  ")), Path("/project"))
     (mapping,) = stream_mappings(template)
     assert (mapping.function, mapping.table, mapping.max_retries) == ("Other", "Table", 2)
+
+
+def test_reported_item_failures_retry_the_batch_from_the_earliest_failed_record():
+    from local_stack.streams import StreamPoller
+
+    batch = [{"dynamodb": {"SequenceNumber": str(n)}} for n in (100, 200, 300)]
+    reporting = StreamPoller(StreamMapping(function="F", table="T", report_item_failures=True), "arn", None, None)
+    answer = {"batchItemFailures": [{"itemIdentifier": "300"}, {"itemIdentifier": "200"}]}
+    assert reporting._failed_from(batch, answer) == 1
+    assert reporting._failed_from(batch, {"batchItemFailures": []}) is None
+    ignoring = StreamPoller(StreamMapping(function="F", table="T"), "arn", None, None)
+    assert ignoring._failed_from(batch, answer) is None

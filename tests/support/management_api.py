@@ -16,6 +16,7 @@ class FakeManagementApi:
         self.closed: list[str] = []
         self.gone: set[str] = set()
         self.failing: dict[str, int] = {}  # connection -> how many more posts answer 500
+        self.opening: dict[str, int] = {}  # connection -> how many more posts answer 410 before it opens
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -32,11 +33,18 @@ class FakeManagementApi:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if connection in api.gone:
                     return self._answer(410)
+                if api.opening.get(connection, 0) > 0:  # $connect has not returned yet
+                    api.opening[connection] -= 1
+                    return self._answer(410)
                 if api.failing.get(connection, 0) > 0:
                     api.failing[connection] -= 1
                     return self._answer(500)
                 api.posts[connection].append(json.loads(body))
                 self._answer(200)
+
+            def do_GET(self):  # GetConnection
+                connection = self._connection()
+                self._answer(410 if connection in api.gone or api.opening.get(connection, 0) > 0 else 200)
 
             def do_DELETE(self):
                 connection = self._connection()
@@ -58,6 +66,7 @@ class FakeManagementApi:
         self.closed.clear()
         self.gone.clear()
         self.failing.clear()
+        self.opening.clear()
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -94,10 +94,10 @@ def test_every_alarm_notifies_the_topic_and_treats_missing_data_as_fine(alarms):
         assert alarm["AlarmDescription"], name
 
 
-def test_every_threshold_is_a_parameter_but_the_failed_teardown_one(template, alarms):
+def test_every_threshold_is_a_parameter_but_the_failed_teardown_and_dropped_batch_ones(template, alarms):
     for name, alarm in alarms.items():
-        if name == "TeardownFailedAlarm":
-            assert alarm["Threshold"] == 0  # any failed execution
+        if name in ("TeardownFailedAlarm", "StatusBroadcastFailureQueueAlarm"):
+            assert alarm["Threshold"] == 0  # any failed execution, any dropped batch
         else:
             param_default(template, alarm["Threshold"])
 

@@ -56,7 +56,7 @@ EXPECTED_GRANTS = {
     "WsWelcomeFunction": {connections("POST")},
     "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
     "WsDefaultFunction": set(),
-    "StatusBroadcastFunction": on_table("Query", "DeleteItem", "UpdateItem") | {connections("POST")}
+    "StatusBroadcastFunction": on_table("GetItem", "Query", "UpdateItem", "BatchWriteItem") | {connections("POST")}
     | {("sqs:SendMessage", resource({"Fn::GetAtt": ["StatusBroadcastFailureQueue", "Arn"]}))}
     # Its event source mapping reads the table's stream, no other.
     | {(f"dynamodb:{action}", resource({"Fn::GetAtt": ["SessionsTable", "StreamArn"]}))
@@ -64,6 +64,9 @@ EXPECTED_GRANTS = {
     | {("dynamodb:ListStreams", resource({"Fn::Sub": "${SessionsTable.Arn}/stream/*"}))},
     "TeardownWorkerFunction": on_table("DeleteItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
     "TeardownFinishFunction": on_table("UpdateItem"),
+    # Ends forgotten sessions and starts their teardown; asks whether a socket is still there.
+    "SessionSweepFunction": on_table("GetItem", "Query", "UpdateItem", "DeleteItem", "BatchWriteItem") | START_TEARDOWN
+    | {connections("GET")},
 }
 POOL_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPool"}, {"Ref": "ExistingUserPoolId"}]}
 CLIENT_ID = {"Fn::If": ["CreateUserPool", {"Ref": "UserPoolClient"}, {"Ref": "ExistingUserPoolClientId"}]}
@@ -251,3 +254,21 @@ def test_stream_batches_that_fail_every_retry_go_to_an_encrypted_queue(template)
     queue = template["Resources"]["StatusBroadcastFailureQueue"]
     assert queue["Type"] == "AWS::SQS::Queue"
     assert queue["Properties"]["KmsMasterKeyId"] == "alias/aws/sqs"
+
+
+def test_the_stream_consumer_reports_failed_records_not_whole_batches(template):
+    mapping = template["Resources"]["StatusBroadcastEventSourceMapping"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True  # a crash still splits the batch
+
+
+def test_a_dropped_stream_batch_raises_an_alarm(template):
+    alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+              and r["Properties"].get("Namespace") == "AWS/SQS"]
+    assert len(alarms) == 1, alarms
+    alarm = alarms[0]
+    assert alarm["Dimensions"] == [{"Name": "QueueName",
+                                    "Value": {"Fn::GetAtt": ["StatusBroadcastFailureQueue", "QueueName"]}}]
+    assert (alarm["MetricName"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "ApproximateNumberOfMessagesVisible", "GreaterThanThreshold", 0)
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]

@@ -22,14 +22,18 @@ def workflow_step(step: str, work: Callable[[dict], dict]) -> Callable[[dict, ob
     return lambda_handler
 
 
-def stream_consumer(work: Callable[[list[dict]], dict]) -> Callable[[dict, object], None]:
+def stream_consumer(work: Callable[[list[dict]], tuple[dict, list[str]]]) -> Callable[[dict, object], dict]:
     """The Lambda entry point of a table stream consumer: `work(records)` returns the batch's summary, logged
-    as the invocation's one summary line. Raising fails the batch, which the event source mapping retries."""
+    as the invocation's one summary line, and the sequence numbers of the records that failed, answered as
+    batchItemFailures (the event source mapping's ReportBatchItemFailures: it retries from the earliest).
+    Raising fails the whole batch."""
 
     @observed()
-    def lambda_handler(event: dict, context: object) -> None:
+    def lambda_handler(event: dict, context: object) -> dict:
         records = event.get("Records", [])
-        logger.info("request", extra={"records": len(records), **work(records)})
+        summary, failed = work(records)
+        logger.info("request", extra={"records": len(records), **summary})
+        return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
 
     return lambda_handler
 
@@ -43,5 +47,16 @@ def welcome_step() -> Callable[[dict, object], None]:
     def lambda_handler(event: dict, context: object) -> None:
         logger.append_keys(connectionId=event.get("connectionId"))
         welcome.deliver(event["connectionId"], event["message"])
+
+    return lambda_handler
+
+
+def scheduled(work: Callable[[], dict]) -> Callable[[dict, object], None]:
+    """The Lambda entry point of a scheduled function (an EventBridge rule): `work()` returns the run's
+    summary, logged as the invocation's one summary line."""
+
+    @observed()
+    def lambda_handler(event: dict, context: object) -> None:
+        logger.info("request", extra=work())
 
     return lambda_handler

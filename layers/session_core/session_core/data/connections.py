@@ -14,14 +14,17 @@ counts it off. The record is the guard: a connection removed twice
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from .. import errors
 from ..domain import ENDED, LISTENER, NATIVE, SPEAKER
 from ..platform.observability import logger
 from .table import (
     CONNECTION_PREFIX,
+    LANGUAGE_COUNT_PREFIX,
     ConditionFailed,
     connection_key,
+    delete_all,
     language_count,
     legacy_key,
     query_items,
@@ -98,10 +101,16 @@ def _undo_join(session_id: str, connection_id: str) -> None:
 def add_speaker(session_id: str, connection_id: str, user_id: str, dialect: str) -> tuple[str | None, dict]:
     """Makes this connection the session's speaker: the connection it replaces (or None) and the session item."""
     now = int(time.time())
-    item = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
-                         {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
-                         ReturnValues="ALL_OLD")["Attributes"]
+    # Recorded first, as a listener is: the teardown finds sockets by their records, so a session that named
+    # this connection before its record existed could be torn down without closing it.
     request("put_item", Item=_connection_item(session_id, connection_id, SPEAKER, user_id, "", now, dialect))
+    try:
+        item = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
+                             {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
+                             ReturnValues="ALL_OLD")["Attributes"]
+    except errors.ServiceError:
+        _undo_join(session_id, connection_id)
+        raise
     previous = item.pop("speakerConnectionId", {}).get("S")
     return (previous if previous != connection_id else None), item
 
@@ -183,6 +192,51 @@ def _update_session_if(session_id: str, **update) -> bool:
     except ConditionFailed:
         return False
     return True
+
+
+def drop(session_id: str, connections: list[dict]) -> None:
+    """Deletes these connections' records, 25 a request (BatchWriteItem), counting nothing: a crowd of gone
+    sockets (the 2-hour limit) is too many for a write pair each. The caller recounts."""
+    delete_all([connection_key(session_id, connection["connectionId"]) for connection in connections])
+
+
+def recount(session_id: str) -> int | None:
+    """Sets the session's listenerCount and listeners_<code> to what its listener records say: the records
+    are the truth, the counts a cache that a retried ADD, a function killed between its two writes or a lost
+    $disconnect can leave wrong. The new count, or None when there is nothing to do (no such session, ended)
+    or the counts moved meanwhile (a join or leave between the read and the write: the next recount heals).
+    A join between its two writes (record put, count not yet added) is counted here and again by its ADD:
+    one too many until the next recount."""
+    item = request("get_item", Key=session_key(session_id), ConsistentRead=True).get("Item")
+    if not item or item.get("status", {}).get("S") == ENDED:
+        return None
+    languages: Counter[str] = Counter()
+    for page in query_items(session_partition(session_id), CONNECTION_PREFIX, ConsistentRead=True,
+                            ProjectionExpression="#role, targetLanguage", ExpressionAttributeNames={"#role": "role"}):
+        languages.update(i.get("targetLanguage", {"S": ""})["S"] for i in page.get("Items", [])
+                         if i["role"]["S"] == LISTENER)
+    seen = {name: int(value["N"]) for name, value in item.items()
+            if (name == "listenerCount" or name.startswith(LANGUAGE_COUNT_PREFIX)) and "N" in value}
+    wanted = {name: 0 for name in seen} | {language_count(code): n for code, n in languages.items()}
+    wanted["listenerCount"] = sum(languages.values())
+    if all(seen.get(name) == n for name, n in wanted.items()):
+        return wanted["listenerCount"]
+    names, values, sets, conditions = {"#status": "status"}, {":ended": {"S": ENDED}}, [], ["#status <> :ended"]
+    for i, (name, n) in enumerate(sorted(wanted.items())):
+        names[f"#c{i}"] = name
+        values[f":new{i}"] = {"N": str(n)}
+        sets.append(f"#c{i} = :new{i}")
+        if name in seen:
+            values[f":old{i}"] = {"N": str(seen[name])}
+            conditions.append(f"#c{i} = :old{i}")
+        else:
+            conditions.append(f"attribute_not_exists(#c{i})")
+    if not _update_session_if(session_id, UpdateExpression="SET " + ", ".join(sets),
+                              ConditionExpression=" AND ".join(conditions), ExpressionAttributeNames=names,
+                              ExpressionAttributeValues=values):
+        return None
+    logger.info("listener count healed", extra={"was": seen.get("listenerCount"), "now": wanted["listenerCount"]})
+    return wanted["listenerCount"]
 
 
 def pages(session_id: str, limit: int = 100):

@@ -7,7 +7,7 @@ each other's changes and no read-modify-write window exists.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -19,6 +19,11 @@ from .table import (
     META,
     ConditionFailed,
     SessionAlreadyEnded,
+    LIVE_SHARDS,
+    broadcast_key,
+    live_key,
+    live_partition,
+    query_partition,
     request,
     session_key,
     why_refused,
@@ -27,8 +32,12 @@ from .table import (
 if TYPE_CHECKING:
     from ..models import Session
 
-__all__ = ["SessionAlreadyEnded", "SessionIdTaken", "create", "finish_teardown", "from_item", "get", "owner_of",
-           "update", "written_states"]
+__all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "WrittenState", "claim_broadcast", "create",
+           "end_by_service", "finish_teardown", "forget_live", "from_item", "get", "live_sessions", "owner_of",
+           "read_raw", "update", "written_states"]
+
+# A session is listed for the sweep this long after it expires: long enough for a sweep to tear it down.
+LIVE_LISTING_GRACE_SECONDS = 3 * 3600
 
 
 def to_item(session: Session) -> dict:
@@ -77,6 +86,49 @@ def create(session: Session) -> None:
         request("put_item", Item=to_item(session), ConditionExpression="attribute_not_exists(pk)")
     except ConditionFailed:
         raise SessionIdTaken(session.sessionId) from None
+    # Listed for the sweep (usecases/sweep.py) after the session exists: a listing without its session is
+    # only a wasted read, a session without a listing one the sweep cannot end.
+    request("put_item", Item={**live_key(session.sessionId), "sessionId": {"S": session.sessionId},
+                              "createdAt": {"N": str(session.createdAt)},
+                              "expiresAt": {"N": str(session.expiresAt + LIVE_LISTING_GRACE_SECONDS)}})
+
+
+class LiveSession(NamedTuple):
+    """A listed session: enough to name its teardown even once TTL has deleted its item."""
+
+    sessionId: str
+    createdAt: int
+
+
+def live_sessions():
+    """Every session listed for the sweep (created since the listing existed, not yet torn down)."""
+    for shard in range(LIVE_SHARDS):
+        for page in query_partition(live_partition(shard)):
+            for item in page.get("Items", []):
+                yield LiveSession(item["sessionId"]["S"], int(item["createdAt"]["N"]))
+
+
+def forget_live(session_id: str) -> None:
+    request("delete_item", Key=live_key(session_id))
+
+
+def read_raw(session_id: str) -> dict | None:
+    """The session item as stored (strongly consistent), expired or not; None once TTL deleted it."""
+    return request("get_item", Key=session_key(session_id), ConsistentRead=True).get("Item")
+
+
+def end_by_service(session_id: str, now: int) -> bool:
+    """Ends a session nobody ended (it expired, or its legacy speaker's socket is gone); False if it had
+    ended already or is gone."""
+    try:
+        request("update_item", Key=session_key(session_id),
+                UpdateExpression="SET #status = :ended, endedAt = :now, updatedAt = :now ADD version :one",
+                ConditionExpression="attribute_exists(pk) AND #status <> :ended",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":ended": {"S": ENDED}, ":now": {"N": str(now)}, ":one": {"N": "1"}})
+    except ConditionFailed:
+        return False
+    return True
 
 
 def get(session_id: str, now: int, *, consistent: bool = False) -> Session:
@@ -156,10 +208,21 @@ def finish_teardown(session_id: str) -> tuple[int, int] | None:
     return int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"])
 
 
+class WrittenState(NamedTuple):
+    """One write of a session item, as the table's stream carries it."""
+
+    sessionId: str
+    state: tuple[str, int, bool]  # (status, listenerCount, muted) after the write
+    before: tuple[str, int, bool] | None  # the same before it; None for a new item
+    languages: dict[str, int]  # listeners by language after the write
+    version: int
+    expiresAt: int
+    sequence: str  # the stream record's SequenceNumber: what a failed record is reported by
+
+
 def written_states(records: list[dict]):
-    """Each session item write in a batch of the table's stream, in order: (sessionId, state after, state
-    before or None for a new item, listeners by language after), a state being (status, listenerCount,
-    muted). Other items' writes are skipped."""
+    """Each session item write in a batch of the table's stream, in order (WrittenState). Other items'
+    writes are skipped."""
     for record in records:
         change = record.get("dynamodb") or {}
         new, old = change.get("NewImage"), change.get("OldImage")
@@ -167,8 +230,23 @@ def written_states(records: list[dict]):
         if not new or new.get("sk", {}).get("S") != META or "S" not in new.get("sessionId", {}):
             continue
         before = (old.get("status", {}).get("S"), _listener_count(old), _muted(old)) if old else None
-        yield (new["sessionId"]["S"], (new["status"]["S"], _listener_count(new), _muted(new)), before,
-               _languages(new))
+        yield WrittenState(new["sessionId"]["S"], (new["status"]["S"], _listener_count(new), _muted(new)), before,
+                           _languages(new), int(new.get("version", {"N": "0"})["N"]),
+                           int(new.get("expiresAt", {"N": "0"})["N"]), str(change.get("SequenceNumber", "")))
+
+
+def claim_broadcast(session_id: str, version: int, expires_at: int) -> bool:
+    """Records that the sockets are being told `version` of the session; False if a newer version was told
+    already (a retried, bisected batch), so this one must not be. The same version again is True: a retry
+    of a batch that failed while telling it. Written before the posts, so a failure after it is retried."""
+    try:
+        request("update_item", Key=broadcast_key(session_id),
+                UpdateExpression="SET postedVersion = :version, expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(postedVersion) OR postedVersion <= :version",
+                ExpressionAttributeValues={":version": {"N": str(version)}, ":expires": {"N": str(expires_at)}})
+    except ConditionFailed:
+        return False
+    return True
 
 
 def _listener_count(image: dict) -> int:

@@ -4,6 +4,8 @@ Item layout (one table shared by the HTTP and WebSocket APIs):
   pk = "SESSION#<sessionId>", sk = "META"                        the session
   pk = "SESSION#<sessionId>", sk = "CONN#<connectionId>"         its connections
   pk = "SESSION#<sessionId>", sk = "AUDIO#<receivedAtMs>#<tag>"  audio kept while it is paused
+  pk = "SESSION#<sessionId>", sk = "BROADCAST"                   the newest version its sockets were told
+  pk = "LIVE#<shard>", sk = "<sessionId>"                         a session the sweep visits until its teardown
   pk = "LEGACY#<connectionId>", sk = "SESSION"                   a legacy connection's session
 A session item counts its listeners by language in top-level numbers "listeners_<code>" ("listeners_" alone:
 the source language), because DynamoDB's ADD works on top-level attributes only.
@@ -11,6 +13,8 @@ the source language), because DynamoDB's ADD works on top-level attributes only.
 """
 
 from __future__ import annotations
+
+import zlib
 
 from .. import errors
 from ..domain import ENDED
@@ -35,6 +39,13 @@ def connection_key(session_id: str, connection_id: str) -> dict:
     return {"pk": session_partition(session_id), "sk": {"S": f"{CONNECTION_PREFIX}{connection_id}"}}
 
 
+BROADCAST = "BROADCAST"
+
+
+def broadcast_key(session_id: str) -> dict:
+    return {"pk": session_partition(session_id), "sk": {"S": BROADCAST}}
+
+
 def buffer_key(session_id: str, received_ms: int, tag: str) -> dict:
     # Zero-padded, so the sort key orders chunks by arrival; the tag (the zero-padded seq, or a unique
     # token for a chunk without one) keeps two chunks of one millisecond apart.
@@ -47,6 +58,18 @@ LANGUAGE_COUNT_PREFIX = "listeners_"
 def language_count(language: str) -> str:
     """The session item attribute that counts the listeners of `language` ("" = the source language)."""
     return f"{LANGUAGE_COUNT_PREFIX}{language}"
+
+
+# Sessions are listed for the sweep in a few partitions, so session creation never makes one of them hot.
+LIVE_SHARDS = 4
+
+
+def live_partition(shard: int) -> dict:
+    return {"S": f"LIVE#{shard}"}
+
+
+def live_key(session_id: str) -> dict:
+    return {"pk": live_partition(zlib.crc32(session_id.encode()) % LIVE_SHARDS), "sk": {"S": session_id}}
 
 
 def legacy_key(connection_id: str) -> dict:
@@ -85,6 +108,17 @@ def query_items(partition: dict, prefix: str, **parameters):
     """Every item of the partition whose sort key starts with `prefix`, page by page."""
     query = {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
              "ExpressionAttributeValues": {":pk": partition, ":prefix": {"S": prefix}}, **parameters}
+    while True:
+        page = request("query", **query)
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def query_partition(partition: dict, **parameters):
+    """Every item of the partition, page by page."""
+    query = {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": partition}, **parameters}
     while True:
         page = request("query", **query)
         yield page

@@ -52,3 +52,14 @@ def disconnect(connection_id: str) -> None:
     except ClientError as exc:
         if not _gone(exc):
             raise
+
+
+def exists(connection_id: str) -> bool:
+    """Whether the connection is open (GetConnection); False if it is gone (410) or not yet established."""
+    try:
+        _client().get_connection(ConnectionId=connection_id)
+    except ClientError as exc:
+        if _gone(exc):
+            return False
+        raise
+    return True

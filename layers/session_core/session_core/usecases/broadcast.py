@@ -4,6 +4,9 @@ its connection's dialect (the caller shapes them: api/dialects/).
 
 Fed by the table's stream: a batch is reduced to the latest state of each
 session, so a burst of joins costs one message per socket, not one per join.
+A session's failure is reported by its first record (ReportBatchItemFailures),
+so the sessions before it are not told again; a change older than one its
+sockets were told already (a retried half of a bisected batch) is skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import NamedTuple
 
 from ..data import connections as stored_connections
 from ..data import sessions as stored_sessions
-from ..domain import ENDED, LISTENER
+from ..domain import ENDED, LISTENER, SPEAKER
 from ..platform import management
 from ..platform.observability import logger, metric
 
@@ -26,6 +29,10 @@ POST_THREADS = 16
 # $connect (the 29 s integration timeout) that answers 410 is kept. If that socket never opens, its
 # record is dropped by a later broadcast or by the teardown.
 CONNECTING_SECONDS = 30
+# Gone records dropped by one broadcast (BatchWriteItem, 25 a request: 100 requests, a few seconds). After the
+# 2-hour limit a full session's sockets are all gone; the recount that follows changes the count, whose
+# broadcast drops the next share.
+MAX_DROPS = 2500
 
 
 class Delivery(NamedTuple):
@@ -43,6 +50,9 @@ class StatusChange(NamedTuple):
     muted: bool
     languages: dict[str, int]  # listeners by language
     before: tuple[str, int, bool] | None  # (status, listenerCount, muted)
+    version: int = 0
+    expiresAt: int = 0
+    sequence: str = ""  # the session's first record in the batch: what its failure is reported by
 
     def status_changed(self) -> bool:
         return self.before is None or self.before[0] != self.status
@@ -56,26 +66,36 @@ Shape = Callable[[dict, StatusChange], "dict | None"]
 
 
 def changed_sessions(records: list[dict]) -> dict[str, StatusChange]:
-    """sessionId -> its change, for session items whose status, listener count or mute changed in the batch."""
+    """sessionId -> its change, for session items whose status, listener count or mute changed in the batch,
+    in the order of each session's first record."""
     first: dict[str, tuple | None] = {}
+    sequence: dict[str, str] = {}
     latest: dict[str, StatusChange] = {}
-    for session_id, (status, count, muted), before, languages in stored_sessions.written_states(records):
-        first.setdefault(session_id, before)
+    for written in stored_sessions.written_states(records):
+        session_id, (status, count, muted) = written.sessionId, written.state
+        first.setdefault(session_id, written.before)
+        sequence.setdefault(session_id, written.sequence)
         if status == ENDED:
             latest.pop(session_id, None)  # teardown says goodbye instead
             continue
         if first[session_id] == (status, count, muted):
             latest.pop(session_id, None)  # back where the batch found it
             continue
-        latest[session_id] = StatusChange(session_id, status, count, muted, languages, first[session_id])
-    return latest
+        latest[session_id] = StatusChange(session_id, status, count, muted, written.languages, first[session_id],
+                                          written.version, written.expiresAt, sequence[session_id])
+    return dict(sorted(latest.items(), key=lambda pair: _ordinal(pair[1].sequence)))
+
+
+def _ordinal(sequence: str) -> int:
+    return int(sequence) if sequence.isdigit() else 0
 
 
 def broadcast(session_id: str, message: dict | Callable[[dict], dict | None]) -> Delivery:
     """Posts `message` (or what it makes of each connection) to each connection of the session; drops the
-    gone ones. A gone listener whose record this removed counts as ListenerLeft (its own $disconnect then
-    finds nothing, so each leave counts once)."""
-    sent = gone = connecting = listeners_left = 0
+    gone ones (at most MAX_DROPS, in batches) and recounts the session's listeners from the records that
+    remain. Gone listeners count as ListenerLeft (a $disconnect racing this drop counts its leave too)."""
+    sent = connecting = 0
+    gone: list[dict] = []
     connecting_since = int(time.time()) - CONNECTING_SECONDS
     shaped = message if callable(message) else (lambda connection: message)
     with ThreadPoolExecutor(POST_THREADS) as pool:
@@ -90,21 +110,40 @@ def broadcast(session_id: str, message: dict | Callable[[dict], dict | None]) ->
                 elif connection["connectedAt"] > connecting_since:
                     connecting += 1
                 else:
-                    gone += 1
-                    removed = stored_connections.remove(session_id, connection["connectionId"], connection["role"])
-                    listeners_left += removed and connection["role"] == LISTENER
-    if listeners_left:
-        metric("ListenerLeft", listeners_left)
-    return Delivery(sent, gone, connecting)
+                    gone.append(connection)
+    if gone:
+        _drop(session_id, gone[:MAX_DROPS])
+    return Delivery(sent, len(gone), connecting)
 
 
-def broadcast_changes(records: list[dict], shape: Shape) -> dict:
-    """Tells the sockets of each session the stream records changed its new state, each as `shape` says;
-    the batch's summary."""
+def _drop(session_id: str, gone: list[dict]) -> None:
+    stored_connections.drop(session_id, gone)
+    for connection in gone:
+        if connection["role"] == SPEAKER:
+            stored_connections.release_speaker(session_id, connection["connectionId"])
+    stored_connections.recount(session_id)
+    listeners = sum(connection["role"] == LISTENER for connection in gone)
+    if listeners:
+        metric("ListenerLeft", listeners)
+
+
+def broadcast_changes(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
+    """Tells the sockets of each session the stream records changed its new state, each as `shape` says:
+    the batch's summary, and the records to report as failed (each failed session's first one; Lambda
+    retries the batch from the earliest)."""
     changed = changed_sessions(records)
-    sent = gone = 0
+    sent = gone = skipped = 0
+    failed: list[str] = []
     for session_id, change in changed.items():
-        delivery = broadcast(session_id, lambda connection, change=change: shape(connection, change))
+        try:
+            if not stored_sessions.claim_broadcast(session_id, change.version, change.expiresAt):
+                skipped += 1  # its sockets were told a newer version already
+                continue
+            delivery = broadcast(session_id, lambda connection, change=change: shape(connection, change))
+        except Exception:  # noqa: BLE001 - one session's failure must not fail the others
+            logger.exception("status broadcast failed", extra={"sessionId": session_id})
+            failed.append(change.sequence)
+            continue
         sent, gone = sent + delivery.sent, gone + delivery.gone
         logger.info("status broadcast", extra={"sessionId": session_id, **delivery._asdict()})
-    return {"sessions": len(changed), "sent": sent, "gone": gone}
+    return {"sessions": len(changed), "sent": sent, "gone": gone, "skipped": skipped, "failed": len(failed)}, failed

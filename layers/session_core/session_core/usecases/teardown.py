@@ -24,6 +24,11 @@ if TYPE_CHECKING:  # annotations only: the teardown functions start without pyda
 
 # Posting is network-bound: a batch of 50 closes in about two round trips.
 POST_THREADS = 25
+# A socket still connecting is waited for at most this long after its record was written (the longest
+# $connect: API Gateway's 29 s integration timeout), so a batch waits at most ~30 s (the worker's timeout: 60 s).
+CONNECTING_SECONDS = 30
+FIRST_WAIT_SECONDS = 0.05
+LONGEST_WAIT_SECONDS = 1.0
 
 
 # A teardown that did not succeed is run again under the next name; Step Functions refuses a closed
@@ -76,18 +81,28 @@ def disconnect_batch(session_id: str, connections: list[dict],
     """Drops each connection's record, then says sessionEnded to it and closes it.
     Records go first so each socket's own $disconnect finds nothing: every
     listener leaves once, counted here (ListenerLeft) in one session write.
-    A connection that is already gone (410) counts as closed. Raises on any
+    A connection that is already gone (410) counts as closed, once its connect window has passed. Raises on any
     other failure so the workflow retries the batch; a retry finds the records
     gone, counts nothing again and re-posts, which a socket survives."""
     # Each connection is told in its dialect (`farewell(session_id, dialect)`; records before dialects: native).
     ids = [connection["connectionId"]["S"] for connection in connections]
     dialects = {connection["connectionId"]["S"]: connection.get("dialect", {}).get("S", "") for connection in connections}
 
+    # A connection whose $connect may not have returned answers 410 and opens afterwards: keep posting to it
+    # until it is there or its connect window has passed (records before connectedAt was listed: not waited).
+    opening_until = {connection["connectionId"]["S"]: int(connection.get("connectedAt", {}).get("N", "0")) +
+                     CONNECTING_SECONDS for connection in connections}
+
     def close(connection_id: str) -> None:
         dialect = dialects[connection_id]
         message = farewell(session_id, dialect) if farewell and dialect else ended_message(session_id)
-        if management.post(connection_id, message):
-            management.disconnect(connection_id)
+        wait = FIRST_WAIT_SECONDS
+        while not management.post(connection_id, message):
+            if time.time() + wait > opening_until[connection_id]:
+                return  # gone, or never opened
+            time.sleep(wait)
+            wait = min(wait * 2, LONGEST_WAIT_SECONDS)
+        management.disconnect(connection_id)
 
     with ThreadPoolExecutor(POST_THREADS) as pool:
         existed = list(pool.map(lambda connection_id: stored_connections.forget(session_id, connection_id), ids))

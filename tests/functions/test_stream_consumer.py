@@ -1,0 +1,121 @@
+"""The table stream's consumer (StatusBroadcastFunction): one session's failure, the order of a session's
+changes across retries, and the removal of a crowd of gone sockets."""
+
+import json
+import time
+import uuid
+
+import boto3
+import pytest
+
+from tests.support.lambdas import http_event, sample_event
+
+TABLE = "sessions-test"
+
+
+@pytest.fixture
+def users(cognito):
+    from jwt import decode
+
+    return {name: {"sub": decode(tokens["IdToken"], options={"verify_signature": False})["sub"]}
+            for name, tokens in cognito["tokens"].items()}
+
+
+def create(invoke, users) -> dict:
+    status, _, body = invoke("create_session", http_event("create_session", sub=users["alice"]["sub"],
+                                                          body={"sourceLanguage": "en"}))
+    assert status == 201
+    return body
+
+
+def put_listener(session_id: str, connected_at: int | None = None, language: str = "es") -> str:
+    connection_id = f"conn-{uuid.uuid4().hex[:10]}="
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item={
+        "pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": f"CONN#{connection_id}"},
+        "connectionId": {"S": connection_id}, "sessionId": {"S": session_id}, "role": {"S": "listener"},
+        "userId": {"S": ""}, "targetLanguage": {"S": language}, "dialect": {"S": "native"},
+        "connectedAt": {"N": str(connected_at or int(time.time()) - 3600)},
+        "expiresAt": {"N": str(int(time.time()) + 7800)}})
+    return connection_id
+
+
+def record(session_id: str, *, status: str, version: int, count: int = 0, sequence: str = "100") -> dict:
+    event = sample_event("status_broadcast")
+    change = json.loads(json.dumps(event["Records"][0]))
+    change["dynamodb"]["SequenceNumber"] = sequence
+    for image in (change["dynamodb"]["NewImage"], change["dynamodb"]["OldImage"]):
+        image["sessionId"]["S"] = session_id
+        image["pk"]["S"] = f"SESSION#{session_id}"
+    new = change["dynamodb"]["NewImage"]
+    new["status"]["S"], new["version"]["N"], new["listenerCount"]["N"] = status, str(version), str(count)
+    change["dynamodb"]["OldImage"]["status"]["S"] = "active" if status == "paused" else "paused"
+    return change
+
+
+def test_one_sessions_failure_reports_only_its_records(invoke, users, management_api, monkeypatch):
+    from session_core import errors
+    from session_core.data import connections
+
+    management_api.reset()
+    first, broken = create(invoke, users), create(invoke, users)
+    told = put_listener(first["sessionId"])
+    pages = connections.pages
+
+    def failing_pages(session_id, *args, **kwargs):
+        if session_id == broken["sessionId"]:
+            raise errors.ServiceUnavailable()
+        return pages(session_id, *args, **kwargs)
+
+    monkeypatch.setattr(connections, "pages", failing_pages)
+    result = invoke.raw("status_broadcast", {"Records": [
+        record(first["sessionId"], status="paused", version=2, sequence="100"),
+        record(broken["sessionId"], status="paused", version=2, sequence="200")]})
+    # Lambda retries from the reported record on; the records before it are done.
+    assert result == {"batchItemFailures": [{"itemIdentifier": "200"}]}
+    assert [m["status"] for m in management_api.posts[told]] == ["paused"]
+
+
+def test_an_older_change_is_not_posted_after_a_newer_one(invoke, users, management_api):
+    management_api.reset()
+    session = create(invoke, users)
+    told = put_listener(session["sessionId"])
+    newer = record(session["sessionId"], status="active", version=4, sequence="300")
+    newer["dynamodb"]["OldImage"]["status"]["S"] = "paused"
+    assert invoke.raw("status_broadcast", {"Records": [newer]}) == {"batchItemFailures": []}
+    # A bisected batch's first half, retried after the second half went through.
+    older = record(session["sessionId"], status="paused", version=3, sequence="200")
+    assert invoke.raw("status_broadcast", {"Records": [older]}) == {"batchItemFailures": []}
+    assert [m["status"] for m in management_api.posts[told]] == ["active"]
+    # The same version again (a retry of a failed batch) is posted again: its sockets may have missed it.
+    assert invoke.raw("status_broadcast", {"Records": [newer]}) == {"batchItemFailures": []}
+    assert [m["status"] for m in management_api.posts[told]] == ["active", "active"]
+
+
+def test_a_crowd_of_gone_sockets_is_removed_in_batches_and_counted_from_the_records(invoke, users, management_api,
+                                                                                    monkeypatch):
+    from session_core.platform import aws
+
+    management_api.reset()
+    session = create(invoke, users)
+    gone = [put_listener(session["sessionId"]) for _ in range(60)]
+    alive = put_listener(session["sessionId"])
+    management_api.gone.update(gone)
+    calls = []
+    real_call = aws.call
+
+    def counting_call(service, operation, /, **parameters):
+        calls.append(operation)
+        return real_call(service, operation, **parameters)
+
+    monkeypatch.setattr(aws, "call", counting_call)
+    monkeypatch.setattr("session_core.data.table.call", counting_call)
+    result = invoke.raw("status_broadcast", {"Records": [record(session["sessionId"], status="paused", version=2)]})
+    assert result == {"batchItemFailures": []}
+    assert calls.count("delete_item") == 0 and calls.count("batch_write_item") == 3  # 60 / 25
+    remaining = boto3.client("dynamodb").query(
+        TableName=TABLE, KeyConditionExpression="pk = :pk AND begins_with(sk, :c)",
+        ExpressionAttributeValues={":pk": {"S": f"SESSION#{session['sessionId']}"}, ":c": {"S": "CONN#"}})
+    assert [i["connectionId"]["S"] for i in remaining["Items"]] == [alive]
+    item = boto3.client("dynamodb").get_item(TableName=TABLE, ConsistentRead=True, Key={
+        "pk": {"S": f"SESSION#{session['sessionId']}"}, "sk": {"S": "META"}})["Item"]
+    assert (item["listenerCount"]["N"], item["listeners_es"]["N"]) == ("1", "1")
