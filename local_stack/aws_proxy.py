@@ -21,6 +21,8 @@ Where AWS says no and moto would not, this endpoint says it first:
   - "kill": refused, and so is every later request of the same caller for the next second, with an
     error botocore does not retry: the function dies at this call, after its previous calls took effect
     (a timeout or crash between two writes; its own clean-up cannot reach AWS either).
+  With `"function": "<logical id>"` only that function's requests count (others pass), so a test aims
+  at one function while the stream consumer, the sweep and the rest make the same calls.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class AwsProxy:
             if function is not None:
                 return await self._invoke(body, function, request.headers.get("X-Amz-Invocation-Type"))
             answer = await self._forward(request, body)
-            if operation and self._take_fault(operation[1], "applied"):
+            if operation and self._take_fault(operation[1], "applied", self._function_of(request)):
                 return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
                                          "message": "Applied, then failed (local stack @faults)"}, request)
             return answer
@@ -121,19 +123,24 @@ class AwsProxy:
                                          "Message": denial}, request)
         caller = _caller(request)
         loop_time = asyncio.get_running_loop().time()
-        if self._killed.get(caller, 0) > loop_time or self._take_fault(name, "kill"):
+        function = signer.function if signer is not None else self._function_of(request)
+        if self._killed.get(caller, 0) > loop_time or self._take_fault(name, "kill", function):
             self._killed.setdefault(caller, loop_time + KILLED_SECONDS)
             # Not retried by botocore: the function's call raises at once.
             return _json_error(400, {"__type": "com.amazon.coral.validate#ValidationException",
                                      "message": "Function killed here (local stack @faults)"}, request)
-        if self._take_fault(name, "fail"):
+        if self._take_fault(name, "fail", function):
             return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
                                      "message": "Injected failure (local stack @faults)"}, request)
         return None
 
-    def _take_fault(self, operation: str, mode: str) -> bool:
+    def _function_of(self, request: web.Request) -> str | None:
+        role = self.iam.role_of(request.headers) if self.iam is not None else None
+        return role.function if role is not None else None
+
+    def _take_fault(self, operation: str, mode: str, function: str | None) -> bool:
         fault = self._faults.get(operation)
-        if not fault or fault[1] != mode or fault[0] <= 0:
+        if not fault or fault[1] != mode or fault[0] <= 0 or fault[2] not in (None, function):
             return False
         fault[0] -= 1
         return True
@@ -142,12 +149,14 @@ class AwsProxy:
         """The @faults test facility (module docstring)."""
         fault = request_payload(request.headers, await request.read())
         operation, count, mode = fault.get("operation"), fault.get("count", 1), fault.get("mode", "fail")
+        function = fault.get("function")
         if (not isinstance(operation, str) or not operation or type(count) is not int or count < 0
-                or mode not in FAULT_MODES):
+                or mode not in FAULT_MODES or not (function is None or isinstance(function, str))):
             return web.json_response({"message": "expected {\"operation\": name, \"count\": n >= 0, "
-                                                 "\"mode\": \"fail\" | \"applied\" | \"kill\"}"}, status=400)
+                                                 "\"mode\": \"fail\" | \"applied\" | \"kill\", "
+                                                 "\"function\": logical id (optional)}"}, status=400)
         if count:
-            self._faults[operation] = [count, mode]
+            self._faults[operation] = [count, mode, function]
         else:
             self._faults.pop(operation, None)
         return web.Response(status=204)

@@ -40,7 +40,9 @@ def new_session(http, stack) -> str:
 
 
 def fault(stack, operation: str, count: int, mode: str) -> None:
-    r = httpx.post(f"{stack['functionsEndpointUrl']}/@faults", json={"operation": operation, "count": count, "mode": mode})
+    # Aimed at $connect: the stream consumer and the sweep make UpdateItem calls of their own meanwhile.
+    r = httpx.post(f"{stack['functionsEndpointUrl']}/@faults", json={"operation": operation, "count": count,
+                                                                    "mode": mode, "function": "WsConnectFunction"})
     assert r.status_code == 204, r.text
 
 

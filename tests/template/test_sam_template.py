@@ -56,7 +56,7 @@ EXPECTED_GRANTS = {
     "WsWelcomeFunction": {connections("POST")},
     "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
     "WsDefaultFunction": set(),
-    "StatusBroadcastFunction": on_table("GetItem", "Query", "UpdateItem", "BatchWriteItem") | {connections("POST")}
+    "StatusBroadcastFunction": on_table("GetItem", "Query", "UpdateItem", "DeleteItem") | {connections("POST")}
     | {("sqs:SendMessage", resource({"Fn::GetAtt": ["StatusBroadcastFailureQueue", "Arn"]}))}
     # Its event source mapping reads the table's stream, no other.
     | {(f"dynamodb:{action}", resource({"Fn::GetAtt": ["SessionsTable", "StreamArn"]}))

@@ -200,6 +200,29 @@ def drop(session_id: str, connections: list[dict]) -> None:
     delete_all([connection_key(session_id, connection["connectionId"]) for connection in connections])
 
 
+def remove_gone(session_id: str, connections: list[dict], each=map) -> int:
+    """Deletes these connections' records (`each` maps the deletes, a thread pool's map runs them at once) and
+    counts off the listeners among them that were still there, by language too, in one write: exact, since each
+    record guards its own count (a $disconnect racing this finds it gone, or this finds its record gone). If the
+    count is already lower than that (it drifted), it is recounted from the records instead. The listeners
+    counted off."""
+    removed = [record for record in each(lambda c: _forget(session_id, c["connectionId"]), connections) if record]
+    languages = Counter(record.get("targetLanguage", {"S": ""})["S"] for record in removed
+                        if record["role"]["S"] == LISTENER)
+    total = sum(languages.values())
+    if total:
+        names = {f"#l{i}": language_count(code) for i, code in enumerate(languages)}
+        values = {f":l{i}": {"N": str(-n)} for i, n in enumerate(languages.values())}
+        adds = ", ".join(f"#l{i} :l{i}" for i in range(len(languages)))
+        if not _update_session_if(session_id, UpdateExpression=f"ADD listenerCount :minus, {adds}",
+                                  ConditionExpression="attribute_exists(pk) AND listenerCount >= :total",
+                                  ExpressionAttributeNames=names,
+                                  ExpressionAttributeValues={":minus": {"N": str(-total)}, ":total": {"N": str(total)},
+                                                             **values}):
+            recount(session_id)
+    return total
+
+
 def recount(session_id: str) -> int | None:
     """Sets the session's listenerCount and listeners_<code> to what its listener records say: the records
     are the truth, the counts a cache that a retried ADD, a function killed between its two writes or a lost

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from ..data import connections as stored_connections
 from ..data import sessions as stored_sessions
-from ..domain import ENDED, LISTENER, SPEAKER
+from ..domain import ENDED, SPEAKER
 from ..platform import management
 from ..platform.observability import logger, metric
 
@@ -29,9 +29,9 @@ POST_THREADS = 16
 # $connect (the 29 s integration timeout) that answers 410 is kept. If that socket never opens, its
 # record is dropped by a later broadcast or by the teardown.
 CONNECTING_SECONDS = 30
-# Gone records dropped by one broadcast (BatchWriteItem, 25 a request: 100 requests, a few seconds). After the
-# 2-hour limit a full session's sockets are all gone; the recount that follows changes the count, whose
-# broadcast drops the next share.
+# Gone records dropped by one broadcast (a DeleteItem each, POST_THREADS at once: a few seconds), their count
+# taken off in one write. After the 2-hour limit a full session's sockets are all gone; that write changes the
+# count, whose broadcast drops the next share.
 MAX_DROPS = 2500
 
 
@@ -92,8 +92,8 @@ def _ordinal(sequence: str) -> int:
 
 def broadcast(session_id: str, message: dict | Callable[[dict], dict | None]) -> Delivery:
     """Posts `message` (or what it makes of each connection) to each connection of the session; drops the
-    gone ones (at most MAX_DROPS, in batches) and recounts the session's listeners from the records that
-    remain. Gone listeners count as ListenerLeft (a $disconnect racing this drop counts its leave too)."""
+    gone ones (at most MAX_DROPS, their deletes at once, their count taken off in one write). A gone listener
+    whose record this removed counts as ListenerLeft (its own $disconnect then finds nothing)."""
     sent = connecting = 0
     gone: list[dict] = []
     connecting_since = int(time.time()) - CONNECTING_SECONDS
@@ -111,20 +111,18 @@ def broadcast(session_id: str, message: dict | Callable[[dict], dict | None]) ->
                     connecting += 1
                 else:
                     gone.append(connection)
-    if gone:
-        _drop(session_id, gone[:MAX_DROPS])
+        if gone:
+            _drop(session_id, gone[:MAX_DROPS], pool)
     return Delivery(sent, len(gone), connecting)
 
 
-def _drop(session_id: str, gone: list[dict]) -> None:
-    stored_connections.drop(session_id, gone)
+def _drop(session_id: str, gone: list[dict], pool: ThreadPoolExecutor) -> None:
+    listeners = stored_connections.remove_gone(session_id, gone, pool.map)
     for connection in gone:
         if connection["role"] == SPEAKER:
             stored_connections.release_speaker(session_id, connection["connectionId"])
-    stored_connections.recount(session_id)
-    listeners = sum(connection["role"] == LISTENER for connection in gone)
     if listeners:
-        metric("ListenerLeft", listeners)
+        metric("ListenerLeft", listeners)  # only those whose record this removed: each leave counts once
 
 
 def broadcast_changes(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
