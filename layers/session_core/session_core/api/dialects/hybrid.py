@@ -28,7 +28,7 @@ _CONTROLS = {"pauseBroadcast": ("status", PAUSED, "speakerPaused", "broadcastPau
 
 
 def connect(request: WsRequest) -> None:
-    membership.join(request.connection_id, request.connection)
+    membership.join(request.connection_id, request.connection, join_key=request.query.get("joinKey"))
 
 
 def _now_ms() -> int:

@@ -42,7 +42,8 @@ def connect(request: WsRequest) -> None:
             sessions.end_session(session.sessionId, who.userId, disconnect_sockets=False)
             raise
         return
-    session = membership.join(request.connection_id, who, describe=True, refreshing=action == REFRESH)
+    session = membership.join(request.connection_id, who, describe=True, refreshing=action == REFRESH,
+                              join_key=request.query.get("joinKey"))
     now = int(time.time() * 1000)
     if action == JOIN:
         message = {"type": "sessionJoined", "sessionId": session.sessionId,
