@@ -231,7 +231,8 @@ def test_listeners_follow_status_and_listener_count_until_the_session_is_deleted
                 cli = Output(process.stdout)
                 await cli.expect(f"Listening to session {sid} in es.")
 
-                async with WebSocketClient(config.websocket_url, sid, role="listener", target_language="fr") as live:
+                async with WebSocketClient(config.websocket_url, sid, role="listener", target_language="fr",
+                                           join_key=session.join_key) as live:
                     messages = live.messages()
                     joined = await next_status(messages, lambda m: m["listenerCount"] == 2)
                     assert joined == {"type": "status", "sessionId": sid, "status": "active", "listenerCount": 2}

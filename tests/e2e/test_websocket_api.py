@@ -78,6 +78,9 @@ class Sockets:
         return await self.open(sessionId=session_id, role="speaker", token=self.stack.token(user))
 
     async def listener(self, session_id: str, token: str | None = None, **params: str) -> ClientConnection:
+        """A listener; an anonymous one carries the session's key, as its link does."""
+        if token is None:
+            params.setdefault("joinKey", JOIN_KEYS.get(session_id))
         return await self.open(sessionId=session_id, role="listener", token=token, **params)
 
     async def listeners(self, session_id: str, count: int, batch: int = 15, **params: str) -> list[ClientConnection]:
@@ -227,8 +230,15 @@ def http(stack):
         yield client
 
 
+# Each link session's join key, as its owner's listener link carries it: an anonymous listener opened by
+# Sockets.listener (and open_ws) of a session new_session made joins with it.
+JOIN_KEYS: dict[str, str] = {}
+
+
 def new_session(client: httpx.Client, stack: LocalStackHandle, user: str = "alice", **body) -> dict:
     r = client.post("/sessions", headers=stack.auth(user), json={"sourceLanguage": "en", **body})
+    if r.status_code == 201 and "joinKey" in r.json():
+        JOIN_KEYS[r.json()["sessionId"]] = r.json()["joinKey"]
     assert r.status_code == 201, r.text
     return r.json()
 
