@@ -223,6 +223,7 @@ def test_old_speaker_creates_its_session_at_connect_and_is_told_without_asking(s
             session_id = created["sessionId"]
             item = session_item(stack, session_id)
             assert item["status"]["S"] == "active" and item["sourceLanguage"]["S"] == "en"
+            assert item["access"]["S"] == "public" and "joinKey" not in item  # as the old protocol had it
 
             listener = await sockets.open(action="joinSession", sessionId=session_id, targetLanguage="es")
             joined = await receive(listener, of_type("sessionJoined"))
