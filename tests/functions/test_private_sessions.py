@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
-
 from session_core.platform import settings as settings_module
+
 from tests.functions.conftest import TABLE
 from tests.support.lambdas import http_event, ws_event
 
@@ -145,7 +145,7 @@ def test_sessions_created_over_the_old_protocol_are_public(invoke):
                                                                       "sourceLanguage": "de"}))
     assert reply["type"] == "sessionCreated" and "joinKey" not in reply
     status, _, body = get(invoke, reply["sessionId"], owner)
-    assert body["access"] == "public" and "joinKey" not in body
+    assert status == 200 and body["access"] == "public" and "joinKey" not in body
     assert join(invoke, reply["sessionId"])[0] == 200
 
 

@@ -17,9 +17,9 @@ QualityTier = Literal[QUALITY_TIERS]
 SessionStatus = Literal[SESSION_STATUSES]
 Access = Literal[ACCESS_MODES]
 
-__all__ = ["Access", "DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTIAL_RESULTS", "SUPPORTED_LANGUAGES",
-           "CreateSessionRequest", "Language", "LegacyCreateSession", "MaxBufferTimeout", "MinStabilityThreshold",
-           "QualityTier", "Session", "SessionStatus", "UpdateSessionRequest"]
+__all__ = ["DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTIAL_RESULTS", "SUPPORTED_LANGUAGES",
+           "Access", "CreateSessionRequest", "Language", "LegacyCreateSession", "MaxBufferTimeout",
+           "MinStabilityThreshold", "QualityTier", "Session", "SessionStatus", "UpdateSessionRequest"]
 
 
 # The transcription pipeline's partial-results settings, kept on the session and

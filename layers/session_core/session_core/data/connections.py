@@ -85,13 +85,13 @@ def add_listener(session_id: str, connection_id: str, user_id: str, target_langu
     signed-in listener); a string (empty: none given) must be a link session's key."""
     now = int(time.time())
     condition, values, names = "listenerCount < :cap", {":one": {"N": "1"}, ":cap": {"N": str(max_listeners)}}, {}
-    otherwise = lambda _: errors.SessionFull()  # noqa: E731 - a listener's last condition: the cap
+    otherwise = lambda _: errors.SessionFull()
     if join_key is not None:
         given = join_key if _KEY_SHAPE.fullmatch(join_key) else None
         condition += f" AND {_KEY_OR_PUBLIC}"
         values |= {":public": {"S": PUBLIC}, ":key": {"S": given or _NO_KEY}}
         names = {"#access": "access"}
-        otherwise = lambda item: _key_refusal(item, given)  # noqa: E731
+        otherwise = lambda item: _key_refusal(item, given)
     try:
         request("put_item", ConditionExpression="attribute_not_exists(pk)",
                 Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now, dialect))

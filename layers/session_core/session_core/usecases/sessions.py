@@ -10,9 +10,8 @@ from ..data import live_sessions
 from ..data import sessions as stored_sessions
 from ..data.sessions import SessionAlreadyEnded, SessionIdTaken
 from ..domain import ACTIVE, ENDED, LINK
-from ..platform.observability import logger
 from ..models import CreateSessionRequest, Session, UpdateSessionRequest
-from ..platform.observability import metric
+from ..platform.observability import logger, metric
 from ..platform.settings import settings
 from ..session_ids import is_valid_session_id, new_session_id
 
