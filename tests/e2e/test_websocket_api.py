@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from local_stack.launcher import STARTUP_TIMEOUT, running_stack
-from tests.e2e.conftest import DEPLOYED_STACK, LocalStackHandle, eventually
+from tests.e2e.conftest import DEPLOYED_STACK, SUITE_SESSION_CAP, LocalStackHandle, eventually
 
 BROADCAST_WAIT = 10.0  # the stream poller batches up to 1 s; a loaded 2-core machine needs slack
 REPLY_WAIT = 10.0
@@ -949,14 +949,16 @@ def _strict_stack_in_background(request, tmp_path_factory):
         return
     starter = _StackInBackground(
         tmp_path_factory.mktemp("strict-stack"), "--parameter-overrides", "MaxListenersPerSession=3",
-        "LegacyWebSocketSessionCreation=disabled", "AllowAnonymousListeners=false", "MaxAudioBytes=2048")
+        "LegacyWebSocketSessionCreation=disabled", "AllowAnonymousListeners=false", "MaxAudioBytes=2048",
+        f"MaxLiveSessionsPerUser={SUITE_SESSION_CAP}")
     yield starter
     starter.stop()
 
 
 @pytest.fixture(scope="module")
 def strict_stack(_strict_stack_in_background):
-    """Listener cap 3, legacy creation disabled, no anonymous listeners, 2 KB audio chunks."""
+    """Listener cap 3, legacy creation disabled, no anonymous listeners, 2 KB audio chunks (the session cap of
+    the shared stack)."""
     return _strict_stack_in_background.wait()
 
 
