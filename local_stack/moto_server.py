@@ -151,6 +151,25 @@ def make_dynamodb_thread_safe() -> None:
     backend.transact_write_items = transact_write_items
 
 
+def refuse_sign_up_when_admin_only() -> None:
+    """Cognito refuses SignUp in a pool whose AdminCreateUserConfig.AllowAdminCreateUserOnly is true
+    (NotAuthorizedException, "SignUp is not permitted for this user pool"); moto 5.2.5 keeps the setting
+    but signs the user up anyway."""
+    from moto.cognitoidp.exceptions import NotAuthorizedError
+    from moto.cognitoidp.models import CognitoIdpBackend
+
+    original = CognitoIdpBackend.sign_up
+
+    def sign_up(self, client_id, username, password, attributes):  # noqa: ANN001, ANN202 - moto's signature
+        for pool in self.user_pools.values():
+            if client_id in pool.clients and pool.extended_config.get("AdminCreateUserConfig", {}).get(
+                    "AllowAdminCreateUserOnly"):
+                raise NotAuthorizedError("SignUp is not permitted for this user pool")
+        return original(self, client_id, username, password, attributes)
+
+    CognitoIdpBackend.sign_up = sign_up
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -178,6 +197,7 @@ def main() -> int:
     from moto.server import ThreadedMotoServer
 
     make_dynamodb_thread_safe()
+    refuse_sign_up_when_admin_only()
 
     if args.execute_state_machines:
         default_user_config["stepfunctions"]["execute_state_machine"] = True

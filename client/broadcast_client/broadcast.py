@@ -9,7 +9,7 @@ from typing import Any
 from .auth import TokenProvider
 from .errors import BroadcastClientError, BroadcastError, OperationQueued
 from .http_service import SessionHttpService
-from .models import QualityTier, Session
+from .models import Access, QualityTier, Session
 from .ws_client import WebSocketClient
 
 log = logging.getLogger("broadcast_client")
@@ -42,19 +42,21 @@ class Broadcast:
 async def start_broadcast(http: SessionHttpService, websocket_url: str, token_provider: TokenProvider, *,
                           source_language: str, quality_tier: QualityTier = "standard",
                           partial_results_enabled: bool | None = None, min_stability_threshold: float | None = None,
-                          max_buffer_timeout: float | None = None, **live_options: Any) -> Broadcast:
+                          max_buffer_timeout: float | None = None, access: Access | None = None,
+                          **live_options: Any) -> Broadcast:
     """Creates a session and connects to it as its speaker.
 
     Raises BroadcastError naming the step that failed. A session created for a
     connection that then failed is ended again, so no orphan stays active.
-    The partial-results settings go to the session (the service's defaults when
-    None); ``live_options`` go to WebSocketClient (heartbeat_interval, ...).
+    The partial-results settings and the access go to the session (the service's
+    defaults when None: a link session, whose key is ``session.join_key``);
+    ``live_options`` go to WebSocketClient (heartbeat_interval, ...).
     """
     try:
         session = await http.create_session(source_language, quality_tier,
                                             partial_results_enabled=partial_results_enabled,
                                             min_stability_threshold=min_stability_threshold,
-                                            max_buffer_timeout=max_buffer_timeout)
+                                            max_buffer_timeout=max_buffer_timeout, access=access)
     except OperationQueued as exc:
         exc.operation.cancel()  # a live broadcast cannot start later on its own
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""

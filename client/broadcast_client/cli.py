@@ -1,8 +1,8 @@
 """broadcast-session: speak, listen and manage sessions from a terminal.
 
     broadcast-session speaker --file talk.wav --language en [--quality standard] [--keep]
-        [--[no-]partial-results] [--min-stability 0.85] [--max-buffer-timeout 5.0]
-    broadcast-session listener SESSION_ID [--language es]
+        [--[no-]partial-results] [--min-stability 0.85] [--max-buffer-timeout 5.0] [--access link|public]
+    broadcast-session listener SESSION_ID [--language es] [--join-key KEY]
     broadcast-session get|delete SESSION_ID
     broadcast-session update SESSION_ID [--status S] [--language L] [--quality Q] [--if-match VERSION]
 
@@ -168,12 +168,16 @@ async def run_speaker(ctx: Context, args: argparse.Namespace) -> int:
         broadcast = await start_broadcast(http, websocket_url, tokens, source_language=args.language,
                                           quality_tier=args.quality, partial_results_enabled=args.partial_results,
                                           min_stability_threshold=args.min_stability,
-                                          max_buffer_timeout=args.max_buffer_timeout, **ctx.live_options)
-        live, session_id = broadcast.live, broadcast.session_id
+                                          max_buffer_timeout=args.max_buffer_timeout, access=args.access,
+                                          **ctx.live_options)
+        live, session_id, key = broadcast.live, broadcast.session_id, broadcast.session.join_key
         ctx.out(f"Session {session_id} is live ({args.language}, {args.quality}).")
+        # A link session's key is in every listener link: anonymous listeners need it.
         ctx.out("Listeners join with:")
-        ctx.out(f"  {_command(ctx.config, 'listener', session_id)} [--language es]")
-        ctx.out(f"Front-ends connect to: {websocket_url}?sessionId={session_id}&role=listener")
+        ctx.out(f"  {_command(ctx.config, 'listener', session_id, *(['--join-key', key] if key else []))} "
+                f"[--language es]")
+        ctx.out(f"Front-ends connect to: {websocket_url}?sessionId={session_id}&role=listener"
+                f"{f'&joinKey={key}' if key else ''}")
         ctx.err(f"Streaming {args.file}: {_clock(duration)}, {rate} Hz, {channels} channel(s), "
                 f"{width * 8}-bit, {round(CHUNK_SECONDS * 1000)} ms chunks.")
         bar = ProgressBar(ctx.stderr)
@@ -230,7 +234,7 @@ async def _watch_speaker(ctx: Context, live: WebSocketClient, bar: ProgressBar) 
 async def run_listener(ctx: Context, args: argparse.Namespace) -> int:
     tokens = ctx.tokens(required=False)
     live = ctx.config.websocket_client(args.session_id, role="listener", token_provider=tokens,
-                                       target_language=args.language, **ctx.live_options)
+                                       target_language=args.language, join_key=args.join_key, **ctx.live_options)
     try:
         await live.connect()
     except PolicyViolation as exc:
@@ -266,6 +270,10 @@ async def run_listener(ctx: Context, args: argparse.Namespace) -> int:
 async def _explain_refusal(ctx: Context, tokens: TokenProvider | None, session_id: str,
                            refusal: PolicyViolation) -> tuple[str, bool]:
     """Why a 403 happened, as far as the HTTP API can tell (it needs a token), and whether the session ended."""
+    if refusal.status == 403 and tokens is None:
+        # The service answers a missing session and a missing or wrong key alike, on purpose.
+        return (f"Session {session_id} refused the connection: it does not exist, has ended or is full, or it "
+                f"needs the key of its listener link (--join-key) or a signed-in listener."), False
     if refusal.status != 403 or tokens is None:
         return str(refusal), False
     try:
@@ -359,11 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     speaker.add_argument("--max-buffer-timeout", type=float, metavar="SECONDS",
                          help="2.0-10.0 s the pipeline may buffer before a result (default: the service's, 5.0)")
     speaker.add_argument("--keep", action="store_true", help="leave the session open at the end")
+    speaker.add_argument("--access", choices=("link", "public"),
+                         help="link (the service's default): anonymous listeners need the printed link's key; "
+                              "public: the session ID is enough")
     speaker.set_defaults(run=run_speaker)
 
     listener = commands.add_parser("listener", parents=[common], help="follow a session until it ends")
     listener.add_argument("session_id")
     listener.add_argument("--language", choices=LANGUAGES, metavar="LANG", help="the language to hear it in")
+    listener.add_argument("--join-key", metavar="KEY",
+                          help="the key of the session's listener link (an anonymous listener of a link session)")
     listener.set_defaults(run=run_listener)
 
     get = commands.add_parser("get", parents=[common], help="show a session")

@@ -105,7 +105,13 @@ class RateLimited(ServiceUnavailable):
     """429: too many requests, even after retries (see ``retry_after``)."""
 
 
-_BY_CODE: dict[str, type[SessionApiError]] = {"SESSION_ENDED": SessionEnded, "VERSION_CONFLICT": VersionConflict}
+class SessionLimitReached(SessionApiError):
+    """429 SESSION_LIMIT_REACHED: the user holds as many live sessions as the service allows. Not retried
+    (unlike API Gateway's throttling 429): end a session first."""
+
+
+_BY_CODE: dict[str, type[SessionApiError]] = {"SESSION_ENDED": SessionEnded, "VERSION_CONFLICT": VersionConflict,
+                                              "SESSION_LIMIT_REACHED": SessionLimitReached}
 _BY_STATUS: dict[int, type[SessionApiError]] = {
     400: ValidationFailed, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 429: RateLimited,
 }

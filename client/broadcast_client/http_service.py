@@ -39,7 +39,7 @@ from .errors import (
     SessionApiError,
     api_error,
 )
-from .models import QualityTier, Session, SessionStatus
+from .models import Access, QualityTier, Session, SessionStatus
 from .offline import ApiRequest, PendingOperation
 from .retry import RetryPolicy, parse_retry_after
 
@@ -55,6 +55,16 @@ UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 
 class _Unreachable(Exception):
     """Internal: the last try could not reach the service."""
+
+
+def _final(response: httpx.Response) -> bool:
+    """A 429 that waiting cannot help: the user's live sessions at the service's cap (not API Gateway's throttling)."""
+    if response.status_code != 429:
+        return False
+    try:
+        return response.json()["error"]["code"] == "SESSION_LIMIT_REACHED"
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _session(response: httpx.Response) -> Session:
@@ -119,12 +129,15 @@ class SessionHttpService:
     async def create_session(self, source_language: str, quality_tier: QualityTier = "standard", *,
                              partial_results_enabled: bool | None = None,
                              min_stability_threshold: float | None = None, max_buffer_timeout: float | None = None,
-                             idempotency_key: str | None = None) -> Session:
-        """POST /sessions. The partial-results settings are sent when given (the
-        service's defaults otherwise: true, 0.85, 5.0 s). The Idempotency-Key (a new
-        uuid4 unless given) is sent on every retry and replay of this call, so the
-        session is created once."""
+                             access: Access | None = None, idempotency_key: str | None = None) -> Session:
+        """POST /sessions. The partial-results settings and the access ("link": anonymous
+        listeners need the session's join key, returned in ``Session.join_key``; "public")
+        are sent when given (the service's defaults otherwise: true, 0.85, 5.0 s, link).
+        The Idempotency-Key (a new uuid4 unless given) is sent on every retry and replay
+        of this call, so the session is created once."""
         body: dict[str, Any] = {"sourceLanguage": source_language, "qualityTier": quality_tier}
+        if access is not None:
+            body["access"] = access
         body |= {name: value for name, value in (("partialResultsEnabled", partial_results_enabled),
                                                  ("minStabilityThreshold", min_stability_threshold),
                                                  ("maxBufferTimeout", max_buffer_timeout)) if value is not None}
@@ -267,7 +280,7 @@ class SessionHttpService:
                 if await self._tokens.rejected(token) is not None:
                     continue
                 return response
-            if status in RETRYABLE_STATUSES and retries < self._retry.max_retries:
+            if status in RETRYABLE_STATUSES and retries < self._retry.max_retries and not _final(response):
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
                 if retry_after is not None and retry_after > self._retry.max_retry_after:
                     return response  # too long to wait here; the error carries retry_after

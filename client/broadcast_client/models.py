@@ -9,6 +9,8 @@ from typing import Any, Literal
 QualityTier = Literal["standard", "premium"]
 SessionStatus = Literal["active", "paused", "ended"]
 Role = Literal["speaker", "listener"]
+# link: anonymous listeners need the session's join key (in its listener link); public: its ID is enough.
+Access = Literal["link", "public"]
 
 # ISO 639-1 codes the service accepts (docs/openapi.yaml, Language).
 LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ru", "ja", "ko", "zh",
@@ -37,6 +39,10 @@ class Session:
     partial_results_enabled: bool | None = None
     min_stability_threshold: float | None = None
     max_buffer_timeout: float | None = None
+    # Who may join anonymously (None from a server that predates access) and, for a link session, its key:
+    # the service shows the key to the session's speaker only.
+    access: str | None = None
+    join_key: str | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Session:
@@ -61,6 +67,8 @@ class Session:
             partial_results_enabled=optional("partialResultsEnabled", bool),
             min_stability_threshold=optional("minStabilityThreshold", float),
             max_buffer_timeout=optional("maxBufferTimeout", float),
+            access=optional("access", str),
+            join_key=optional("joinKey", str),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -77,7 +85,8 @@ class Session:
             body["resumedAt"] = self.resumed_at
         for name, value in (("partialResultsEnabled", self.partial_results_enabled),
                             ("minStabilityThreshold", self.min_stability_threshold),
-                            ("maxBufferTimeout", self.max_buffer_timeout)):
+                            ("maxBufferTimeout", self.max_buffer_timeout), ("access", self.access),
+                            ("joinKey", self.join_key)):
             if value is not None:
                 body[name] = value
         return body

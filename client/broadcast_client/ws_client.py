@@ -113,6 +113,7 @@ class WebSocketClient:
 
     def __init__(self, url: str, session_id: str, *, role: Role = "listener",
                  token_provider: TokenProvider | None = None, target_language: str | None = None,
+                 join_key: str | None = None,
                  heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
                  max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE,
                  reconnect: RetryPolicy = DEFAULT_RECONNECT,
@@ -140,6 +141,9 @@ class WebSocketClient:
         self.session_id = session_id
         self.role = role
         self.target_language = target_language
+        # A link session's key (Session.join_key, or the listener link's `key`): an anonymous listener
+        # needs it; a signed-in one joins by the session ID alone.
+        self.join_key = join_key
         self._tokens = (TokenManager(token_provider, clock=clock, refresh_margin=refresh_margin)
                         if token_provider else None)
         self._heartbeat_interval = heartbeat_interval
@@ -542,6 +546,8 @@ class WebSocketClient:
             query.append(("token", token))
         if self.target_language and self.role == "listener":
             query.append(("targetLanguage", self.target_language))
+        if self.join_key and self.role == "listener":
+            query.append(("joinKey", self.join_key))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
 

@@ -55,8 +55,9 @@ def chromium_path() -> str:
 def console_stack(tmp_path_factory, chromium_path) -> LocalStackHandle:
     state_dir = tmp_path_factory.mktemp("console-stack")
     try:
-        with running_stack(state_dir, "--parameter-overrides", f"MaxListenersPerSession={MAX_LISTENERS}") as (
-                info, process):
+        # alice creates a session in most tests and ends few: the per-user cap is tested elsewhere.
+        with running_stack(state_dir, "--parameter-overrides", f"MaxListenersPerSession={MAX_LISTENERS}",
+                           "MaxLiveSessionsPerUser=1000") as (info, process):
             yield LocalStackHandle(info, state_dir, process)
     except LaunchError as exc:
         pytest.fail(str(exc))

@@ -80,7 +80,9 @@ def test_speaker_goes_live_and_a_listener_follows_until_the_end(console_stack, b
     speaker, listener = pages
     session_id = create_and_go_live(speaker, stack, "fr", "premium")
     link = speaker.get_attribute("#listener-link", "href")
-    assert link == f"{stack['consoleUrl']}listener.html?session={session_id}"
+    # The link carries the session's join key: the anonymous listener below needs it.
+    key = httpx.get(f"{stack.url}/sessions/{session_id}", headers=stack.auth("alice")).json()["joinKey"]
+    assert link == f"{stack['consoleUrl']}listener.html?session={session_id}&key={key}"
     eventually(lambda: chunks_sent(speaker) >= 20, 20, "two seconds of audio sent")
 
     sockets = []
@@ -164,7 +166,8 @@ def test_a_refused_join_is_explained(console_stack, browser):
         page = anonymous.new_page()
         page.goto(stack["consoleUrl"] + "listener.html?session=silent-owl-999")
         see(page, "#notice", "Session silent-owl-999 refused the join: it does not exist, has ended, or is "
-                             "full. Sign in to find out which.")
+                             "full, or it needs its speaker's listener link (with its key). Sign in to find out "
+                             "which.")
 
         # Signed in: the page reads the session and says which.
         page = signed_in.new_page()
@@ -180,10 +183,10 @@ def test_a_refused_join_is_explained(console_stack, browser):
         join("silent-owl-999")
         see(page, "#notice", "There is no session silent-owl-999: check the ID (sessions expire).")
 
-        created = httpx.post(f"{stack.url}/sessions", headers=stack.auth("alice"),
-                             json={"sourceLanguage": "en"}).json()["sessionId"]
+        made = httpx.post(f"{stack.url}/sessions", headers=stack.auth("alice"), json={"sourceLanguage": "en"}).json()
+        created = made["sessionId"]
         first = anonymous.new_page()
-        first.goto(f"{stack['consoleUrl']}listener.html?session={created}")
+        first.goto(f"{stack['consoleUrl']}listener.html?session={created}&key={made['joinKey']}")
         see(first, "#listener-count", str(MAX_LISTENERS))
         join(created)
         see(page, "#notice", f"Session {created} is full: it has {MAX_LISTENERS} listeners, the most it admits.")

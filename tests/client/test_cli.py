@@ -85,7 +85,8 @@ async def test_stream_wav_chunks_stereo_frames(tmp_path):
 @async_test
 async def test_speaker_creates_streams_and_ends_the_session(tmp_path, keep):
     pcm = make_wav(tmp_path / "talk.wav", 0.25)
-    script = Script(httpx.Response(201, json=session_json()), httpx.Response(204))
+    key = "the-key-of-the-link-0123456789ab"
+    script = Script(httpx.Response(201, json=session_json(access="link", joinKey=key)), httpx.Response(204))
     async with FakeGateway() as gw:
         ctx = context(gw.url, script)
         argv = ["speaker", "--file", str(tmp_path / "talk.wav"), "--language", "en"] + (["--keep"] if keep else [])
@@ -95,8 +96,9 @@ async def test_speaker_creates_streams_and_ends_the_session(tmp_path, keep):
 
     out = ctx.stdout.getvalue()
     assert f"Session {SESSION} is live" in out
-    assert f"broadcast-session listener {SESSION} --local /srv/app/.local/stack.json" in out
-    assert f"{gw.url}?sessionId={SESSION}&role=listener" in out
+    # The listener link carries the session's key: anonymous listeners need it.
+    assert f"broadcast-session listener {SESSION} --join-key {key} --local /srv/app/.local/stack.json" in out
+    assert f"{gw.url}?sessionId={SESSION}&role=listener&joinKey={key}" in out
     assert gw.seqs() == [0, 1, 2] and b"".join(data for _, data in gw.audio()) == pcm
     assert json.loads(script.requests[0].content) == {"sourceLanguage": "en", "qualityTier": "standard"}
     if keep:
@@ -183,6 +185,37 @@ async def test_listener_prints_status_changes_until_the_session_ends():
     assert [line[10:] for line in lines[1:]] == ["active, 1 listener(s)", "active, 2 listener(s)",
                                                  "paused, 2 listener(s)", f"Session {SESSION} ended."]
     assert gw.handshakes[0]["targetLanguage"] == "es"
+
+
+@async_test
+async def test_an_anonymous_listener_joins_with_the_links_key_and_a_refusal_names_it():
+    async with FakeGateway() as gw:
+        ctx = context(gw.url, Script())
+        ctx.token_provider = None  # no sign-in
+        listener = asyncio.create_task(run_listener(ctx, build_parser().parse_args(
+            ["listener", SESSION, "--join-key", "the-key-of-the-link-0123456789ab"])))
+        await gw.wait_for(lambda: len(gw.connections) == 1)
+        await gw.connections[0].ws.send(json.dumps({"type": "sessionEnded", "sessionId": SESSION}))
+        assert await listener == 0
+        assert gw.handshakes[0]["joinKey"] == "the-key-of-the-link-0123456789ab"
+        assert "token" not in gw.handshakes[0]
+
+        gw.refuse = lambda query: 403
+        with pytest.raises(Exception, match="needs the key of its listener link"):
+            await run_listener(ctx, build_parser().parse_args(["listener", SESSION]))
+
+
+@async_test
+async def test_a_public_speaker_session_prints_links_without_a_key(tmp_path):
+    make_wav(tmp_path / "talk.wav", 0.1)
+    script = Script(httpx.Response(201, json=session_json(access="public")), httpx.Response(204))
+    async with FakeGateway() as gw:
+        ctx = context(gw.url, script)
+        argv = ["speaker", "--file", str(tmp_path / "talk.wav"), "--language", "en", "--access", "public"]
+        assert await run_speaker(ctx, build_parser().parse_args(argv)) == 0
+    out = ctx.stdout.getvalue()
+    assert json.loads(script.requests[0].content)["access"] == "public"
+    assert "--join-key" not in out and f"{gw.url}?sessionId={SESSION}&role=listener\n" in out
 
 
 @async_test

@@ -24,6 +24,7 @@ from broadcast_client import (
     SessionApiError,
     SessionEnded,
     SessionHttpService,
+    SessionLimitReached,
     StaticTokenProvider,
     Unauthorized,
     ValidationFailed,
@@ -622,3 +623,34 @@ async def test_a_success_without_a_session_body_is_an_error():
     with pytest.raises(SessionApiError) as caught:
         await service.get_session("golden-eagle-427")
     assert caught.value.code == "INVALID_RESPONSE"
+
+
+@async_test
+async def test_create_session_sends_the_access_and_reads_the_join_key_back():
+    key = "k" * 32
+    script = Script(respond(201, session_json(access="link", joinKey=key)),
+                    respond(201, session_json(access="public")), respond(201, session_json()))
+    service, _ = make_service(script.transport)
+
+    link = await service.create_session("en")
+    public = await service.create_session("en", access="public")
+    older = await service.create_session("en")  # from a server that predates access
+
+    assert "access" not in json.loads(script.requests[0].content)  # the service's default: link
+    assert json.loads(script.requests[1].content)["access"] == "public"
+    assert (link.access, link.join_key) == ("link", key) and link.to_json()["joinKey"] == key
+    assert (public.access, public.join_key) == ("public", None) and "joinKey" not in public.to_json()
+    assert (older.access, older.join_key) == (None, None)
+
+
+@async_test
+async def test_the_session_limit_is_not_retried():
+    script = Script(respond(429, error_json("SESSION_LIMIT_REACHED", "You hold 3 live sessions")))
+    service, clock = make_service(script.transport)
+
+    with pytest.raises(SessionLimitReached) as caught:
+        await service.create_session("en")
+
+    assert not isinstance(caught.value, ServiceUnavailable)
+    assert (caught.value.status, caught.value.code) == (429, "SESSION_LIMIT_REACHED")
+    assert (len(script.requests), clock.sleeps) == (1, [])

@@ -109,6 +109,15 @@ async def test_a_listener_joins_with_its_language_and_cannot_send_audio():
 
 
 @async_test
+async def test_an_anonymous_listener_carries_the_join_key_on_every_connection():
+    async with FakeGateway() as gw:
+        async with client(gw, role="listener", join_key="the-key-of-the-link-0123456789ab") as live:
+            await live.settle()
+        assert gw.handshakes == [{"sessionId": SESSION, "role": "listener",
+                                  "joinKey": "the-key-of-the-link-0123456789ab"}]
+
+
+@async_test
 async def test_too_much_waiting_audio_is_refused_not_dropped():
     async with FakeGateway() as gw, client(gw, max_buffered_bytes=400) as live:
         await live.send_audio(b"x" * 150)  # ~240 bytes of JSON, queued

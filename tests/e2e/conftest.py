@@ -31,6 +31,8 @@ from local_stack.launcher import LaunchError, running_stack
 
 # The deployed stack to test (its region: DEPLOYED_REGION, or boto3's default); unset: the local stack.
 DEPLOYED_STACK = os.environ.get("DEPLOYED_STACK") or None
+# The shared local stack's MaxLiveSessionsPerUser (the template's maximum): a deployed stack under test needs it too.
+SUITE_SESSION_CAP = 1000
 
 
 def pytest_collection_modifyitems(items):
@@ -166,7 +168,10 @@ def stack(tmp_path_factory) -> LocalStackHandle:
         return
     state_dir = tmp_path_factory.mktemp("local-stack")
     try:
-        with running_stack(state_dir) as (info, process):
+        # The suite creates hundreds of sessions as alice; the cap itself is tested on a stack of its own
+        # (security/test_private_sessions.py).
+        with running_stack(state_dir, "--parameter-overrides", f"MaxLiveSessionsPerUser={SUITE_SESSION_CAP}") as (
+                info, process):
             yield LocalStackHandle(info, state_dir, process)
     except LaunchError as exc:
         pytest.fail(str(exc))

@@ -231,7 +231,8 @@ def test_listeners_follow_status_and_listener_count_until_the_session_is_deleted
                 cli = Output(process.stdout)
                 await cli.expect(f"Listening to session {sid} in es.")
 
-                async with WebSocketClient(config.websocket_url, sid, role="listener", target_language="fr") as live:
+                async with WebSocketClient(config.websocket_url, sid, role="listener", target_language="fr",
+                                           join_key=session.join_key) as live:
                     messages = live.messages()
                     joined = await next_status(messages, lambda m: m["listenerCount"] == 2)
                     assert joined == {"type": "status", "sessionId": sid, "status": "active", "listenerCount": 2}
@@ -275,7 +276,9 @@ def test_cli_speaker_streams_the_whole_wav_in_order_and_ends_the_session(stack, 
     live = re.search(r"^Session (\S+) is live \(en, standard\)\.$", result.stdout, re.MULTILINE)
     assert live, result.stdout
     sid = live.group(1)
-    assert f"broadcast-session listener {sid} --local {stack_json.resolve()}" in result.stdout
+    # A link session (the default): the printed listener command carries its key.
+    assert re.search(rf"broadcast-session listener {sid} --join-key [A-Za-z0-9_-]{{32}} --local "
+                     rf"{re.escape(str(stack_json.resolve()))}", result.stdout), result.stdout
     assert f"Session {sid} ended." in result.stdout
     assert "Sent 15 chunk(s)." in result.stderr
 

@@ -94,8 +94,10 @@ def test_hybrid_listener_joins_hears_the_speakers_controls_and_the_end(stack, ht
     async def scenario():
         async with Sockets(stack) as sockets:
             speaker = await sockets.open(token=stack.token("alice"), sessionId=session_id)
-            # ListenerService.initialize: connect({sessionId, targetLanguage}), then joinSession.
-            listener = await sockets.open(sessionId=session_id, targetLanguage="es")
+            # ListenerService.initialize: connect({sessionId, targetLanguage}), then joinSession. The hybrid
+            # listener app signs its listeners in (the token in the query): a signed-in listener joins a link
+            # session by its ID alone.
+            listener = await sockets.open(sessionId=session_id, targetLanguage="es", token=stack.token("bob"))
             await send(listener, {"action": "joinSession", "sessionId": session_id, "targetLanguage": "es"})
             joined = await receive(listener, of_type("sessionJoined"))
             assert joined["sessionId"] == session_id and joined["targetLanguage"] == "es"
@@ -221,6 +223,7 @@ def test_old_speaker_creates_its_session_at_connect_and_is_told_without_asking(s
             session_id = created["sessionId"]
             item = session_item(stack, session_id)
             assert item["status"]["S"] == "active" and item["sourceLanguage"]["S"] == "en"
+            assert item["access"]["S"] == "public" and "joinKey" not in item  # as the old protocol had it
 
             listener = await sockets.open(action="joinSession", sessionId=session_id, targetLanguage="es")
             joined = await receive(listener, of_type("sessionJoined"))

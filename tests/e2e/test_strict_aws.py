@@ -23,6 +23,7 @@ from local_stack.iam import access_key_for
 from tests.e2e.conftest import LocalStackHandle
 from tests.e2e.test_websocket_api import (
     BROADCAST_WAIT,
+    JOIN_KEYS,
     Sockets,
     closed,
     eventually_async,
@@ -151,7 +152,7 @@ def test_a_crowd_joining_one_session_at_once_all_connect_and_are_counted(stack, 
 
     async def attempt():
         try:
-            return await open_ws(stack, sessionId=session_id, role="listener")
+            return await open_ws(stack, sessionId=session_id, role="listener", joinKey=JOIN_KEYS[session_id])
         except InvalidStatus as exc:
             return exc.response.status_code
 

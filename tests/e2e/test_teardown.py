@@ -51,7 +51,8 @@ async def open_session_sockets(stack: LocalStackHandle, session_id: str, listene
     sockets = [await open_ws(stack, sessionId=session_id, role="speaker", token=stack.token("alice"))]
     try:
         for start in range(0, listeners, BATCH):
-            sockets += await asyncio.gather(*(open_ws(stack, sessionId=session_id, role="listener")
+            sockets += await asyncio.gather(*(open_ws(stack, sessionId=session_id, role="listener",
+                                                      joinKey=JOIN_KEYS.get(session_id))
                                               for _ in range(min(BATCH, listeners - start))))
     except BaseException:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
@@ -190,9 +191,14 @@ def http(stack):
         yield client
 
 
+# Each session's join key: its anonymous listeners carry it, as the session's link does.
+JOIN_KEYS: dict[str, str] = {}
+
+
 def new_session(http: httpx.Client, stack: LocalStackHandle) -> dict:
     r = http.post("/sessions", headers=stack.auth(), json={"sourceLanguage": "en"})
     assert r.status_code == 201, r.text
+    JOIN_KEYS[r.json()["sessionId"]] = r.json()["joinKey"]
     return r.json()
 
 

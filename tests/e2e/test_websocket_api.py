@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from local_stack.launcher import STARTUP_TIMEOUT, running_stack
-from tests.e2e.conftest import DEPLOYED_STACK, LocalStackHandle, eventually
+from tests.e2e.conftest import DEPLOYED_STACK, SUITE_SESSION_CAP, LocalStackHandle, eventually
 
 BROADCAST_WAIT = 10.0  # the stream poller batches up to 1 s; a loaded 2-core machine needs slack
 REPLY_WAIT = 10.0
@@ -78,6 +78,9 @@ class Sockets:
         return await self.open(sessionId=session_id, role="speaker", token=self.stack.token(user))
 
     async def listener(self, session_id: str, token: str | None = None, **params: str) -> ClientConnection:
+        """A listener; an anonymous one carries the session's key, as its link does."""
+        if token is None:
+            params.setdefault("joinKey", JOIN_KEYS.get(session_id))
         return await self.open(sessionId=session_id, role="listener", token=token, **params)
 
     async def listeners(self, session_id: str, count: int, batch: int = 15, **params: str) -> list[ClientConnection]:
@@ -227,8 +230,15 @@ def http(stack):
         yield client
 
 
+# Each link session's join key, as its owner's listener link carries it: an anonymous listener opened by
+# Sockets.listener (and open_ws) of a session new_session made joins with it.
+JOIN_KEYS: dict[str, str] = {}
+
+
 def new_session(client: httpx.Client, stack: LocalStackHandle, user: str = "alice", **body) -> dict:
     r = client.post("/sessions", headers=stack.auth(user), json={"sourceLanguage": "en", **body})
+    if r.status_code == 201 and "joinKey" in r.json():
+        JOIN_KEYS[r.json()["sessionId"]] = r.json()["joinKey"]
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -970,14 +980,16 @@ def _strict_stack_in_background(request, tmp_path_factory):
         return
     starter = _StackInBackground(
         tmp_path_factory.mktemp("strict-stack"), "--parameter-overrides", "MaxListenersPerSession=3",
-        "LegacyWebSocketSessionCreation=disabled", "AllowAnonymousListeners=false", "MaxAudioBytes=2048")
+        "LegacyWebSocketSessionCreation=disabled", "AllowAnonymousListeners=false", "MaxAudioBytes=2048",
+        f"MaxLiveSessionsPerUser={SUITE_SESSION_CAP}")
     yield starter
     starter.stop()
 
 
 @pytest.fixture(scope="module")
 def strict_stack(_strict_stack_in_background):
-    """Listener cap 3, legacy creation disabled, no anonymous listeners, 2 KB audio chunks."""
+    """Listener cap 3, legacy creation disabled, no anonymous listeners, 2 KB audio chunks (the session cap of
+    the shared stack)."""
     return _strict_stack_in_background.wait()
 
 

@@ -63,8 +63,11 @@ def test_the_partial_results_settings_default_and_are_kept_as_given(invoke):
 
 def test_get_round_trips_what_create_wrote(invoke):
     session = create(invoke)
-    status, _, body = invoke("get_session", http_event("get_session", session_id=session["sessionId"], sub=BOB))
+    status, _, body = invoke("get_session", http_event("get_session", session_id=session["sessionId"], sub=ALICE))
     assert status == 200 and body == session
+    # Anyone else reads it without its join key.
+    status, _, body = invoke("get_session", http_event("get_session", session_id=session["sessionId"], sub=BOB))
+    assert status == 200 and body == {k: v for k, v in session.items() if k != "joinKey"}
 
 
 def test_patch_changes_status_and_settings_and_bumps_version(invoke):

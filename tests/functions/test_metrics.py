@@ -53,6 +53,11 @@ def listener(session) -> dict:
             "legacy": False}
 
 
+def link_query(session) -> dict:
+    """An anonymous listener's connect query: the session's link carries its key."""
+    return {"sessionId": session["sessionId"], "role": "listener", "joinKey": session.get("joinKey", "")}
+
+
 def new_connection() -> str:
     return f"conn-{uuid.uuid4().hex[:10]}="
 
@@ -152,11 +157,14 @@ def test_listener_joins_and_leaves_are_counted_and_speakers_are_not(invoke, emf)
     ids = [new_connection() for _ in range(2)]
     for connection in ids:
         assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection,
-                                                 who=listener(session)))["statusCode"] == 200
+                                                 who=listener(session),
+                                                 query=link_query(session)))["statusCode"] == 200
     invoke.raw("ws_connect", ws_event("ws_connect", connection_id=new_connection(), who=speaker(session)))
     assert emf.total("ListenerJoined") == 2
-    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=ids[0], who=listener(session)))
-    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=ids[0], who=listener(session)))  # repeated
+    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=ids[0], who=listener(session),
+                                                 query=link_query(session)))
+    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=ids[0], who=listener(session),
+                                                 query=link_query(session)))  # repeated
     assert emf.total("ListenerLeft") == 1
 
 
@@ -165,14 +173,16 @@ def test_listeners_closed_by_the_teardown_count_as_leaving_once(invoke, emf, man
     session = create(invoke)
     ids = [new_connection() for _ in range(3)]
     for connection in ids:
-        invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=listener(session)))
+        invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=listener(session),
+                                                 query=link_query(session)))
     emf.clear()
     batch = {"sessionId": session["sessionId"], "executionName": "test",
              "connections": [{"connectionId": {"S": c}, "role": {"S": "listener"}} for c in ids]}
     assert invoke.raw("teardown_worker", batch) == {"closed": 3}
     assert emf.total("ListenerLeft") == 3
     # Their own $disconnect finds nothing left to remove.
-    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=ids[0], who=listener(session)))
+    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=ids[0], who=listener(session),
+                                                 query=link_query(session)))
     assert emf.total("ListenerLeft") == 3
 
 
@@ -262,7 +272,8 @@ def test_a_connection_refused_at_connect_counts_connection_refused_by_reason(inv
     invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
     emf.clear()
     assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id=new_connection(),
-                                             who=listener(session)))["statusCode"] == 403
+                                             who=listener(session),
+                                                 query=link_query(session)))["statusCode"] == 403
     assert emf.total("ConnectionRefused", reason="SESSION_ENDED") == 1
     # Without a reason, for the WebSocket error-rate alarm: a refusal is an IntegrationError, not a failure.
     assert emf.total("HandshakeRefused") == 1
@@ -272,11 +283,11 @@ def test_a_connection_refused_at_connect_counts_connection_refused_by_reason(inv
 
 
 def test_an_http_request_without_claims_counts_an_authorization_failure(invoke, emf):
-    # GET needs no caller; PATCH does.
+    # Each route needs its caller (GET: to show the join key to the owner only).
     invoke("get_session", http_event("get_session", session_id="lonely-heron-321", sub=None))
     invoke("update_session", http_event("update_session", session_id="lonely-heron-321", sub=None,
                                         body={"status": "paused"}))
-    assert emf.total("AuthorizationFailure", api="http") == 1
+    assert emf.total("AuthorizationFailure", api="http") == 2
     assert emf.total("AuthorizationFailure", api="websocket") == 0
 
 
@@ -312,10 +323,12 @@ def test_every_metric_has_the_stage_and_only_low_cardinality_dimensions(invoke, 
     management_api.reset()
     session = create(invoke)
     connection = new_connection()
-    invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=listener(session)))
+    invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=listener(session),
+                                                 query=link_query(session)))
     send_audio(invoke, speaker(session), 0)
     send_audio(invoke, speaker(session), -1)
-    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=connection, who=listener(session)))
+    invoke.raw("ws_disconnect", ws_event("ws_disconnect", connection_id=connection, who=listener(session),
+                                                 query=link_query(session)))
     invoke("delete_session", http_event("delete_session", session_id=session["sessionId"], sub=ALICE))
     records = emf.read()
     assert len(records) >= 6

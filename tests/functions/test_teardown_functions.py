@@ -59,7 +59,10 @@ def join(invoke, session, n):
     who = {"sessionId": session["sessionId"], "role": "listener", "userId": "", "targetLanguage": "",
            "legacy": False}
     for connection in ids:
-        assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=who))["statusCode"] == 200
+        # Anonymous: the session's link carries its key.
+        query = {"sessionId": session["sessionId"], "role": "listener", "joinKey": session["joinKey"]}
+        assert invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=who,
+                                                 query=query))["statusCode"] == 200
     return ids
 
 

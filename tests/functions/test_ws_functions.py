@@ -42,12 +42,17 @@ def users(cognito):
     return {name: {"sub": sub(name), **cognito["tokens"][name]} for name in ("alice", "bob")}
 
 
+# Each session's join key, as its link carries it to anonymous listeners (connect() puts it in the query).
+JOIN_KEYS: dict[str, str] = {}
+
+
 @pytest.fixture
 def session(invoke, users):
     """A fresh active session owned by alice."""
     status, _, body = invoke("create_session", http_event("create_session", sub=users["alice"]["sub"],
                                                           body={"sourceLanguage": "en"}))
     assert status == 201
+    JOIN_KEYS[body["sessionId"]] = body["joinKey"]
     return body
 
 
@@ -257,7 +262,9 @@ def test_legacy_speaker_without_session_is_admitted_only_while_enabled(invoke, u
 # --- connect / disconnect ---------------------------------------------------
 
 def connect(invoke, who, connection_id):
-    return invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection_id, who=who))["statusCode"]
+    query = {"sessionId": who["sessionId"], "role": who["role"], "joinKey": JOIN_KEYS.get(who["sessionId"], "")}
+    return invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection_id, who=who,
+                                             query=query))["statusCode"]
 
 
 def disconnect(invoke, who, connection_id):
@@ -868,7 +875,8 @@ def test_an_old_create_whose_welcome_cannot_be_queued_fails_and_leaves_no_sessio
 def test_an_old_join_whose_welcome_cannot_be_queued_fails_and_is_not_counted(invoke, session, setenv):
     setenv("WELCOME_FUNCTION_NAME", "no-such-function")
     connection = new_connection()
-    query = {"action": "joinSession", "sessionId": session["sessionId"], "targetLanguage": "es"}
+    query = {"action": "joinSession", "sessionId": session["sessionId"], "targetLanguage": "es",
+             "joinKey": session["joinKey"]}  # a link session: its listener came by the link
     answer = invoke.raw("ws_connect", ws_event("ws_connect", connection_id=connection, who=old(listener(session)),
                                                query=query))
     assert answer["statusCode"] == 503

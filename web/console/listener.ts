@@ -4,7 +4,7 @@
  *
  * A refused join is a failed WebSocket handshake, which carries no reason a browser can read. A
  * signed-in listener is told which one it was (the session is read over HTTP, which needs a token);
- * an anonymous one gets the three possible reasons.
+ * an anonymous one gets the possible reasons (a missing key among them: the service answers all alike).
  */
 import {
   NotFound,
@@ -35,6 +35,8 @@ signInForm(config, auth, () => {
 });
 
 const fromLink = new URLSearchParams(location.search).get("session");
+// The link's key (a link session's): used for the session the link names, not for an ID typed in later.
+const keyFromLink = new URLSearchParams(location.search).get("key") ?? undefined;
 if (fromLink) byId<HTMLInputElement>("session-input").value = fromLink;
 
 byId<HTMLFormElement>("join-form").addEventListener("submit", (event) => {
@@ -60,7 +62,7 @@ async function join(sessionId: string): Promise<void> {
   }
   live?.close();
   const client = new WebSocketClient({ url: config.webSocketUrl, sessionId, role: "listener",
-    tokenProvider: auth.signedIn ? auth : undefined });
+    tokenProvider: auth.signedIn ? auth : undefined, joinKey: sessionId === fromLink ? keyFromLink : undefined });
   live = client;
   byId("live-section").hidden = false;
   text("session-id", sessionId);
@@ -97,8 +99,8 @@ async function join(sessionId: string): Promise<void> {
 
 async function whyRefused(sessionId: string): Promise<string> {
   if (!auth.signedIn) {
-    return `Session ${sessionId} refused the join: it does not exist, has ended, or is full. ` +
-      "Sign in to find out which.";
+    return `Session ${sessionId} refused the join: it does not exist, has ended, or is full, or it needs ` +
+      "its speaker's listener link (with its key). Sign in to find out which.";
   }
   const http = new SessionHttpService({ baseUrl: config.httpApiUrl, tokenProvider: auth, maxQueued: 0,
     connectivity: null });

@@ -4,6 +4,7 @@
  * connection live.
  */
 import {
+  type Access,
   LANGUAGES,
   Pcm16Encoder,
   QUALITY_TIERS,
@@ -38,7 +39,8 @@ byId<HTMLFormElement>("create-form").addEventListener("submit", async (event) =>
   button.disabled = true;
   try {
     session = await http.createSession(byId<HTMLSelectElement>("language").value,
-      byId<HTMLSelectElement>("tier").value as QualityTier);
+      byId<HTMLSelectElement>("tier").value as QualityTier,
+      { access: byId<HTMLSelectElement>("access").value as Access });
     showSession(session);
     notice(`Session ${session.sessionId} created. Share the listener link, then go live.`);
   } catch (error) {
@@ -51,7 +53,9 @@ function showSession(created: Session): void {
   byId("create-section").hidden = true;
   byId("session-section").hidden = false;
   text("session-id", created.sessionId);
-  const link = new URL(`listener.html?session=${encodeURIComponent(created.sessionId)}`, location.href).toString();
+  // A link session's key travels in its listener link: an anonymous listener needs it to join.
+  const key = created.joinKey ? `&key=${encodeURIComponent(created.joinKey)}` : "";
+  const link = new URL(`listener.html?session=${encodeURIComponent(created.sessionId)}${key}`, location.href).toString();
   const anchor = byId<HTMLAnchorElement>("listener-link");
   anchor.href = link;
   anchor.textContent = link;

@@ -77,7 +77,13 @@ export class RateLimited extends ServiceUnavailable {}
 type ApiErrorClass = new (status: number, code: string, detail: string, requestId?: string,
   retryAfter?: number) => SessionApiError;
 
-const BY_CODE: Record<string, ApiErrorClass> = { SESSION_ENDED: SessionEnded, VERSION_CONFLICT: VersionConflict };
+/** 429 SESSION_LIMIT_REACHED: the user holds as many live sessions as the service allows; not retried (unlike
+ * API Gateway's throttling 429): end a session first. */
+export class SessionLimitReached extends SessionApiError {}
+
+const BY_CODE: Record<string, ApiErrorClass> = {
+  SESSION_ENDED: SessionEnded, VERSION_CONFLICT: VersionConflict, SESSION_LIMIT_REACHED: SessionLimitReached,
+};
 const BY_STATUS: Record<number, ApiErrorClass> = {
   400: ValidationFailed, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 429: RateLimited,
 };

@@ -24,7 +24,7 @@ import {
   apiError,
 } from "./errors.js";
 import { bundlerEnv, ENV_NAMES } from "./config.js";
-import { asSession, type QualityTier, type Session, type SessionStatus } from "./models.js";
+import { type Access, asSession, type QualityTier, type Session, type SessionStatus } from "./models.js";
 import { backoff, DEFAULT_RETRY, parseRetryAfter, type RetryPolicy, sleep as realSleep } from "./retry.js";
 import { DEFAULT_REFRESH_MARGIN, TokenManager, type TokenProvider } from "./tokens.js";
 
@@ -168,11 +168,13 @@ export class SessionHttpService {
 
   // ------------------------------------------------------------ operations
 
-  /** POST /sessions. The Idempotency-Key (a new UUID unless given) is sent on every retry and replay. */
+  /** POST /sessions. The Idempotency-Key (a new UUID unless given) is sent on every retry and replay. `access`
+   * (the service's default: "link", whose key comes back as `joinKey`) is sent when given. */
   createSession(sourceLanguage: string, qualityTier: QualityTier = "standard",
-    options: { idempotencyKey?: string } = {}): Promise<Session> {
+    options: { idempotencyKey?: string; access?: Access } = {}): Promise<Session> {
     const request: ApiRequest = {
-      method: "POST", path: "sessions", body: { sourceLanguage, qualityTier },
+      method: "POST", path: "sessions",
+      body: { sourceLanguage, qualityTier, ...(options.access ? { access: options.access } : {}) },
       headers: { "Idempotency-Key": options.idempotencyKey ?? randomKey() },
     };
     return this.call(`create a ${sourceLanguage} session`, request, sessionOf, true);
@@ -337,7 +339,7 @@ export class SessionHttpService {
         if ((await this.tokens.rejected(token)) !== undefined) continue;
         return response;
       }
-      if (RETRYABLE_STATUSES.has(status) && retries < this.retry.maxRetries) {
+      if (RETRYABLE_STATUSES.has(status) && retries < this.retry.maxRetries && !(await isFinal(response))) {
         const retryAfter = parseRetryAfter(response.headers.get("Retry-After"), this.now());
         if (retryAfter !== undefined && retryAfter > this.retry.maxRetryAfter) return response;
         await this.sleep(retryAfter ?? backoff(this.retry, retries, this.random));
@@ -361,4 +363,17 @@ export function randomKey(): string {
 
 function pathOf(sessionId: string): string {
   return `sessions/${encodeURIComponent(sessionId)}`;
+}
+
+
+/** A 429 that waiting cannot help: the user's live sessions at the service's cap (not API Gateway's throttling). */
+async function isFinal(response: Response): Promise<boolean> {
+  if (response.status !== 429) return false;
+  try {
+    const body: unknown = await response.clone().json();
+    const error = (body as { error?: { code?: unknown } } | null)?.error;
+    return error?.code === "SESSION_LIMIT_REACHED";
+  } catch {
+    return false;
+  }
 }

@@ -4,7 +4,7 @@ export { DEFAULT_RETRY, backoff, parseRetryAfter, type RetryPolicy } from "./ret
 export { DEFAULT_REFRESH_MARGIN, StaticTokenProvider, TokenManager, jwtExpiry, type TokenProvider } from "./tokens.js";
 export { CognitoAuth, type CognitoAuthOptions } from "./cognito.js";
 export { ENV_NAMES, checkConfig, configFromEnv, type BroadcastConfig } from "./config.js";
-export { LANGUAGES, QUALITY_TIERS, type QualityTier, type Role, type Session, type SessionStatus } from "./models.js";
+export { LANGUAGES, QUALITY_TIERS, type Access, type QualityTier, type Role, type Session, type SessionStatus } from "./models.js";
 export { RETRYABLE_STATUSES, SessionHttpService, type SessionHttpServiceOptions } from "./http.js";
 export {
   DEFAULT_HEARTBEAT_INTERVAL,

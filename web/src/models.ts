@@ -7,6 +7,8 @@ export const QUALITY_TIERS = ["standard", "premium"] as const;
 export type QualityTier = (typeof QUALITY_TIERS)[number];
 export type SessionStatus = "active" | "paused" | "ended";
 export type Role = "speaker" | "listener";
+/** link: anonymous listeners need the session's join key (its listener link carries it); public: its ID is enough. */
+export type Access = "link" | "public";
 
 /** Times are epoch seconds. */
 export interface Session {
@@ -26,6 +28,10 @@ export interface Session {
   partialResultsEnabled?: boolean;
   minStabilityThreshold?: number;
   maxBufferTimeout?: number;
+  /** Absent from a server that predates access. */
+  access?: Access;
+  /** A link session's key: in the answers to its speaker only. */
+  joinKey?: string;
 }
 
 /** The body as a Session, or undefined when it is not one. */

@@ -73,6 +73,8 @@ export interface WebSocketClientOptions {
   /** Required for a speaker; a listener without one joins anonymously. */
   tokenProvider?: TokenProvider;
   targetLanguage?: string;
+  /** A link session's key (Session.joinKey, or the listener link's `key`): an anonymous listener needs it. */
+  joinKey?: string;
   /** Seconds. */
   heartbeatInterval?: number;
   maxConnectionAge?: number;
@@ -133,6 +135,7 @@ export class WebSocketClient {
   readonly sessionId: string;
   readonly role: Role;
   readonly targetLanguage: string | undefined;
+  readonly joinKey: string | undefined;
   /** Connections opened so far (1 + reconnections). */
   connections = 0;
   state: ConnectionState = "connecting";
@@ -183,6 +186,7 @@ export class WebSocketClient {
     this.sessionId = options.sessionId;
     this.role = role;
     this.targetLanguage = options.targetLanguage;
+    this.joinKey = options.joinKey;
     this.tokens = options.tokenProvider
       ? new TokenManager(options.tokenProvider, options.now ?? Date.now, options.refreshMargin ?? DEFAULT_REFRESH_MARGIN)
       : undefined;
@@ -612,6 +616,7 @@ export class WebSocketClient {
     url.searchParams.set("role", this.role);
     if (token) url.searchParams.set("token", token);
     if (this.targetLanguage && this.role === "listener") url.searchParams.set("targetLanguage", this.targetLanguage);
+    if (this.joinKey && this.role === "listener") url.searchParams.set("joinKey", this.joinKey);
     return url.toString();
   }
 }

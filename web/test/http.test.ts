@@ -10,6 +10,7 @@ import {
   SessionApiError,
   SessionEnded,
   SessionHttpService,
+  SessionLimitReached,
   type SessionHttpServiceOptions,
   Unauthorized,
   ValidationFailed,
@@ -71,6 +72,30 @@ describe("requests", () => {
     expect(call.headers.Authorization).toBe("Bearer token-1");
     expect(call.headers["Content-Type"]).toBe("application/json");
     expect(call.headers["Idempotency-Key"]).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("sends the access given and reads a link session's join key back", async () => {
+    const key = "k".repeat(32);
+    const fake = new FakeFetch().answer(json(201, session({ access: "link", joinKey: key })),
+      json(201, session({ access: "public" })));
+    const { http } = service(fake);
+    const link = await http.createSession("en");
+    const open = await http.createSession("en", "standard", { access: "public" });
+    expect(fake.calls[0]!.body).toEqual({ sourceLanguage: "en", qualityTier: "standard" });
+    expect(fake.calls[1]!.body).toEqual({ sourceLanguage: "en", qualityTier: "standard", access: "public" });
+    expect([link.access, link.joinKey]).toEqual(["link", key]);
+    expect([open.access, open.joinKey]).toEqual(["public", undefined]);
+  });
+
+  it("does not retry the session limit (429 SESSION_LIMIT_REACHED)", async () => {
+    const fake = new FakeFetch().answer(json(429, errorBody("SESSION_LIMIT_REACHED", "Nope.")));
+    const { http, sleeps } = service(fake);
+    const error = await http.createSession("en").catch((e) => e);
+    expect(error).toBeInstanceOf(SessionLimitReached);
+    expect(error).not.toBeInstanceOf(ServiceUnavailable);
+    expect(error).toMatchObject({ status: 429, code: "SESSION_LIMIT_REACHED" });
+    expect(fake.calls).toHaveLength(1);
+    expect(sleeps).toEqual([]);
   });
 
   it("uses the Idempotency-Key given, and a new one for each create", async () => {

@@ -71,6 +71,12 @@ describe("connecting", () => {
     expect(() => live.sendAudio(new Uint8Array(4))).toThrow("only a speaker");
   });
 
+  it("carries a link session's join key for an anonymous listener", async () => {
+    const { ws } = await connected({ role: "listener", tokenProvider: undefined, joinKey: "the-key-0123456789abcdef" });
+    expect(Object.fromEntries(ws.query)).toEqual({ sessionId: "golden-eagle-427", role: "listener",
+      joinKey: "the-key-0123456789abcdef" });
+  });
+
   it("treats a refused handshake as a policy violation: one token refresh, then no retry", async () => {
     const { live, tokens, sleeps, probes } = client();
     const connecting = live.connect().catch((e) => e);

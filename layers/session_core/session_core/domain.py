@@ -23,6 +23,9 @@ SPEAKER, LISTENER = ROLES
 # front-end's (no role in its query); the old protocol's (an `action` in its query).
 DIALECTS: tuple[str, ...] = ("native", "hybrid", "old")
 NATIVE, HYBRID, OLD = DIALECTS
+# Who may join a session anonymously: whoever has its link (the join key), or anyone with its ID.
+ACCESS_MODES: tuple[str, ...] = ("link", "public")
+LINK, PUBLIC = ACCESS_MODES
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectionContext:

@@ -9,16 +9,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, model_validator
 
-from .domain import QUALITY_TIERS, SESSION_STATUSES, SUPPORTED_LANGUAGES
+from .domain import ACCESS_MODES, PUBLIC, QUALITY_TIERS, SESSION_STATUSES, SUPPORTED_LANGUAGES
 
 # The words themselves live in domain.py, without pydantic; these types are built from them.
 Language = Literal[SUPPORTED_LANGUAGES]
 QualityTier = Literal[QUALITY_TIERS]
 SessionStatus = Literal[SESSION_STATUSES]
+Access = Literal[ACCESS_MODES]
 
 __all__ = ["DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTIAL_RESULTS", "SUPPORTED_LANGUAGES",
-           "CreateSessionRequest", "Language", "LegacyCreateSession", "MaxBufferTimeout", "MinStabilityThreshold",
-           "QualityTier", "Session", "SessionStatus", "UpdateSessionRequest"]
+           "Access", "CreateSessionRequest", "Language", "LegacyCreateSession", "MaxBufferTimeout",
+           "MinStabilityThreshold", "QualityTier", "Session", "SessionStatus", "UpdateSessionRequest"]
 
 
 # The transcription pipeline's partial-results settings, kept on the session and
@@ -42,6 +43,8 @@ class CreateSessionRequest(_Body):
     partialResultsEnabled: bool = DEFAULT_PARTIAL_RESULTS
     minStabilityThreshold: MinStabilityThreshold = DEFAULT_MIN_STABILITY
     maxBufferTimeout: MaxBufferTimeout = DEFAULT_MAX_BUFFER_TIMEOUT
+    # link: anonymous listeners need the session's join key; public: its ID is enough.
+    access: Access = "link"
 
 
 # The old createSession message's body (api/dialects/renamed.py).
@@ -63,7 +66,8 @@ class LegacyCreateSession(BaseModel):
     def as_create_request(self) -> CreateSessionRequest:
         return CreateSessionRequest(sourceLanguage=self.sourceLanguage, qualityTier=self.qualityTier,
                                     partialResultsEnabled=self.partialResults,
-                                    minStabilityThreshold=self.minStability, maxBufferTimeout=self.maxBufferTimeout)
+                                    minStabilityThreshold=self.minStability, maxBufferTimeout=self.maxBufferTimeout,
+                                    access=PUBLIC)  # as sessions of the old protocol always were
 
 
 class UpdateSessionRequest(_Body):
@@ -104,6 +108,10 @@ class Session(BaseModel):
     version: int = Field(ge=1)
     endedAt: int | None = None
     resumedAt: int | None = None
+    # A session stored before access existed was joinable by its ID: public.
+    access: Access = PUBLIC
+    # A link session's key: only its owner is shown it (usecases/sessions.py, for_viewer).
+    joinKey: str | None = None
     # Internal bookkeeping, never part of the API body.
     bufferedChunks: NonNegativeInt = Field(0, exclude=True)
     # Muted by its speaker (WebSocket mute/unmute): audio is dropped, listeners are told.

@@ -98,7 +98,9 @@ def test_listeners_can_never_act_as_speaker(api, stack):
     ]
     with suite(OWN) as check:
         for token in (None, stack.token("bob"), stack.token("alice")):  # even the owner, joined as a listener
-            with connect(stack, sessionId=session["sessionId"], role="listener", token=token) as ws:
+            # The anonymous one with the session's key, as its link carries it.
+            key = session["joinKey"] if token is None else None
+            with connect(stack, sessionId=session["sessionId"], role="listener", token=token, joinKey=key) as ws:
                 for frame in frames:
                     ws.send(json.dumps(frame))
                     answer = recv_until(ws, lambda m: m.get("type") == "error")
@@ -140,8 +142,8 @@ def _random_frame(rng: random.Random) -> str:
 class Watchdog:
     """A well-behaved listener whose heartbeat must stay answered while the fuzzing runs."""
 
-    def __init__(self, stack, session_id: str) -> None:
-        self._cm = connect(stack, sessionId=session_id, role="listener")
+    def __init__(self, stack, session_id: str, join_key: str) -> None:
+        self._cm = connect(stack, sessionId=session_id, role="listener", joinKey=join_key)
         self.ws = self._cm.__enter__()
         self.latencies: list[float] = []
         self.failures: list[str] = []
@@ -174,7 +176,7 @@ class Watchdog:
 def test_malformed_and_random_frames_get_errors_and_never_hurt_other_connections(api, stack):
     session = new_session(api, stack, "alice")
     rng = random.Random(20261126)
-    with suite(FUZZ) as check, Watchdog(stack, session["sessionId"]) as watchdog:
+    with suite(FUZZ) as check, Watchdog(stack, session["sessionId"], session["joinKey"]) as watchdog:
         with connect(stack, sessionId=session["sessionId"], role="speaker", token=stack.token()) as speaker:
             for i in range(150):
                 frame = _random_frame(rng)
@@ -262,7 +264,7 @@ def test_malformed_and_random_frames_get_errors_and_never_hurt_other_connections
         check(not watchdog.failures, f"watchdog: {watchdog.failures[:3]}")
         check(len(watchdog.latencies) >= 5, f"watchdog got only {len(watchdog.latencies)} heartbeats")
         check(max(watchdog.latencies, default=0) < 5.0, f"watchdog heartbeat took {max(watchdog.latencies):.2f}s")
-    with connect(stack, sessionId=session["sessionId"], role="listener") as after:
+    with connect(stack, sessionId=session["sessionId"], role="listener", joinKey=session["joinKey"]) as after:
         assert heartbeat(after).get("type") == "heartbeatAck"
     final = api.get(f"/sessions/{session['sessionId']}", headers=stack.auth()).json()
     assert final["status"] in ("active", "paused")

@@ -179,8 +179,9 @@ def _settled_state(api, stack, session_id: str, expected: int, timeout: float = 
 
 
 def test_random_listener_joins_and_leaves_keep_the_count_true(api, stack):
-    session_id = new_session(api, stack)["sessionId"]
-    url = ws_url(stack, sessionId=session_id, role="listener")
+    session = new_session(api, stack)
+    session_id = session["sessionId"]
+    url = ws_url(stack, sessionId=session_id, role="listener", joinKey=session["joinKey"])
     rng = random.Random(20261126)
     fates = [rng.choice(("stay", "leave", "drop")) for _ in range(CHURN_JOINS)]
     refused: list[str] = []

@@ -13,11 +13,14 @@ counts it off. The record is the guard: a connection removed twice
 
 from __future__ import annotations
 
+import hmac
+import re
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from .. import errors
-from ..domain import ENDED, LISTENER, NATIVE, SPEAKER
+from ..domain import ENDED, LINK, LISTENER, NATIVE, PUBLIC, SPEAKER
 from ..platform.observability import logger
 from .table import (
     CONNECTION_PREFIX,
@@ -38,6 +41,13 @@ from .table import (
 CONNECTION_TTL_SECONDS = 2 * 3600 + 600
 # What a live session's join condition adds to "exists, not ended, not expired".
 _LIVE = "attribute_exists(pk) AND #status <> :ended AND expiresAt > :now"
+# An anonymous listener's further condition: a public session (or one stored before access existed), or the
+# link session's key. Compared by DynamoDB inside the one conditional write that also decides existence, so
+# a missing key, a wrong key and a missing session cost the same requests and get the same 403.
+_KEY_OR_PUBLIC = "(#access = :public OR attribute_not_exists(#access) OR joinKey = :key)"
+# What a join key looks like (usecases/sessions.py makes them); anything else is no key at all.
+_KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_NO_KEY = "!"  # outside the key alphabet: equals no stored key
 
 
 def _connection_item(session_id: str, connection_id: str, role: str, user_id: str, target_language: str,
@@ -56,8 +66,10 @@ def _connection_item(session_id: str, connection_id: str, role: str, user_id: st
 
 
 def _join_session(session_id: str, now: int, update: str, condition: str, values: dict, *,
-                  speaker_id: str | None = None, names: dict | None = None, **more) -> dict:
-    """The join's conditional write to the live session; its refusal told from the session item."""
+                  speaker_id: str | None = None, names: dict | None = None,
+                  otherwise: Callable[[dict], errors.ServiceError] = lambda _: errors.SessionFull(), **more) -> dict:
+    """The join's conditional write to the live session; its refusal told from the session item (`otherwise`:
+    the refusal of a live session, the join's own further condition having failed)."""
     try:
         return request("update_item", Key=session_key(session_id), UpdateExpression=update,
                        ConditionExpression=f"{_LIVE} AND {condition}",
@@ -66,27 +78,49 @@ def _join_session(session_id: str, now: int, update: str, condition: str, values
                        ReturnValuesOnConditionCheckFailure="ALL_OLD", **more)
     except ConditionFailed as failed:
         refusal = why_refused(failed.item, now, caller_id=speaker_id, not_owner=errors.NotSessionOwner)
-        raise refusal or errors.SessionFull() from None  # a listener's last condition: the cap
+        raise refusal or otherwise(failed.item) from None
 
 
 def add_listener(session_id: str, connection_id: str, user_id: str, target_language: str, max_listeners: int,
-                 dialect: str) -> dict | None:
+                 dialect: str, join_key: str | None = None) -> dict | None:
     """Records and counts the listener (in all and by language); the session item as it now is, or None if
-    this connection had joined already (a retried $connect)."""
+    this connection had joined already (a retried $connect). `join_key`: None joins by the ID alone (a
+    signed-in listener); a string (empty: none given) must be a link session's key."""
     now = int(time.time())
+    condition, values, names = "listenerCount < :cap", {":one": {"N": "1"}, ":cap": {"N": str(max_listeners)}}, {}
+    otherwise = lambda _: errors.SessionFull()
+    if join_key is not None:
+        given = join_key if _KEY_SHAPE.fullmatch(join_key) else None
+        condition += f" AND {_KEY_OR_PUBLIC}"
+        values |= {":public": {"S": PUBLIC}, ":key": {"S": given or _NO_KEY}}
+        names = {"#access": "access"}
+        otherwise = lambda item: _key_refusal(item, given)
     try:
         request("put_item", ConditionExpression="attribute_not_exists(pk)",
                 Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now, dialect))
     except ConditionFailed:
         return None
     try:
-        return _join_session(session_id, now, "ADD listenerCount :one, #language :one", "listenerCount < :cap",
-                             {":one": {"N": "1"}, ":cap": {"N": str(max_listeners)}},
-                             names={"#language": language_count(target_language)},
+        return _join_session(session_id, now, "ADD listenerCount :one, #language :one", condition, values,
+                             names={"#language": language_count(target_language), **names}, otherwise=otherwise,
                              ReturnValues="ALL_NEW")["Attributes"]
     except errors.ServiceError:
         _undo_join(session_id, connection_id)
         raise
+
+
+def _key_refusal(session: dict, given: str | None) -> errors.ServiceError:
+    """Why a live session refused an anonymous listener: its key (for the log only: the caller gets 403
+    whatever the reason), else the cap."""
+    stored = session.get("joinKey", {}).get("S")
+    if session.get("access", {}).get("S") != LINK or stored is None:
+        return errors.SessionFull()
+    if given is None:
+        return errors.JoinKeyMissing()
+    # Constant time: how long a comparison takes must not tell how much of a guessed key was right.
+    if not hmac.compare_digest(stored.encode(), given.encode()):
+        return errors.JoinKeyWrong()
+    return errors.SessionFull()
 
 
 def _undo_join(session_id: str, connection_id: str) -> None:

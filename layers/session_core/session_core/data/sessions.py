@@ -16,10 +16,10 @@ from ..domain import ACTIVE, ENDED
 from ..platform.observability import logger
 from .table import (
     LANGUAGE_COUNT_PREFIX,
+    LIVE_SHARDS,
     META,
     ConditionFailed,
     SessionAlreadyEnded,
-    LIVE_SHARDS,
     broadcast_key,
     live_key,
     live_partition,
@@ -56,7 +56,10 @@ def to_item(session: Session) -> dict:
         "updatedAt": {"N": str(session.updatedAt)},
         "expiresAt": {"N": str(session.expiresAt)},
         "version": {"N": str(session.version)},
+        "access": {"S": session.access},
     }
+    if session.joinKey is not None:
+        item["joinKey"] = {"S": session.joinKey}
     if session.endedAt is not None:
         item["endedAt"] = {"N": str(session.endedAt)}
     return item
@@ -195,8 +198,9 @@ def _update_refusal(item: dict | None, caller_id: str, now: int, expected_versio
     return errors.VersionConflict("The session changed while it was being updated; retry.")
 
 
-def finish_teardown(session_id: str) -> tuple[int, int] | None:
-    """Marks the session's teardown complete: (createdAt, endedAt), or None if the session record is gone."""
+def finish_teardown(session_id: str) -> tuple[int, int, str] | None:
+    """Marks the session's teardown complete: (createdAt, endedAt, speakerId), or None if the session record
+    is gone."""
     now = int(time.time())
     try:
         item = request("update_item", Key=session_key(session_id), UpdateExpression="SET teardownCompletedAt = :now",
@@ -205,7 +209,7 @@ def finish_teardown(session_id: str) -> tuple[int, int] | None:
     except ConditionFailed:
         logger.warning("session record gone before teardown finished")
         return None
-    return int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"])
+    return int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"]), item["speakerId"]["S"]
 
 
 class WrittenState(NamedTuple):

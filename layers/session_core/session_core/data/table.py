@@ -7,6 +7,7 @@ Item layout (one table shared by the HTTP and WebSocket APIs):
   pk = "SESSION#<sessionId>", sk = "BROADCAST"                   the newest version its sockets were told
   pk = "LIVE#<shard>", sk = "<sessionId>"                         a session the sweep visits until its teardown
   pk = "LEGACY#<connectionId>", sk = "SESSION"                   a legacy connection's session
+  pk = "USER#<sub>", sk = "SESSIONS"                              a user's live sessions (live_sessions.py)
 A session item counts its listeners by language in top-level numbers "listeners_<code>" ("listeners_" alone:
 the source language), because DynamoDB's ADD works on top-level attributes only.
   pk = "idempotency#<function name>", sk = "create_session#<hash>"  idempotency records (Powertools writes them)
@@ -74,6 +75,10 @@ def live_key(session_id: str) -> dict:
 
 def legacy_key(connection_id: str) -> dict:
     return {"pk": {"S": f"LEGACY#{connection_id}"}, "sk": {"S": "SESSION"}}
+
+
+def user_sessions_key(user_id: str) -> dict:
+    return {"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "SESSIONS"}}
 
 
 def request(operation: str, **parameters) -> dict:

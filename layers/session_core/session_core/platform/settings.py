@@ -24,6 +24,8 @@ class Settings:
     session_ttl_seconds: int
     stage: str
     max_listeners: int
+    # Live (not ended, not expired) sessions one user may hold at once.
+    max_live_sessions: int
     max_audio_bytes: int
     pause_buffer_seconds: int
     audio_stream_name: str
@@ -55,6 +57,7 @@ def settings() -> Settings:
         session_ttl_seconds=_whole_number("SESSION_TTL_HOURS", 24) * 3600,
         stage=stage(),
         max_listeners=_whole_number("MAX_LISTENERS_PER_SESSION", 500),
+        max_live_sessions=_whole_number("MAX_LIVE_SESSIONS_PER_USER", 3),
         max_audio_bytes=_whole_number("MAX_AUDIO_BYTES", 1024 * 1024),
         pause_buffer_seconds=_whole_number("PAUSE_BUFFER_SECONDS", 30, minimum=0),
         audio_stream_name=_text("AUDIO_STREAM_NAME"),

@@ -18,10 +18,12 @@ if TYPE_CHECKING:  # pydantic's models: $connect and $disconnect start without t
 
 
 def join(connection_id: str, who: ConnectionContext, *, describe: bool = False,
-         refreshing: bool = False) -> Session | None:
+         refreshing: bool = False, join_key: str | None = None) -> Session | None:
     """Records the connection. A second speaker connection replaces the first (a reconnecting speaker
     must not be locked out by its own dead socket): the first is told and closed, unless this one is
     its refresh (the client closes the old one itself once the new one is complete).
+    A signed-in listener joins by the session ID alone (accountable: sign-up is closed); an anonymous one
+    needs `join_key`, the key of the session's link, unless the session is public.
     With `describe`, the session as the join left it (read from the join's own write)."""
     if who.legacy and not who.sessionId:
         return None  # no session yet: createSession links one
@@ -34,7 +36,8 @@ def join(connection_id: str, who: ConnectionContext, *, describe: bool = False,
             management.disconnect(previous)
     else:
         item = stored_connections.add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
-                                               settings().max_listeners, who.dialect)
+                                               settings().max_listeners, who.dialect,
+                                               join_key=None if who.userId else (join_key or ""))
         metric("ListenerJoined")
     if not describe:
         return None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from .. import errors
+from ..data import live_sessions
 from ..data import sessions as stored_sessions
 from ..data.sessions import SessionAlreadyEnded, SessionIdTaken
-from ..domain import ACTIVE, ENDED
+from ..domain import ACTIVE, ENDED, LINK
 from ..models import CreateSessionRequest, Session, UpdateSessionRequest
-from ..platform.observability import metric
+from ..platform.observability import logger, metric
 from ..platform.settings import settings
 from ..session_ids import is_valid_session_id, new_session_id
 
@@ -20,6 +22,9 @@ HTTP_API, WEBSOCKET_API = "http", "websocket"
 # With ~25 million IDs and a million live sessions a draw collides 4 % of the
 # time, so ten draws all colliding is a ~1e-14 event.
 MAX_ID_ATTEMPTS = 10
+# A link session's join key: 24 random bytes (192 bits), URL-safe base64 (32 characters). Session IDs are
+# guessable (about 24.7 bits); the key is what keeps an anonymous listener out.
+JOIN_KEY_BYTES = 24
 
 
 def _now() -> int:
@@ -48,6 +53,7 @@ def create_session(speaker_id: str, request: CreateSessionRequest, idempotency_k
 
 def _create(speaker_id: str, request: CreateSessionRequest, api: str) -> Session:
     now = _now()
+    join_key = secrets.token_urlsafe(JOIN_KEY_BYTES) if request.access == LINK else None
     for _ in range(MAX_ID_ATTEMPTS):
         session = Session(
             sessionId=new_session_id(),
@@ -63,18 +69,42 @@ def _create(speaker_id: str, request: CreateSessionRequest, api: str) -> Session
             updatedAt=now,
             expiresAt=now + settings().session_ttl_seconds,
             version=1,
+            access=request.access,
+            joinKey=join_key,
         )
+        # The place first: a session never exists uncounted (docs/architecture.md, "Live sessions per user").
+        live_sessions.claim(speaker_id, session.sessionId, session.expiresAt, now, settings().max_live_sessions)
         try:
             stored_sessions.create(session)
         except SessionIdTaken:
+            live_sessions.release(speaker_id, session.sessionId)
             continue
+        except errors.ServiceError:
+            _release_quietly(speaker_id, session.sessionId)
+            raise
         metric("SessionCreated", api=api)
         return session
     raise errors.SessionIdExhausted()
 
 
-def get_session(session_id: str) -> Session:
-    return stored_sessions.get(checked_session_id(session_id), _now())
+def _release_quietly(speaker_id: str, session_id: str) -> None:
+    try:
+        live_sessions.release(speaker_id, session_id)
+    except errors.ServiceUnavailable:
+        # Held until the would-be session's expiresAt, when the next claim drops it.
+        logger.warning("live-session place left held")
+
+
+def for_viewer(session: Session, viewer_id: str | None) -> Session:
+    """The session as `viewer_id` may see it: the join key is its owner's alone."""
+    if session.joinKey is None or viewer_id == session.speakerId:
+        return session
+    return session.model_copy(update={"joinKey": None})
+
+
+def get_session(session_id: str, viewer_id: str | None = None) -> Session:
+    """The session; its join key only if `viewer_id` is its owner."""
+    return for_viewer(stored_sessions.get(checked_session_id(session_id), _now()), viewer_id)
 
 
 def update_session(session_id: str, caller_id: str, request: UpdateSessionRequest,
@@ -84,11 +114,13 @@ def update_session(session_id: str, caller_id: str, request: UpdateSessionReques
         session = stored_sessions.update(session_id, caller_id, request.changes(), _now(), expected_version)
     except SessionAlreadyEnded as ended:
         if request.status == ENDED:
-            # The owner retrying an end whose teardown start may have failed.
+            # The owner retrying an end whose place release or teardown start may have failed.
+            live_sessions.release(caller_id, session_id)
             _start_teardown(ended.session)
         raise
     if request.status == ENDED:
         metric("SessionEnded")
+        live_sessions.release(caller_id, session_id)
         _start_teardown(session)
     return session
 
@@ -105,6 +137,8 @@ def end_session(session_id: str, caller_id: str, disconnect_sockets: bool = True
         metric("SessionEnded")
     except SessionAlreadyEnded as ended:
         session, ended_now = ended.session, False
+    # Every time, not only the first: a repeat frees the place if the first call failed before it (idempotent).
+    live_sessions.release(caller_id, session_id)
     if disconnect_sockets:
         _start_teardown(session)
     return ended_now

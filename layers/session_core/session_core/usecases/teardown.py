@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .. import errors
 from ..data import connections as stored_connections
+from ..data import live_sessions
 from ..data import sessions as stored_sessions
 from ..domain import LISTENER
 from ..platform import management
@@ -120,11 +121,13 @@ def disconnect_batch(session_id: str, connections: list[dict],
 
 
 def finish(session_id: str, started_at: str) -> int:
-    """Marks the teardown complete and records the session's and the teardown's durations."""
+    """Marks the teardown complete, frees the session's place in its owner's cap (again: the end released it
+    already unless that failed; a release is idempotent) and records the session's and the teardown's durations."""
     lifetime = stored_sessions.finish_teardown(session_id)
     if lifetime is None:
         return 0
-    created, ended = lifetime
+    created, ended, speaker_id = lifetime
+    live_sessions.release(speaker_id, session_id)
     duration = max(0, ended - created)
     metric("SessionDuration", duration, MetricUnit.Seconds)
     started = datetime.fromisoformat(started_at).timestamp()

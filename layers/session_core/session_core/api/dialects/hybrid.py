@@ -26,7 +26,7 @@ _CONTROLS = {"pauseBroadcast": ("pause", "speakerPaused"), "resumeBroadcast": ("
 
 
 def connect(request: WsRequest) -> None:
-    membership.join(request.connection_id, request.connection)
+    membership.join(request.connection_id, request.connection, join_key=request.query.get("joinKey"))
 
 
 def _now_ms() -> int:

@@ -18,7 +18,7 @@ from . import renamed
 
 
 def connect(request: WsRequest) -> None:
-    membership.join(request.connection_id, request.connection)
+    membership.join(request.connection_id, request.connection, join_key=request.query.get("joinKey"))
 
 
 def send_audio(request: WsRequest) -> None:

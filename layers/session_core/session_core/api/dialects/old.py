@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 
 from ... import errors
-from ...domain import ACTIVE, LISTENER, PAUSED, QUALITY_TIERS, SUPPORTED_LANGUAGES
+from ...domain import ACTIVE, LISTENER, PAUSED, PUBLIC, QUALITY_TIERS, SUPPORTED_LANGUAGES
 from ...usecases import audio, membership, teardown, welcome
 from ..ws import WsRequest, require_speaker
 from . import renamed
@@ -35,7 +35,8 @@ def connect(request: WsRequest) -> None:
         session = _create(request)
         message = renamed.session_created(session, request.connection_id)
     else:
-        session = membership.join(request.connection_id, who, describe=True, refreshing=action == REFRESH)
+        session = membership.join(request.connection_id, who, describe=True, refreshing=action == REFRESH,
+                                  join_key=request.query.get("joinKey"))
         message = _joined(request, session) if action == JOIN else _refreshed(request, session)
     try:
         welcome.schedule(request.connection_id, message)
@@ -70,7 +71,9 @@ def _create(request: WsRequest):
     if language not in SUPPORTED_LANGUAGES or tier not in QUALITY_TIERS:
         raise errors.ValidationError("sourceLanguage and qualityTier must be supported values.")
     return membership.create_legacy_session(request.connection_id, request.connection,
-                                            CreateSessionRequest(sourceLanguage=language, qualityTier=tier))
+                                            # Public, as the old protocol's sessions always were.
+                                            CreateSessionRequest(sourceLanguage=language, qualityTier=tier,
+                                                                 access=PUBLIC))
 
 
 def send_audio(request: WsRequest) -> None:
