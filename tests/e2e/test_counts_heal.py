@@ -34,7 +34,8 @@ def http(stack):
 
 
 def new_session(http, stack) -> str:
-    r = http.post("/sessions", headers=stack.auth(), json={"sourceLanguage": "en"})
+    # Public: these listeners join by the ID alone (anonymous joins to a link session need its key).
+    r = http.post("/sessions", headers=stack.auth(), json={"sourceLanguage": "en", "access": "public"})
     assert r.status_code == 201, r.text
     return r.json()["sessionId"]
 

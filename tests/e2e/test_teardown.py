@@ -348,7 +348,8 @@ def test_a_listener_still_connecting_when_the_teardown_runs_is_told_and_closed(s
     async def scenario():
         held = httpx.post(f"{stack['managementApiUrl']}/@faults/$connect", params={"delayMs": 8000, "count": 1})
         assert held.status_code == 204
-        opening = asyncio.create_task(open_ws(stack, sessionId=session_id, role="listener"))
+        opening = asyncio.create_task(open_ws(stack, sessionId=session_id, role="listener",
+                                              joinKey=JOIN_KEYS[session_id]))
         await asyncio.to_thread(eventually, lambda: len(connection_items(stack, session_id)) == 1, 20,
                                 "the listener's record written by $connect")
         assert await asyncio.to_thread(delete, http, stack, session_id) == 204
