@@ -132,6 +132,7 @@ def broadcast(session_id: str, message: dict | Callable[[dict], dict | None], on
 
 
 def _pages(session_id: str, only: str | None):
+    """The session's connections a page at a time, or the one `only` names ("": none)."""
     if only is None:
         yield from stored_connections.pages(session_id)
     elif only:
