@@ -114,18 +114,20 @@ def broadcast(session_id: str, message: dict | Callable[[dict], dict | None], on
     connecting_since = int(time.time()) - CONNECTING_SECONDS
     shaped = message if callable(message) else (lambda connection: message)
     with ThreadPoolExecutor(POST_THREADS) as pool:
-        for page in _pages(session_id, only):
-            told = [(c, m) for c in page if (m := shaped(c)) is not None]
-            results = pool.map(lambda pair: (pair[0], management.offer(pair[0]["connectionId"], pair[1])), told)
-            for connection, delivered in results:
-                if delivered:
-                    sent += 1
-                elif delivered is None:
-                    continue  # a transient failure on one socket must not hold back the others
-                elif connection["connectedAt"] > connecting_since:
-                    connecting += 1
-                else:
-                    gone.append(connection)
+        # Every page's posts are queued as soon as it is read, not after the page before has been posted:
+        # the next Query overlaps the posts, and no page waits for the slowest post of the one before.
+        posting = [(c, pool.submit(management.offer, c["connectionId"], m))
+                   for page in _pages(session_id, only) for c in page if (m := shaped(c)) is not None]
+        for connection, post in posting:
+            delivered = post.result()
+            if delivered:
+                sent += 1
+            elif delivered is None:
+                continue  # a transient failure on one socket must not hold back the others
+            elif connection["connectedAt"] > connecting_since:
+                connecting += 1
+            else:
+                gone.append(connection)
     if gone:
         _drop(session_id, gone[:MAX_DROPS])
     return Delivery(sent, len(gone), connecting)
