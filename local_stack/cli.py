@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds before an idle socket is closed, as API Gateway does (default 600)")
     dev.add_argument("--ws-max-lifetime", type=float, default=7200.0,
                      help="seconds before any socket is closed, as API Gateway does (default 7200)")
+    dev.add_argument("--ws-post-latency-ms", type=float, default=0.0, metavar="MS",
+                     help="hold each @connections call this long, as AWS's tens of ms do (README \"How close to "
+                          "AWS\"; e.g. 30; default 0: about 1 ms)")
     dev.add_argument("--aws-port", type=_port, default=_env_port("LOCAL_AWS_PORT", 4566),
                      help="moto (AWS endpoint) port (env LOCAL_AWS_PORT, default 4566; 0 = any free port)")
     dev.add_argument("--console-port", type=_port, default=_env_port("LOCAL_CONSOLE_PORT", 3002),
@@ -111,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             if args.max_concurrency < 1:
                 parser.error("--max-concurrency must be at least 1")
+            if args.ws_post_latency_ms < 0:
+                parser.error("--ws-post-latency-ms must not be negative")
             return asyncio.run(run_dev(StackConfig(
                 template=args.template, state_dir=args.state_dir, http_port=args.http_port,
                 ws_port=args.ws_port, ws_idle_timeout=args.ws_idle_timeout, ws_max_lifetime=args.ws_max_lifetime,
-                aws_port=args.aws_port, region=args.region,
+                ws_post_latency=args.ws_post_latency_ms / 1000, aws_port=args.aws_port, region=args.region,
                 parameter_overrides=_overrides(args.parameter_overrides), max_concurrency=args.max_concurrency,
                 iam=args.iam, transaction_conflicts=args.transaction_conflicts, console_port=args.console_port)))
         if args.command == "token":

@@ -50,6 +50,7 @@ class StackConfig:
     aws_port: int = 4566
     ws_idle_timeout: float = IDLE_TIMEOUT
     ws_max_lifetime: float = MAX_LIFETIME
+    ws_post_latency: float = 0.0  # seconds each @connections call is held (AWS-like: --ws-post-latency-ms)
     region: str = DEFAULT_REGION
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
@@ -155,7 +156,8 @@ class LocalStack:
         for index, spec in enumerate(websocket_apis(self.template)):
             gateway = WebSocketGateway(spec, _LateInvoker(self), port=cfg.ws_port + index if cfg.ws_port else 0,
                                        region=cfg.region, idle_timeout=cfg.ws_idle_timeout,
-                                       max_lifetime=cfg.ws_max_lifetime, iam=self.proxy.iam)
+                                       max_lifetime=cfg.ws_max_lifetime, iam=self.proxy.iam,
+                                       post_latency=cfg.ws_post_latency)
             await self._serve(gateway, "the WebSocket API", cfg.ws_port, "--ws-port")
             self.ws_gateways.append(gateway)
         functions = self._with_local_endpoints(self.template.functions(physical))

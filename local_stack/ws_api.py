@@ -23,6 +23,11 @@
   `POST /{stage}/@faults/$disconnect?count=N` loses the `$disconnect` of the next N closes (whoever
   closes): API Gateway delivers `$disconnect` on a best-effort basis, and a lost one leaves the
   connection's record behind.
+- AWS-like latency (off by default; the local gateway answers in about a millisecond):
+  `local_stack dev --ws-post-latency-ms D`, or `POST /{stage}/@faults/$latency?latencyMs=D` on a running
+  stack (0 turns it off), holds every @connections call (POST, GET, DELETE) D ms before it is answered,
+  each call on its own (concurrent calls overlap, as on AWS), so a fan-out's queueing shows locally.
+  README "How close to AWS" has the figure and where it comes from.
 - The Management API applies the caller's IAM role (iam.py): a function whose role does not
   allow `execute-api:ManageConnections` on the connection gets 403, as on AWS.
 """
@@ -143,7 +148,7 @@ class Connection:
 class WebSocketGateway:
     def __init__(self, api: WebSocketApiSpec, invoker: Invoker, *, host: str = "127.0.0.1", port: int = 3001,
                  region: str = "eu-west-1", idle_timeout: float = IDLE_TIMEOUT,
-                 max_lifetime: float = MAX_LIFETIME, iam: Iam | None = None) -> None:
+                 max_lifetime: float = MAX_LIFETIME, iam: Iam | None = None, post_latency: float = 0.0) -> None:
         self.api = api
         self.iam = iam
         self.host, self.requested_port = host, port
@@ -157,6 +162,7 @@ class WebSocketGateway:
         self._faults: dict[str, int] = {}  # connection id -> posts that still answer 500 (@faults)
         self._connect_delays: list[float] = []  # seconds each of the next handshakes is held (@faults/$connect)
         self._lost_disconnects = 0  # closes whose $disconnect is not invoked (@faults/$disconnect)
+        self.post_latency = post_latency  # seconds each @connections call is held (@faults/$latency)
 
     @property
     def url(self) -> str:
@@ -178,6 +184,7 @@ class WebSocketGateway:
         app.router.add_route("*", f"/{stage}/@connections/{{connection_id}}", self._manage)
         app.router.add_post(f"/{stage}/@faults/$connect", self._delay_connects)
         app.router.add_post(f"/{stage}/@faults/$disconnect", self._lose_disconnects)
+        app.router.add_post(f"/{stage}/@faults/$latency", self._set_latency)
         app.router.add_post(f"/{stage}/@faults/{{connection_id}}", self._inject_fault)
         self.port = await self._listener.start(app)
 
@@ -365,6 +372,8 @@ class WebSocketGateway:
     # ---------------------------------------------------------------- @connections
 
     async def _manage(self, request: web.Request) -> web.Response:
+        if self.post_latency:
+            await asyncio.sleep(self.post_latency)  # the round trip to AWS: awaited, so calls overlap
         if self.iam is not None:
             resource = (f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{self.api.api_id}/{self.api.stage}/"
                         f"{request.method}/@connections/{request.match_info['connection_id']}")
@@ -420,6 +429,17 @@ class WebSocketGateway:
         if count < 0:
             return web.json_response({"message": "count must be a non-negative integer"}, status=400)
         self._lost_disconnects = count
+        return web.Response(status=204)
+
+    async def _set_latency(self, request: web.Request) -> web.Response:
+        """The @faults/$latency test facility (module docstring)."""
+        try:
+            latency_ms = float(request.rel_url.query.get("latencyMs", ""))
+        except ValueError:
+            latency_ms = -1
+        if not 0 <= latency_ms <= 10_000:
+            return web.json_response({"message": "latencyMs must be a number from 0 to 10000"}, status=400)
+        self.post_latency = latency_ms / 1000
         return web.Response(status=204)
 
     async def _inject_fault(self, request: web.Request) -> web.Response:

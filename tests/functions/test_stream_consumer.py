@@ -126,3 +126,117 @@ def test_a_crowd_of_gone_sockets_is_removed_and_counted_off_in_one_write(invoke,
     assert [i["connectionId"]["S"] for i in remaining["Items"]] == [alive]
     item = boto3.client("dynamodb").get_item(TableName=TABLE, ConsistentRead=True, Key=key)["Item"]
     assert (item["listenerCount"]["N"], item["listeners_es"]["N"]) == ("1", "1")
+
+
+def put_speaker(session_id: str) -> str:
+    """A speaker's record, named by the session item as $connect names it."""
+    connection_id = put_listener(session_id)
+    ddb = boto3.client("dynamodb")
+    ddb.update_item(TableName=TABLE, Key={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": f"CONN#{connection_id}"}},
+                    UpdateExpression="SET #role = :speaker REMOVE targetLanguage",
+                    ExpressionAttributeNames={"#role": "role"}, ExpressionAttributeValues={":speaker": {"S": "speaker"}})
+    return connection_id
+
+
+def count_record(session_id: str, count: int, speaker: str | None, sequence: str = "100") -> dict:
+    """A join: the count alone changed."""
+    change = record(session_id, status="active", version=2, count=count, sequence=sequence)
+    old, new = change["dynamodb"]["OldImage"], change["dynamodb"]["NewImage"]
+    old["status"]["S"], old["listenerCount"]["N"] = "active", str(count - 1)
+    if speaker:
+        new["speakerConnectionId"] = old["speakerConnectionId"] = {"S": speaker}
+    return change
+
+
+@pytest.fixture
+def small_sessions_up_to_2(monkeypatch):
+    from session_core.usecases import broadcast
+
+    monkeypatch.setattr(broadcast, "COUNTS_TO_ALL_UP_TO", 2)
+
+
+@pytest.fixture
+def counted_calls(monkeypatch):
+    from session_core.platform import aws
+
+    calls = []
+    real_call = aws.call
+
+    def counting_call(service, operation, /, **parameters):
+        calls.append(operation)
+        return real_call(service, operation, **parameters)
+
+    monkeypatch.setattr(aws, "call", counting_call)
+    monkeypatch.setattr("session_core.data.table.call", counting_call)
+    return calls
+
+
+def test_a_count_change_in_a_large_session_is_told_to_the_speaker_alone(invoke, users, management_api,
+                                                                        small_sessions_up_to_2, counted_calls):
+    management_api.reset()
+    session_id = create(invoke, users)["sessionId"]
+    speaker = put_speaker(session_id)
+    listeners = [put_listener(session_id) for _ in range(3)]
+    counted_calls.clear()
+    result = invoke.raw("status_broadcast", {"Records": [count_record(session_id, 3, speaker)]})
+    assert result == {"batchItemFailures": []}
+    # The speaker's count is exact; the listeners are not posted to, and their records are not read.
+    assert management_api.posts[speaker] == [
+        {"type": "status", "sessionId": session_id, "status": "active", "listenerCount": 3}]
+    assert all(not management_api.posts[listener] for listener in listeners)
+    assert "query" not in counted_calls and counted_calls.count("get_item") == 1
+
+
+def test_a_count_change_in_a_small_session_is_told_to_everyone(invoke, users, management_api,
+                                                              small_sessions_up_to_2):
+    management_api.reset()
+    session_id = create(invoke, users)["sessionId"]
+    speaker = put_speaker(session_id)
+    listeners = [put_listener(session_id) for _ in range(2)]
+    result = invoke.raw("status_broadcast", {"Records": [count_record(session_id, 2, speaker)]})
+    assert result == {"batchItemFailures": []}
+    for connection in (speaker, *listeners):
+        assert [m["listenerCount"] for m in management_api.posts[connection]] == [2]
+
+
+def test_a_pause_in_a_large_session_is_told_to_everyone_with_the_count(invoke, users, management_api,
+                                                                       small_sessions_up_to_2):
+    management_api.reset()
+    session_id = create(invoke, users)["sessionId"]
+    speaker = put_speaker(session_id)
+    listeners = [put_listener(session_id) for _ in range(3)]
+    # A join and the pause in one batch: reduced to the pause, which every socket is told.
+    pause = record(session_id, status="paused", version=3, count=3, sequence="200")
+    pause["dynamodb"]["OldImage"]["listenerCount"]["N"] = "3"
+    result = invoke.raw("status_broadcast", {"Records": [count_record(session_id, 3, speaker), pause]})
+    assert result == {"batchItemFailures": []}
+    for connection in (speaker, *listeners):
+        assert management_api.posts[connection] == [
+            {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 3}]
+
+
+def test_a_count_change_in_a_large_session_without_a_speaker_is_told_to_nobody(invoke, users, management_api,
+                                                                                small_sessions_up_to_2,
+                                                                                counted_calls):
+    management_api.reset()
+    session_id = create(invoke, users)["sessionId"]
+    listeners = [put_listener(session_id) for _ in range(3)]
+    counted_calls.clear()
+    assert invoke.raw("status_broadcast", {"Records": [count_record(session_id, 3, None)]}) == {"batchItemFailures": []}
+    assert all(not management_api.posts[listener] for listener in listeners)
+    assert "query" not in counted_calls and "get_item" not in counted_calls
+
+
+def test_a_gone_speaker_told_a_count_is_released(invoke, users, management_api, small_sessions_up_to_2):
+    management_api.reset()
+    session_id = create(invoke, users)["sessionId"]
+    speaker = put_speaker(session_id)
+    [put_listener(session_id) for _ in range(3)]
+    boto3.client("dynamodb").update_item(
+        TableName=TABLE, Key={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "META"}},
+        UpdateExpression="SET speakerConnectionId = :c", ExpressionAttributeValues={":c": {"S": speaker}})
+    management_api.gone.add(speaker)
+    assert invoke.raw("status_broadcast", {"Records": [count_record(session_id, 3, speaker)]}) == {"batchItemFailures": []}
+    item = boto3.client("dynamodb").get_item(TableName=TABLE, ConsistentRead=True, Key={
+        "pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "META"}})["Item"]
+    assert "speakerConnectionId" not in item

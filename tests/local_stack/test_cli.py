@@ -121,6 +121,7 @@ def test_invoke_unknown_function_lists_the_valid_ones():
     (["invoke", "StoreFunction", "-e", "missing.json"], "cannot read event"),
     (["dev", "--parameter-overrides", "Nope=1"], "unknown parameter"),
     (["dev", "--template", "missing.yaml"], "cannot read template"),
+    (["dev", "--ws-post-latency-ms", "-1"], "must not be negative"),
 ])
 def test_bad_input_is_a_message_not_a_traceback(project, args, message):
     result = cli(*args, "--state-dir", str(project / ".local"), cwd=project)

@@ -296,15 +296,26 @@ def recount(session_id: str) -> int | None:
     return wanted["listenerCount"]
 
 
+_LISTED = {"ProjectionExpression": "connectionId, #role, connectedAt, dialect", "ExpressionAttributeNames": {"#role": "role"}}
+
+
+def _listed(item: dict) -> dict:
+    # Records written before dialects existed speak the native one.
+    return {"connectionId": item["connectionId"]["S"], "role": item["role"]["S"],
+            "connectedAt": int(item.get("connectedAt", {"N": "0"})["N"]),
+            "dialect": item.get("dialect", {"S": NATIVE})["S"]}
+
+
 def pages(session_id: str, limit: int = 100):
-    """The session's connections, a page at a time: [{connectionId, role, connectedAt, dialect}, ...]
-    (records written before dialects existed speak the native one)."""
-    for page in query_items(session_partition(session_id), CONNECTION_PREFIX, Limit=limit,
-                            ProjectionExpression="connectionId, #role, connectedAt, dialect",
-                            ExpressionAttributeNames={"#role": "role"}):
-        yield [{"connectionId": i["connectionId"]["S"], "role": i["role"]["S"],
-                "connectedAt": int(i.get("connectedAt", {"N": "0"})["N"]),
-                "dialect": i.get("dialect", {"S": NATIVE})["S"]} for i in page.get("Items", [])]
+    """The session's connections, a page at a time: [{connectionId, role, connectedAt, dialect}, ...]."""
+    for page in query_items(session_partition(session_id), CONNECTION_PREFIX, Limit=limit, **_LISTED):
+        yield [_listed(i) for i in page.get("Items", [])]
+
+
+def listed(session_id: str, connection_id: str) -> dict | None:
+    """One connection of the session as pages() lists it; None if its record is gone."""
+    item = request("get_item", Key=connection_key(session_id, connection_id), ConsistentRead=True, **_LISTED).get("Item")
+    return _listed(item) if item else None
 
 
 # A legacy connection created its session after $connect, so the

@@ -222,6 +222,7 @@ class WrittenState(NamedTuple):
     version: int
     expiresAt: int
     sequence: str  # the stream record's SequenceNumber: what a failed record is reported by
+    speaker: str = ""  # the speaker's connection ID after the write; "" if none is connected
 
 
 def written_states(records: list[dict]):
@@ -236,7 +237,8 @@ def written_states(records: list[dict]):
         before = (old.get("status", {}).get("S"), _listener_count(old), _muted(old)) if old else None
         yield WrittenState(new["sessionId"]["S"], (new["status"]["S"], _listener_count(new), _muted(new)), before,
                            _languages(new), int(new.get("version", {"N": "0"})["N"]),
-                           int(new.get("expiresAt", {"N": "0"})["N"]), str(change.get("SequenceNumber", "")))
+                           int(new.get("expiresAt", {"N": "0"})["N"]), str(change.get("SequenceNumber", "")),
+                           new.get("speakerConnectionId", {}).get("S", ""))
 
 
 def claim_broadcast(session_id: str, version: int, expires_at: int) -> bool:

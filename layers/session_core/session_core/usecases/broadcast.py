@@ -4,6 +4,10 @@ its connection's dialect (the caller shapes them: api/dialects/).
 
 Fed by the table's stream: a batch is reduced to the latest state of each
 session, so a burst of joins costs one message per socket, not one per join.
+A change of the count alone reaches every socket only while the session is
+small; in a larger one only the speaker is told it, so a crowd's joins cost
+a post per batch rather than one per socket, and a pause behind them waits
+for one post, not for a fan-out (docs/architecture.md "Status broadcast").
 A session's failure is reported by its first record (ReportBatchItemFailures),
 so the sessions before it are not told again; a change older than one its
 sockets were told already (a retried half of a bisected batch) is skipped.
@@ -22,8 +26,12 @@ from ..domain import ENDED, SPEAKER
 from ..platform import management
 from ..platform.observability import logger, metric
 
-# Posting is network-bound; a few threads keep a 500-listener fan-out short.
-POST_THREADS = 16
+# Posting is network-bound: at AWS's tens of ms a post, 32 threads tell 1,000 sockets in about 1 s
+# (docs/performance.md "Status fan-out"). The clients' pools hold as many connections.
+POST_THREADS = 32
+# Listeners up to which a change of the count alone is told to every socket; above it only to the
+# speaker (the listeners' counts come with the next status or mute change).
+COUNTS_TO_ALL_UP_TO = 100
 # API Gateway answers 410 to a post to a connection whose $connect has not returned yet, and the
 # join's own write can reach this broadcast in that window: a record younger than the longest
 # $connect (the 29 s integration timeout) that answers 410 is kept. If that socket never opens, its
@@ -53,12 +61,17 @@ class StatusChange(NamedTuple):
     version: int = 0
     expiresAt: int = 0
     sequence: str = ""  # the session's first record in the batch: what its failure is reported by
+    speaker: str = ""  # the speaker's connection ID; "" if none is connected
 
     def status_changed(self) -> bool:
         return self.before is None or self.before[0] != self.status
 
     def muted_changed(self) -> bool:
         return self.before is not None and self.before[2] != self.muted
+
+    def for_everyone(self) -> bool:
+        """Whether every socket is told this change, or the speaker alone (a count in a large session)."""
+        return self.status_changed() or self.muted_changed() or self.listenerCount <= COUNTS_TO_ALL_UP_TO
 
 
 # What a connection ({connectionId, role, connectedAt, dialect}) is told of a change; None: nothing.
@@ -82,7 +95,8 @@ def changed_sessions(records: list[dict]) -> dict[str, StatusChange]:
             latest.pop(session_id, None)  # back where the batch found it
             continue
         latest[session_id] = StatusChange(session_id, status, count, muted, written.languages, first[session_id],
-                                          written.version, written.expiresAt, sequence[session_id])
+                                          written.version, written.expiresAt, sequence[session_id],
+                                          written.speaker)
     return dict(sorted(latest.items(), key=lambda pair: _ordinal(pair[1].sequence)))
 
 
@@ -90,30 +104,41 @@ def _ordinal(sequence: str) -> int:
     return int(sequence) if sequence.isdigit() else 0
 
 
-def broadcast(session_id: str, message: dict | Callable[[dict], dict | None]) -> Delivery:
-    """Posts `message` (or what it makes of each connection) to each connection of the session; drops the
-    gone ones (at most MAX_DROPS, their deletes at once, their count taken off in one write). A gone listener
-    whose record this removed counts as ListenerLeft (its own $disconnect then finds nothing)."""
+def broadcast(session_id: str, message: dict | Callable[[dict], dict | None], only: str | None = None) -> Delivery:
+    """Posts `message` (or what it makes of each connection) to each connection of the session, or to the
+    connection `only` names; drops the gone ones (at most MAX_DROPS, their deletes at once, their count taken
+    off in one write). A gone listener whose record this removed counts as ListenerLeft (its own $disconnect
+    then finds nothing)."""
     sent = connecting = 0
     gone: list[dict] = []
     connecting_since = int(time.time()) - CONNECTING_SECONDS
     shaped = message if callable(message) else (lambda connection: message)
     with ThreadPoolExecutor(POST_THREADS) as pool:
-        for page in stored_connections.pages(session_id):
-            told = [(c, m) for c in page if (m := shaped(c)) is not None]
-            results = pool.map(lambda pair: (pair[0], management.offer(pair[0]["connectionId"], pair[1])), told)
-            for connection, delivered in results:
-                if delivered:
-                    sent += 1
-                elif delivered is None:
-                    continue  # a transient failure on one socket must not hold back the others
-                elif connection["connectedAt"] > connecting_since:
-                    connecting += 1
-                else:
-                    gone.append(connection)
+        # Every page's posts are queued as soon as it is read, not after the page before has been posted:
+        # the next Query overlaps the posts, and no page waits for the slowest post of the one before.
+        posting = [(c, pool.submit(management.offer, c["connectionId"], m))
+                   for page in _pages(session_id, only) for c in page if (m := shaped(c)) is not None]
+        for connection, post in posting:
+            delivered = post.result()
+            if delivered:
+                sent += 1
+            elif delivered is None:
+                continue  # a transient failure on one socket must not hold back the others
+            elif connection["connectedAt"] > connecting_since:
+                connecting += 1
+            else:
+                gone.append(connection)
         if gone:
             _drop(session_id, gone[:MAX_DROPS], pool)
     return Delivery(sent, len(gone), connecting)
+
+
+def _pages(session_id: str, only: str | None):
+    """The session's connections a page at a time, or the one `only` names ("": none)."""
+    if only is None:
+        yield from stored_connections.pages(session_id)
+    elif only:
+        yield [c for c in [stored_connections.listed(session_id, only)] if c is not None]
 
 
 def _drop(session_id: str, gone: list[dict], pool: ThreadPoolExecutor) -> None:
@@ -137,11 +162,13 @@ def broadcast_changes(records: list[dict], shape: Shape) -> tuple[dict, list[str
             if not stored_sessions.claim_broadcast(session_id, change.version, change.expiresAt):
                 skipped += 1  # its sockets were told a newer version already
                 continue
-            delivery = broadcast(session_id, lambda connection, change=change: shape(connection, change))
+            delivery = broadcast(session_id, lambda connection, change=change: shape(connection, change),
+                                 only=None if change.for_everyone() else change.speaker)
         except Exception:  # noqa: BLE001 - one session's failure must not fail the others
             logger.exception("status broadcast failed", extra={"sessionId": session_id})
             failed.append(change.sequence)
             continue
         sent, gone = sent + delivery.sent, gone + delivery.gone
-        logger.info("status broadcast", extra={"sessionId": session_id, **delivery._asdict()})
+        logger.info("status broadcast", extra={"sessionId": session_id, **delivery._asdict(),
+                                               "audience": "all" if change.for_everyone() else "speaker"})
     return {"sessions": len(changed), "sent": sent, "gone": gone, "skipped": skipped, "failed": len(failed)}, failed
