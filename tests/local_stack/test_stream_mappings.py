@@ -34,7 +34,8 @@ def test_the_project_templates_status_broadcast_is_read_from_its_event_source_ma
     (mapping,) = stream_mappings(Template.load(ROOT / "template.yaml"))
     assert mapping.function == "StatusBroadcastFunction"
     assert mapping.table == "SessionsTable"
-    assert (mapping.batch_size, mapping.batching_window, mapping.max_retries) == (100, 0.0, 3)  # no batching window: a pause is not held up to 1 s (docs/architecture.md, "Status broadcast")
+    # No batching window: a pause is not held up to 1 s (docs/architecture.md, "Status broadcast").
+    assert (mapping.batch_size, mapping.batching_window, mapping.max_retries) == (100, 0.0, 3)
     assert mapping.starting_position == "LATEST"
     assert mapping.filters == ({"eventName": ["MODIFY"], "dynamodb": {"Keys": {
         "pk": {"S": [{"prefix": "SESSION#"}]}, "sk": {"S": ["META"]}}}},)
