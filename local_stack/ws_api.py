@@ -422,11 +422,8 @@ class WebSocketGateway:
 
     async def _lose_disconnects(self, request: web.Request) -> web.Response:
         """The @faults/$disconnect test facility (module docstring)."""
-        try:
-            count = int(request.rel_url.query.get("count", "1"))
-        except ValueError:
-            count = -1
-        if count < 0:
+        count = _count(request)
+        if count is None:
             return web.json_response({"message": "count must be a non-negative integer"}, status=400)
         self._lost_disconnects = count
         return web.Response(status=204)
@@ -444,11 +441,8 @@ class WebSocketGateway:
 
     async def _inject_fault(self, request: web.Request) -> web.Response:
         """The @faults test facility (module docstring)."""
-        try:
-            count = int(request.rel_url.query.get("count", "1"))
-        except ValueError:
-            count = -1
-        if count < 0:
+        count = _count(request)
+        if count is None:
             return web.json_response({"message": "count must be a non-negative integer"}, status=400)
         connection_id = request.match_info["connection_id"]
         if count:
@@ -456,6 +450,15 @@ class WebSocketGateway:
         else:
             self._faults.pop(connection_id, None)
         return web.Response(status=204)
+
+
+def _count(request: web.Request) -> int | None:
+    """A test facility's `count` query parameter (default 1), or None if it is not a non-negative integer."""
+    try:
+        count = int(request.rel_url.query.get("count", "1"))
+    except ValueError:
+        return None
+    return count if count >= 0 else None
 
 
 def _iso(ms: int) -> str:

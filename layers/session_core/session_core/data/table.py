@@ -111,19 +111,17 @@ class ConditionFailed(Exception):
 
 def query_items(partition: dict, prefix: str, **parameters):
     """Every item of the partition whose sort key starts with `prefix`, page by page."""
-    query = {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-             "ExpressionAttributeValues": {":pk": partition, ":prefix": {"S": prefix}}, **parameters}
-    while True:
-        page = request("query", **query)
-        yield page
-        if "LastEvaluatedKey" not in page:
-            return
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return _pages({"KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                   "ExpressionAttributeValues": {":pk": partition, ":prefix": {"S": prefix}}, **parameters})
 
 
 def query_partition(partition: dict, **parameters):
     """Every item of the partition, page by page."""
-    query = {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": partition}, **parameters}
+    return _pages({"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": partition},
+                   **parameters})
+
+
+def _pages(query: dict):
     while True:
         page = request("query", **query)
         yield page
