@@ -39,6 +39,10 @@ DEPLOYED_SUITES = ("http", "websocket", "audio")
 OPEN_FILES = 8192
 
 
+# Every suite creates its sessions as one user: the per-user cap (default 3) is lifted on the bench's stacks.
+BENCH_STACK_ARGS = ["--parameter-overrides", "MaxLiveSessionsPerUser=1000"]
+
+
 def stack_args(*parts: list[str]) -> list[str]:
     """The parts joined, their --parameter-overrides merged into one (the stack's argparse keeps only the
     last occurrence of the option; a later part wins for the same key)."""
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     # apply to its own stack only. The price is one stack start (~10-30 s) per suite.
     for name in chosen:
         suite = SUITES[name]
-        extra = stack_args(getattr(suite, "STACK_ARGS", []), shlex.split(args.stack_args))
+        extra = stack_args(BENCH_STACK_ARGS, getattr(suite, "STACK_ARGS", []), shlex.split(args.stack_args))
         stacks[name] = extra
         print(f"bench: {name} (stack args: {' '.join(extra) or 'none'}) ...", file=sys.stderr, flush=True)
         started = time.monotonic()

@@ -28,7 +28,8 @@ def create_sessions(info: dict, token: str, count: int) -> list[str]:
     with httpx.Client(base_url=info["httpApiUrl"], headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
         ids = []
         for _ in range(count):
-            response = api.post("/sessions", json={"sourceLanguage": "en"})
+            # Public: the suites' anonymous listeners join by the ID (a link session needs its key).
+            response = api.post("/sessions", json={"sourceLanguage": "en", "access": "public"})
             if response.status_code != 201:
                 raise RuntimeError(f"POST /sessions: {response.status_code} {response.text}")
             ids.append(response.json()["sessionId"])

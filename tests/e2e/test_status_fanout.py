@@ -55,7 +55,7 @@ async def note_pause(ws, told: dict, key: int) -> None:
 
 
 def test_a_pause_reaches_every_listener_within_2_s_while_a_crowd_joins(stack, http, aws_like_posts):
-    r = http.post("/sessions", headers=stack.auth(), json={"sourceLanguage": "en"})
+    r = http.post("/sessions", headers=stack.auth(), json={"sourceLanguage": "en", "access": "public"})  # a crowd by the ID
     assert r.status_code == 201, r.text
     session_id = r.json()["sessionId"]
 
