@@ -136,3 +136,14 @@ def log_lines():
 
     yield read
     logger.registered_handler.setStream(previous)
+
+
+@pytest.fixture
+def setenv(monkeypatch):
+    """Changes a function setting for one test (settings are cached per execution environment)."""
+    from session_core.platform import settings as settings_module
+
+    def set_(name, value):
+        monkeypatch.setenv(name, value)
+        settings_module.settings.cache_clear()
+    return set_

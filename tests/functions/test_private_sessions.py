@@ -23,14 +23,6 @@ def fresh_settings():
     settings_module.settings.cache_clear()
 
 
-@pytest.fixture
-def setenv(monkeypatch):
-    def set_(name, value):
-        monkeypatch.setenv(name, value)
-        settings_module.settings.cache_clear()
-    return set_
-
-
 def a_user() -> str:
     return f"user-{uuid.uuid4().hex[:12]}"
 

@@ -26,15 +26,6 @@ def fresh_settings():
 
 
 @pytest.fixture
-def setenv(monkeypatch):
-    """Changes a function setting for one test (settings are cached per environment)."""
-    def set_(name, value):
-        monkeypatch.setenv(name, value)
-        settings_module.settings.cache_clear()
-    return set_
-
-
-@pytest.fixture
 def users(cognito):
     def sub(user):
         from jwt import decode
