@@ -19,7 +19,7 @@ from tests.e2e.conftest import eventually
 
 from .conftest import MAX_LISTENERS, TONE_HZ
 
-# The README's screenshots; a run refreshes them with UPDATE_SCREENSHOTS=1 (otherwise they go to a temporary
+# docs/console.md's screenshots; a run refreshes them with UPDATE_SCREENSHOTS=1 (otherwise they go to a temporary
 # folder, so a test run leaves the work tree as it found it).
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCREENSHOTS = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else Path(tempfile.gettempdir()) / "console-screenshots"

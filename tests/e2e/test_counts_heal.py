@@ -1,6 +1,6 @@
 """Listener counts heal from the connection records, and sessions nobody ended are torn down, under the local
 stack's switches for what AWS does and the stack otherwise would not: a write applied but answered 500 (botocore
-sends it again), a function killed between two writes, a lost $disconnect (README "How close to AWS")."""
+sends it again), a function killed between two writes, a lost $disconnect (local_stack/README.md, "How close to AWS")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A crowd joining does not hold back a pause: with the local stack's AWS-like @connections latency on
-(README "How close to AWS"), listeners joining in a burst while the speaker pauses are all told the pause
+(local_stack/README.md, "How close to AWS"), listeners joining in a burst while the speaker pauses are all told the pause
 within 2 s (docs/architecture.md "Status broadcast")."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.e2e.test_websocket_api import Sockets, ask, of_type, receive, run
 
 pytestmark = pytest.mark.local_only("switches the local stack's @connections latency")
 
-# Twice README's 30 ms: this machine opens a crowd at about 30 joins a second, not AWS's 500, and a
+# Twice local_stack/README.md's 30 ms: this machine opens a crowd at about 30 joins a second, not AWS's 500, and a
 # crowd that slow fills the broadcast queue only if each post takes longer (a slow region, a busy gateway).
 LATENCY_MS = 60
 BEFORE_PAUSE = 200  # listeners joined when the speaker pauses

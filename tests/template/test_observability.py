@@ -409,9 +409,8 @@ def test_the_teardown_workflow_is_traced_and_logs_no_execution_data(template):
     assert props["Logging"]["IncludeExecutionData"] is False
 
 
-def test_readme_names_every_alarm(template, alarms):
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Operations"):text.index("## Template parameters")]
+def test_the_operations_guide_names_every_alarm(template, alarms):
+    section = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`(\w+Alarm)`", section))
     per_function = {name for name in alarms if name.endswith("FunctionErrorRateAlarm")}
     assert named | per_function == set(alarms), set(alarms) - named - per_function

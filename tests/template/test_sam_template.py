@@ -198,12 +198,12 @@ def test_samconfig_parameter_overrides_are_template_parameters(template, repo_ro
     assert found, "samconfig.toml has no parameter_overrides"
 
 
-def test_readme_documents_every_template_parameter(template, repo_root):
-    readme = repo_root / "README.md"
-    assert readme.is_file(), "README.md is missing"
-    text = readme.read_text(encoding="utf-8")
+def test_the_deploying_guide_documents_every_template_parameter(template, repo_root):
+    guide = repo_root / "docs" / "deploying.md"
+    assert guide.is_file(), "docs/deploying.md is missing"
+    text = guide.read_text(encoding="utf-8")
     missing = [name for name in template["Parameters"] if not re.search(rf"\b{name}\b", text)]
-    assert not missing, f"README.md does not mention: {missing}"
+    assert not missing, f"docs/deploying.md does not mention: {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_GRANTS))
@@ -216,9 +216,9 @@ def test_function_has_a_sample_event_for_its_route(functions, http_events, repo_
         assert event.get("routeKey") in routes
 
 
-def test_readme_names_exactly_the_template_outputs(template, repo_root):
-    text = (repo_root / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Deploying"):]
+def test_the_deploying_guide_names_exactly_the_template_outputs(template, repo_root):
+    text = (repo_root / "docs" / "deploying.md").read_text(encoding="utf-8")
+    section = text[text.index("## First deploy"):]
     section = section[:section.index("\n## ", 4)] if "\n## " in section[4:] else section
     named = set(re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE))
     assert named == set(template["Outputs"]), (named ^ set(template["Outputs"]))

@@ -103,7 +103,7 @@ def deployed(template: dict) -> dict:
     return result
 
 
-# The descriptions that are shorter now (an operator's summary; README and docs have the rest), by where they live.
+# The descriptions that are shorter now (an operator's summary; docs/ has the rest), by where they live.
 SHORTER_DESCRIPTIONS = {"AWS::Serverless::Function": "Description", "AWS::CloudWatch::Alarm": "AlarmDescription"}
 
 
@@ -134,7 +134,7 @@ def test_expanded_it_deploys_the_resources_of_the_template_written_out_by_hand(t
         assert now["Resources"][name] == resource, name
     for section in ("AWSTemplateFormatVersion", "Description", "Conditions", "Outputs"):
         assert now[section] == then[section], section
-    # The parameters' descriptions are shorter (README "Template parameters" has the rest); nothing else changed.
+    # The parameters' descriptions are shorter (docs/deploying.md "Template parameters" has the rest); nothing else changed.
     assert without_descriptions(now["Parameters"]) == without_descriptions(then["Parameters"])
     # Nothing else: Mappings only feed the loops.
     assert set(now) - set(then) <= {"Mappings"}
@@ -148,9 +148,9 @@ def without_descriptions(parameters: dict) -> dict:
             for name, parameter in parameters.items()}
 
 
-def test_every_parameter_has_a_description_and_a_line_in_the_readme(template, repo_root):
-    readme = (repo_root / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("## Template parameters"):]
+def test_every_parameter_has_a_description_and_a_line_in_the_deploying_guide(template, repo_root):
+    guide = (repo_root / "docs" / "deploying.md").read_text(encoding="utf-8")
+    table = guide[guide.index("## Template parameters"):]
     table = table[:table.index("\n## ")] if "\n## " in table else table
     documented = {name for line in table.splitlines() if line.startswith("| `")
                   for name in re.findall(r"`(\w+)`", line.split(" | ")[0])}

@@ -1,0 +1,76 @@
+"""The README stays a newcomer's first page, and no link of the documentation leads nowhere."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from markdown_it import MarkdownIt
+
+ROOT = Path(__file__).resolve().parents[2]
+README_MAX_BYTES = 15 * 1024
+# The README and every Markdown file it and docs/ lead to (the topic documents beside the code).
+DOCUMENTS = sorted({ROOT / "README.md", *(ROOT / "docs").glob("**/*.md"), *ROOT.glob("*/README.md")})
+MARKDOWN = MarkdownIt("commonmark").enable("table")
+
+
+def tokens(path: Path) -> list:
+    return MARKDOWN.parse(path.read_text(encoding="utf-8"))
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: the heading's text, lower case, without punctuation, spaces as hyphens
+    (a repeated heading gets -1, -2, ...)."""
+    found: set[str] = set()
+    stream = tokens(path)
+    for opening, inline in zip(stream, stream[1:], strict=False):
+        if opening.type != "heading_open":
+            continue
+        text = "".join(child.content for child in inline.children or [] if child.type in ("text", "code_inline"))
+        slug = re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+        candidate, n = slug, 0
+        while candidate in found:
+            n += 1
+            candidate = f"{slug}-{n}"
+        found.add(candidate)
+    return found
+
+
+def links(path: Path) -> list[str]:
+    found = []
+    for token in tokens(path):
+        for child in token.children or []:
+            target = child.attrGet("href") if child.type == "link_open" else child.attrGet("src")
+            if child.type in ("link_open", "image") and target:
+                found.append(target)
+    return found
+
+
+def test_the_readme_is_at_most_15_kb():
+    size = (ROOT / "README.md").stat().st_size
+    assert size <= README_MAX_BYTES, f"README.md is {size} bytes; move a section to a topic document in docs/"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(document):
+    broken = []
+    for target in links(document):
+        parts = urlsplit(target)
+        if parts.scheme or parts.netloc:  # an address on the web: not checked offline
+            continue
+        path = (document.parent / unquote(parts.path)).resolve() if parts.path else document
+        if not path.exists():
+            broken.append(f"{target}: no such file")
+        elif parts.fragment and path.suffix == ".md" and unquote(parts.fragment) not in anchors(path):
+            broken.append(f"{target}: no such heading")
+    assert not broken, broken
+
+
+def test_the_anchor_reading_matches_githubs():
+    # Headings with code, punctuation and dashes, as GitHub names them.
+    assert "local-stack-make-dev" in anchors(ROOT / "local_stack" / "README.md")
+    assert "deploying-sam-deploy---guided" in anchors(ROOT / "docs" / "deploying.md")
+    assert "the-layers-wings" in anchors(ROOT / "docs" / "architecture.md")
+    assert "cold--benchcold_startpy-no-local-stack" in anchors(ROOT / "bench" / "README.md")
