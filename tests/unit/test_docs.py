@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -74,3 +76,18 @@ def test_the_anchor_reading_matches_githubs():
     assert "deploying-sam-deploy---guided" in anchors(ROOT / "docs" / "deploying.md")
     assert "the-layers-wings" in anchors(ROOT / "docs" / "architecture.md")
     assert "cold--benchcold_startpy-no-local-stack" in anchors(ROOT / "bench" / "README.md")
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(not shutil.which("git") or git("rev-parse").returncode, reason="not a git work tree")
+def test_the_committed_bench_reports_are_the_cited_ones_and_the_newest():
+    """A run's report is ignored; those committed are each cited by a document, or the newest one."""
+    reports = sorted({Path(name).stem for name in git("ls-files", "bench/results").stdout.split() if "report-" in name})
+    text = "".join(path.read_text(encoding="utf-8") for path in DOCUMENTS)
+    uncited = [name for name in reports[:-1] if name.removeprefix("report-") not in text]
+    assert not uncited, f"bench reports no document cites: {uncited}"
+    assert git("check-ignore", "-q", "bench/results/report-20991231-235959.md").returncode == 0
+    assert git("check-ignore", "-q", "bench/results/latest.md").returncode == 1
