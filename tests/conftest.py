@@ -1,6 +1,8 @@
-"""Settings every test shares: a fake AWS identity, so nothing can reach AWS."""
+"""Settings every test shares: a fake AWS identity, so nothing can reach AWS; the `runs_last` marker."""
 
 import os
+
+import pytest
 
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -13,3 +15,14 @@ os.environ.update(
     STAGE_NAME="test",
 )
 os.environ.pop("AWS_PROFILE", None)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "runs_last(why): runs after every other test of the run (it reads what they "
+                                       "left behind), whatever its file's name")
+
+
+@pytest.hookimpl(trylast=True)  # after any other plugin's reordering
+def pytest_collection_modifyitems(items):
+    # A stable sort: the marked tests keep their own order, after all the others.
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)

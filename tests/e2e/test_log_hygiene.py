@@ -1,8 +1,8 @@
 """No token, password or audio payload reaches a function's log.
 
-Named to sort last: pytest runs the end-to-end modules in file order on one
-shared local stack, so this scans the logs every function wrote during the
-whole run (HTTP, WebSocket, teardown, security tests). It also drives a short
+Marked to run last (`runs_last`, tests/conftest.py): the end-to-end modules share
+one local stack, so this scans the logs every function wrote during the whole
+run (HTTP, WebSocket, teardown, security tests). It also drives a short
 scenario of its own first, so that run alone it still exercises every path that
 handles a secret: a token in the query string and in a header, a forged token,
 audio that is forwarded, refused, held while paused, and a teardown.
@@ -24,7 +24,8 @@ from websockets.sync.client import connect
 
 from tests.e2e.conftest import LocalStackHandle, eventually
 
-pytestmark = pytest.mark.local_only("scans the local stack's log files")
+pytestmark = [pytest.mark.local_only("scans the local stack's log files"),
+              pytest.mark.runs_last("scans the logs every earlier test wrote")]
 
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.")
 LONG_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{201,}")
