@@ -1,9 +1,9 @@
 """Errors a caller may see. Each has an HTTP status and a machine-readable code;
 the message is safe to show (no internal names, no exception text).
 
-Every error's default message stands in MESSAGES, by code, so they are reviewed
-together (a raise may give a more precise one); an error class names its code,
-its base its status.
+Every code's default message stands in MESSAGES, so they are reviewed together
+(a raise may give a more precise one); an error class names its code, its base
+its status, and a class whose code has no message fails at import.
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ MESSAGES = {
     "UNSUPPORTED_LANGUAGE": "targetLanguage must be one of the supported language codes (ISO 639-1, such as 'es').",
     "REFRESH_NEEDS_NEW_CONNECTION": "A connection cannot outlive its 2 hours: open a new connection with the same "
                                     "query, send refreshConnection on it, then close this one.",
+    # Refused handshakes: logged and counted by code, never sent (API Gateway answers a bare 403, the same for
+    # every refusal, so a guess learns nothing).
+    "CONNECTION_REFUSED": "The connection was refused.",
+    "NOT_SESSION_OWNER": "Only the session's owner may connect as its speaker.",
+    "JOIN_KEY_MISSING": "An anonymous listener of a link session needs its join key.",
+    "JOIN_KEY_WRONG": "The join key is not this session's.",
 }
 
 
@@ -48,13 +54,12 @@ class ServiceError(Exception):
     default_message = MESSAGES[code]
 
     def __init_subclass__(cls, *, status: int | None = None, code: str | None = None, **kwargs) -> None:
-        # `class X(Base, code="...")`: the code's message, else the base's (a code that is never sent has none).
+        # `class X(Base, code="...")`: the code's message (a KeyError here names a code MESSAGES lacks).
         super().__init_subclass__(**kwargs)
         if status:
             cls.status = status
         if code:
             cls.code = code
-        if code in MESSAGES:
             cls.default_message = MESSAGES[code]
 
     def __init__(self, message: str | None = None) -> None:

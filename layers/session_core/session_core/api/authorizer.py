@@ -51,9 +51,9 @@ def authorizer_handler(admit: Callable[[dict[str, str], str | None], ConnectionC
             unavailable.logged = True
             raise unavailable from None
         except Refused as refusal:
-            logger.info("connection refused", extra={"reason": refusal.message})
-            logger.info("request", extra={**shape, "outcome": "refused", "reason": refusal.message})
-            metric("ConnectionRefused", reason=refusal.message)
+            logger.info("connection refused", extra={"reason": refusal.reason})
+            logger.info("request", extra={**shape, "outcome": "refused", "reason": refusal.reason})
+            metric("ConnectionRefused", reason=refusal.reason)
             return _policy("Deny", event["methodArn"], "anonymous")
         logger.info("request", extra={**shape, "outcome": "allowed", "legacy": who.legacy, "dialect": who.dialect})
         return _policy("Allow", event["methodArn"], who.userId or "anonymous", who.as_authorizer_context())

@@ -32,8 +32,13 @@ from ..session_ids import is_valid_session_id
 # "WebSocket refusals").
 
 
-class Refused(errors.ServiceError):
-    status, code = 403, "CONNECTION_REFUSED"
+class Refused(errors.ServiceError, status=403, code="CONNECTION_REFUSED"):
+    """A refused handshake; `reason` (an error code) goes to the log and the ConnectionRefused metric, never to
+    the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
 
 
 def user_of(token: str | None) -> str:
@@ -58,7 +63,7 @@ def admit(query: dict[str, str], authorization_header: str | None = None, *, dia
         user_id = user_id or user_of(token)
         if not session_id:
             if not settings().legacy_creation_enabled:
-                raise Refused("LEGACY_CREATION_DISABLED")
+                raise Refused(errors.LegacyCreationDisabled.code)
             return ConnectionContext(role=SPEAKER, userId=user_id, legacy=True, dialect=dialect)
         return ConnectionContext(sessionId=_well_formed(session_id), role=SPEAKER, userId=user_id, legacy=bound,
                                  dialect=dialect)
