@@ -1,6 +1,10 @@
 """The connection context as API Gateway hands it back to every route of a connection."""
 
+import ast
+from pathlib import Path
+
 import pytest
+from session_core import domain
 from session_core.domain import ConnectionContext
 
 
@@ -29,3 +33,18 @@ def test_legacy_may_arrive_as_a_boolean_or_its_string(sent, legacy):
 def test_anything_else_is_not_an_authorizer_context(context):
     with pytest.raises(ValueError):
         ConnectionContext.from_authorizer(context)
+
+
+def test_the_mapping_tables_name_the_domains_words_by_their_constants():
+    # A table that spells a status, a role or a speaker's control as a literal drifts when the domain renames it.
+    # (The dialects' names are their modules' names too: api/dialects/__init__.py maps one to the other.)
+    words = {*domain.SESSION_STATUSES, *domain.SPEAKER_CONTROLS, *domain.ROLES}
+    package = Path(domain.__file__).parent
+    spelled = []
+    for path in sorted([*package.glob("api/**/*.py"), *package.glob("usecases/*.py")]):
+        for statement in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(statement, (ast.Assign, ast.AnnAssign)) and isinstance(statement.value, ast.Dict):
+                spelled += [f"{path.relative_to(package)}:{node.lineno}: {node.value!r}"
+                            for node in ast.walk(statement.value)
+                            if isinstance(node, ast.Constant) and node.value in words]
+    assert not spelled, spelled

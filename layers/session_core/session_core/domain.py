@@ -17,6 +17,9 @@ SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ru"
 QUALITY_TIERS: tuple[str, ...] = ("standard", "premium")
 SESSION_STATUSES: tuple[str, ...] = ("active", "paused", "ended")
 ACTIVE, PAUSED, ENDED = SESSION_STATUSES
+# The speaker's controls over the WebSocket (the native actions; every dialect's names map onto these).
+SPEAKER_CONTROLS: tuple[str, ...] = ("pause", "resume", "mute", "unmute")
+PAUSE, RESUME, MUTE, UNMUTE = SPEAKER_CONTROLS
 ROLES: tuple[str, ...] = ("speaker", "listener")
 SPEAKER, LISTENER = ROLES
 # The protocols a connection may speak (api/dialects/): this service's own; the published hybrid

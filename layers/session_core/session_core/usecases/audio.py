@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from .. import errors
 from ..data import audio_buffer
 from ..data import sessions as stored_sessions
-from ..domain import ACTIVE, ENDED, PAUSED
+from ..domain import ACTIVE, ENDED, MUTE, PAUSE, PAUSED, RESUME, UNMUTE
 from ..platform.aws import call
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings
@@ -175,8 +175,7 @@ def _put(session: Session, chunk: Chunk, received_ms: int, previous: str | None)
 
 
 # The speaker's controls over the WebSocket, by name, as (session attribute, value).
-CONTROLS = {"pause": ("status", PAUSED), "resume": ("status", ACTIVE), "mute": ("muted", True),
-            "unmute": ("muted", False)}
+CONTROLS = {PAUSE: ("status", PAUSED), RESUME: ("status", ACTIVE), MUTE: ("muted", True), UNMUTE: ("muted", False)}
 
 
 def control(session_id: str, speaker_id: str, command: str) -> Session:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from ... import errors
-from ...domain import ACTIVE, LISTENER, PAUSED, SPEAKER
+from ...domain import ACTIVE, LISTENER, MUTE, PAUSE, PAUSED, RESUME, SPEAKER, UNMUTE
 from ...platform.settings import settings
 from ...usecases import audio, membership, sessions, teardown
 from ..ws import WsRequest, require_speaker
@@ -21,8 +21,8 @@ from . import renamed
 from .renamed import accept, own_session
 
 # The listener app reacts to broadcast*; the speaker is answered with the type file's speaker* names.
-_CONTROLS = {"pauseBroadcast": ("pause", "speakerPaused"), "resumeBroadcast": ("resume", "speakerResumed"),
-             "muteBroadcast": ("mute", "speakerMuted"), "unmuteBroadcast": ("unmute", "speakerUnmuted")}
+_CONTROLS = {"pauseBroadcast": (PAUSE, "speakerPaused"), "resumeBroadcast": (RESUME, "speakerResumed"),
+             "muteBroadcast": (MUTE, "speakerMuted"), "unmuteBroadcast": (UNMUTE, "speakerUnmuted")}
 
 
 def connect(request: WsRequest) -> None:

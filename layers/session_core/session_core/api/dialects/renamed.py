@@ -23,6 +23,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from ... import errors
+from ...domain import PAUSE, RESUME
 from ...platform.observability import logger, metric
 from ...platform.settings import settings
 from ...usecases import audio, membership
@@ -30,7 +31,7 @@ from ..ws import WsRequest, require_speaker, status_reply
 
 CREATE_SESSION, AUDIO_CHUNK, PAUSE_BROADCAST, RESUME_BROADCAST = (
     "createSession", "audioChunk", "pauseBroadcast", "resumeBroadcast")
-COMMAND_FOR = {PAUSE_BROADCAST: "pause", RESUME_BROADCAST: "resume"}
+COMMAND_FOR = {PAUSE_BROADCAST: PAUSE, RESUME_BROADCAST: RESUME}
 
 # Ignored field names already logged here, bounded: names are the client's to choose.
 _LOGGED_LIMIT = 256
