@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ def anchors(path: Path) -> set[str]:
     (a repeated heading gets -1, -2, ...)."""
     found: set[str] = set()
     stream = tokens(path)
-    for opening, inline in zip(stream, stream[1:], strict=False):
+    for opening, inline in itertools.pairwise(stream):
         if opening.type != "heading_open":
             continue
         text = "".join(child.content for child in inline.children or [] if child.type in ("text", "code_inline"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from session_core import errors
 from session_core.usecases import admission
 
