@@ -34,14 +34,15 @@ from .http_service import SessionHttpService
 from .models import LANGUAGES, QUALITY_TIERS, STATUSES, QualityTier, Role, Session, SessionStatus
 from .offline import PendingOperation
 from .retry import RetryPolicy
-from .ws_client import WebSocketClient
+from .ws_client import ConnectionCallbacks, ConnectionLimits, ConnectionTiming, WebSocketClient
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LANGUAGES", "QUALITY_TIERS", "STATUSES",
     "AuthenticationFailed", "Broadcast", "BroadcastClientError", "BroadcastError", "BufferFull", "ClientConfig",
-    "CognitoTokenProvider", "ConfigurationError", "Conflict", "ConnectionLost", "Forbidden", "LocalUser",
+    "CognitoTokenProvider", "ConfigurationError", "Conflict", "ConnectionCallbacks", "ConnectionLimits",
+    "ConnectionLost", "ConnectionTiming", "Forbidden", "LocalUser",
     "NetworkUnavailable", "NotFound", "OperationQueued", "PendingOperation", "PolicyViolation", "QualityTier",
     "QueueFull", "RateLimited", "RetryPolicy", "Role", "ServiceUnavailable", "Session", "SessionApiError",
     "SessionEnded", "SessionHttpService", "SessionLimitReached", "SessionStatus", "SpeakerReplaced", "StaticTokenProvider",

@@ -50,7 +50,7 @@ async def start_broadcast(http: SessionHttpService, websocket_url: str, token_pr
     connection that then failed is ended again, so no orphan stays active.
     The partial-results settings and the access go to the session (the service's
     defaults when None: a link session, whose key is ``session.join_key``);
-    ``live_options`` go to WebSocketClient (heartbeat_interval, ...).
+    ``live_options`` go to WebSocketClient (``limits``, ``timing``, ``callbacks``, ...).
     """
     try:
         session = await http.create_session(source_language, quality_tier,

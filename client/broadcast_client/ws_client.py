@@ -7,14 +7,14 @@ Connection life
     once and the handshake tried once more, since an expired token is the
     usual cause on a reconnection.
   * Any other drop reconnects with the same sessionId, with full-jitter
-    backoff, up to ``reconnect.max_retries`` times (then ConnectionLost).
+    backoff, up to ``timing.reconnect.max_retries`` times (then ConnectionLost).
   * ``sessionEnded`` stops the client: the message is yielded, then
     ``messages()`` ends. SPEAKER_REPLACED stops it with SpeakerReplaced
     (reconnecting would take the session back from the newer connection).
   * API Gateway closes every socket after 2 hours, so the client replaces its
-    connection after ``max_connection_age`` (1 h 55 min): it finishes the send
+    connection after ``timing.max_connection_age`` (1 h 55 min): it finishes the send
     in progress, closes, and opens a new connection with a fresh token.
-  * A heartbeat every ``heartbeat_interval`` keeps the 10-minute idle timeout
+  * A heartbeat every ``timing.heartbeat_interval`` keeps the 10-minute idle timeout
     away; two heartbeats in a row without any message back mean the
     connection is dead, and it is replaced.
 
@@ -31,7 +31,7 @@ Audio delivery (the server does not acknowledge audio)
     chunk that send() accepted just before the TCP connection died may still
     be lost; without server acknowledgements no client can tell.
   * While disconnected or reconnecting, audio waits in the outbox (up to
-    ``max_buffered_bytes``; beyond that send_audio raises BufferFull rather
+    ``limits.max_buffered_bytes``; beyond that send_audio raises BufferFull rather
     than drop audio silently).
   * API Gateway limits a message to 128 KB and a frame to 32 KB. A chunk
     whose message would exceed 128 KB is split into consecutive pieces, each
@@ -49,6 +49,7 @@ import random as _random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -99,6 +100,43 @@ ServerMessage = dict[str, Any]
 Connector = Callable[..., Awaitable[ClientConnection]]
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConnectionLimits:
+    """How much the client holds and how large what it sends may be (API Gateway's limits by default)."""
+
+    max_buffered_bytes: int = 32 * 1024 * 1024  # audio waiting to be sent; beyond it send_audio raises BufferFull
+    max_chunk_bytes: int | None = None  # audio pieces at most this long (None: as long as a message carries)
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_inbox: int = 1000  # server messages kept for messages(); the oldest go first
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes <= _AUDIO_OVERHEAD + 4:
+            raise ValueError("max_message_bytes is too small for any audio")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionTiming:
+    """When the client heartbeats, replaces its connection, retries, gives up and refreshes its token."""
+
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE
+    reconnect: RetryPolicy = DEFAULT_RECONNECT  # after a drop
+    connect_retries: int = 2  # of the first connection
+    open_timeout: float = 10.0
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN  # a token this close to expiry is refreshed first
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionCallbacks:
+    """What the client calls for the time, waits, jitter and sockets: the real ones, or a test's fakes."""
+
+    clock: Callable[[], float] = time.time  # epoch seconds, for token expiry
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    random: Callable[[], float] = _random.random
+    connector: Connector = ws_connect
+
+
 class _Transient(Exception):
     """Internal: this connection attempt failed in a way worth retrying."""
 
@@ -107,25 +145,15 @@ class WebSocketClient:
     """One speaker's or listener's connection to a session; see the module docstring.
 
     ``async with WebSocketClient(url, session_id, role="speaker", token_provider=p) as live:``
-    connects on entry and closes on exit. ``clock`` (epoch seconds, for token
-    expiry), ``sleep``, ``random`` and ``connector`` exist for tests.
+    connects on entry and closes on exit. ``limits``, ``timing`` and ``callbacks``
+    (ConnectionLimits, ConnectionTiming, ConnectionCallbacks) change the defaults;
+    the callbacks exist for tests.
     """
 
     def __init__(self, url: str, session_id: str, *, role: Role = "listener",
                  token_provider: TokenProvider | None = None, target_language: str | None = None,
-                 join_key: str | None = None,
-                 heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-                 max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE,
-                 reconnect: RetryPolicy = DEFAULT_RECONNECT,
-                 connect_retries: int = 2, open_timeout: float = 10.0,
-                 max_buffered_bytes: int = 32 * 1024 * 1024, max_chunk_bytes: int | None = None,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_frame_bytes: int = MAX_FRAME_BYTES,
-                 first_seq: int = 0, max_inbox: int = 1000,
-                 refresh_margin: float = DEFAULT_REFRESH_MARGIN,
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 random: Callable[[], float] = _random.random,
-                 connector: Connector = ws_connect) -> None:
+                 join_key: str | None = None, first_seq: int = 0, limits: ConnectionLimits | None = None,
+                 timing: ConnectionTiming | None = None, callbacks: ConnectionCallbacks | None = None) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ConfigurationError(f"The WebSocket URL must start with ws:// or wss:// (got {url!r}); "
                                      f"it is the stack output WebSocketUrl.")
@@ -135,8 +163,8 @@ class WebSocketClient:
             raise ValueError("role must be 'speaker' or 'listener'")
         if role == "speaker" and token_provider is None:
             raise ValueError("a speaker needs a token_provider")
-        if max_message_bytes <= _AUDIO_OVERHEAD + 4:
-            raise ValueError("max_message_bytes is too small for any audio")
+        limits, timing = limits or ConnectionLimits(), timing or ConnectionTiming()
+        callbacks = callbacks or ConnectionCallbacks()
         self.url = url
         self.session_id = session_id
         self.role = role
@@ -144,18 +172,18 @@ class WebSocketClient:
         # A link session's key (Session.join_key, or the listener link's `key`): an anonymous listener
         # needs it; a signed-in one joins by the session ID alone.
         self.join_key = join_key
-        self._tokens = (TokenManager(token_provider, clock=clock, refresh_margin=refresh_margin)
+        self._tokens = (TokenManager(token_provider, clock=callbacks.clock, refresh_margin=timing.refresh_margin)
                         if token_provider else None)
-        self._heartbeat_interval = heartbeat_interval
-        self._max_age = max_connection_age
-        self._reconnect = reconnect
-        self._connect_retries = connect_retries
-        self._open_timeout = open_timeout
-        self._max_buffered = max_buffered_bytes
-        piece = (max_message_bytes - _AUDIO_OVERHEAD) // 4 * 3
-        self._max_piece = min(piece, max_chunk_bytes) if max_chunk_bytes else piece
-        self._max_frame = max_frame_bytes
-        self._sleep, self._random, self._connector = sleep, random, connector
+        self._heartbeat_interval = timing.heartbeat_interval
+        self._max_age = timing.max_connection_age
+        self._reconnect = timing.reconnect
+        self._connect_retries = timing.connect_retries
+        self._open_timeout = timing.open_timeout
+        self._max_buffered = limits.max_buffered_bytes
+        piece = (limits.max_message_bytes - _AUDIO_OVERHEAD) // 4 * 3
+        self._max_piece = min(piece, limits.max_chunk_bytes) if limits.max_chunk_bytes else piece
+        self._max_frame = limits.max_frame_bytes
+        self._sleep, self._random, self._connector = callbacks.sleep, callbacks.random, callbacks.connector
 
         self._next_seq = first_seq
         self._outbox: deque[str] = deque()
@@ -164,7 +192,7 @@ class WebSocketClient:
         self._outbox_empty.set()
         self._wakeup = asyncio.Event()  # something to send, or stop sending
         self._stop_sending = False
-        self._inbox: deque[ServerMessage] = deque(maxlen=max_inbox)
+        self._inbox: deque[ServerMessage] = deque(maxlen=limits.max_inbox)
         self._inbox_ready = asyncio.Event()
         self._rotate = asyncio.Event()
         self._opened = asyncio.Event()

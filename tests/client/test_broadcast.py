@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from broadcast_client import BroadcastError, SessionHttpService, start_broadcast
+from broadcast_client import BroadcastError, ConnectionCallbacks, SessionHttpService, start_broadcast
 
 from tests.client.fakes import (
     FakeGateway,
@@ -33,7 +33,8 @@ async def test_start_broadcast_creates_then_connects_and_end_ends_it():
     script = Script(httpx.Response(201, json=session_json("bright-star-101")), httpx.Response(204))
     async with FakeGateway() as gw:
         broadcast = await start_broadcast(http(script), gw.url, FakeTokens("token-1"), source_language="es",
-                                          quality_tier="premium", sleep=FakeTimers().sleep)
+                                          quality_tier="premium",
+                                          callbacks=ConnectionCallbacks(sleep=FakeTimers().sleep))
         await broadcast.live.send_audio(b"hola")
         await broadcast.end()
         await gw.wait_for(lambda: len(gw.seqs()) == 1)

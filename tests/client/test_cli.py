@@ -10,7 +10,7 @@ import wave
 
 import httpx
 import pytest
-from broadcast_client import ClientConfig
+from broadcast_client import ClientConfig, ConnectionCallbacks
 from broadcast_client.cli import Context, build_parser, main, run_listener, run_speaker, run_update, stream_wav
 
 from tests.client.fakes import Clock, FakeGateway, FakeTimers, FakeTokens, Script, async_test, error_json, session_json
@@ -35,7 +35,7 @@ def context(gw_url: str | None, script: Script, clock: Clock | None = None) -> C
                           cli_args=("--local", "/srv/app/.local/stack.json"))
     clock = clock or Clock(now=0.0)
     return Context(config, token_provider=FakeTokens("token-1"), http_options={"transport": script.transport},
-                   live_options={"sleep": FakeTimers().sleep, "random": lambda: 0.0},
+                   live_options={"callbacks": ConnectionCallbacks(sleep=FakeTimers().sleep, random=lambda: 0.0)},
                    stdout=io.StringIO(), stderr=io.StringIO(),
                    clock=clock, sleep=clock.sleep)
 

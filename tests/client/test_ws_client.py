@@ -4,13 +4,17 @@ standing in for API Gateway, with a fake clock for every timer."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 
 import pytest
 from broadcast_client import (
     BufferFull,
     ConfigurationError,
+    ConnectionCallbacks,
+    ConnectionLimits,
     ConnectionLost,
+    ConnectionTiming,
     PolicyViolation,
     RetryPolicy,
     SpeakerReplaced,
@@ -28,12 +32,14 @@ SESSION = "golden-eagle-427"
 
 
 def client(gw: FakeGateway, timers: FakeTimers | None = None, *, role: str = "speaker", tokens=None,
-           **options) -> WebSocketClient:
+           clock=None, connector=None, **options) -> WebSocketClient:
+    """A client on the fake gateway, waiting on `timers`, with no jitter (and a test's clock or connector)."""
     timers = timers or FakeTimers()
     if role == "speaker" and tokens is None:
         tokens = FakeTokens("token-1")
-    return WebSocketClient(gw.url, SESSION, role=role, token_provider=tokens, sleep=timers.sleep,
-                           random=lambda: 0.0, **options)
+    fakes = {name: fake for name, fake in (("clock", clock), ("connector", connector)) if fake}
+    return WebSocketClient(gw.url, SESSION, role=role, token_provider=tokens, **options,
+                           callbacks=ConnectionCallbacks(sleep=timers.sleep, random=lambda: 0.0, **fakes))
 
 
 async def drop(gw: FakeGateway, how: str) -> None:
@@ -119,7 +125,7 @@ async def test_an_anonymous_listener_carries_the_join_key_on_every_connection():
 
 @async_test
 async def test_too_much_waiting_audio_is_refused_not_dropped():
-    async with FakeGateway() as gw, client(gw, max_buffered_bytes=400) as live:
+    async with FakeGateway() as gw, client(gw, limits=ConnectionLimits(max_buffered_bytes=400)) as live:
         await live.send_audio(b"x" * 150)  # ~240 bytes of JSON, queued
         with pytest.raises(BufferFull):
             await live.send_audio(b"y" * 150)
@@ -193,7 +199,8 @@ async def test_it_reconnects_before_the_connection_lifetime_limit_holding_audio_
     timers, clock = FakeTimers(), Clock()
     tokens = FakeTokens(jwt(exp=clock.now + 3600, tag="first"), jwt(exp=clock.now + 7200, tag="second"))
     async with FakeGateway() as gw:
-        async with client(gw, timers, tokens=tokens, clock=clock, max_connection_age=100.0) as live:
+        async with client(gw, timers, tokens=tokens, clock=clock,
+                          timing=ConnectionTiming(max_connection_age=100.0)) as live:
             await live.send_audio(b"a")
             await gw.wait_for(lambda: len(gw.seqs()) == 1)
             await timers.wait_for_sleeper(100.0)
@@ -234,7 +241,8 @@ async def test_reconnect_replaces_the_connection_on_request():
 async def test_reconnection_gives_up_after_its_retries():
     timers = FakeTimers()
     async with FakeGateway() as gw:
-        async with client(gw, timers, reconnect=RetryPolicy(max_retries=2, base_delay=1.0)) as live:
+        retry = ConnectionTiming(reconnect=RetryPolicy(max_retries=2, base_delay=1.0))
+        async with client(gw, timers, timing=retry) as live:
             gw.refuse = lambda query: 503
             await drop(gw, "1011")
             with pytest.raises(ConnectionLost, match="3 attempt"):
@@ -253,7 +261,7 @@ async def test_reconnection_gives_up_after_its_retries():
 async def test_a_refused_handshake_is_a_policy_violation_and_is_not_retried(status):
     async with FakeGateway() as gw:
         gw.refuse = lambda query: status
-        live = client(gw, tokens=StaticTokenProvider("token-1"), connect_retries=5)
+        live = client(gw, tokens=StaticTokenProvider("token-1"), timing=ConnectionTiming(connect_retries=5))
 
         with pytest.raises(PolicyViolation) as caught:
             await live.connect()
@@ -319,8 +327,8 @@ async def test_a_1008_close_is_a_policy_violation_without_reconnection():
 async def test_an_unreachable_server_is_connection_lost():
     async with FakeGateway() as gw:
         url = gw.url
-    live = WebSocketClient(url, SESSION, role="listener", connect_retries=1, sleep=FakeTimers().sleep,
-                           random=lambda: 0.0)
+    live = WebSocketClient(url, SESSION, role="listener", timing=ConnectionTiming(connect_retries=1),
+                           callbacks=ConnectionCallbacks(sleep=FakeTimers().sleep, random=lambda: 0.0))
     with pytest.raises(ConnectionLost, match="2 attempt"):
         await live.connect()
 
@@ -404,7 +412,7 @@ async def test_close_ends_messages_and_closes_cleanly():
 async def test_heartbeats_are_sent_on_the_interval_and_acks_recorded():
     timers = FakeTimers()
     async with FakeGateway() as gw:
-        async with client(gw, timers, role="listener", heartbeat_interval=30.0) as live:
+        async with client(gw, timers, role="listener", timing=ConnectionTiming(heartbeat_interval=30.0)) as live:
             conn = gw.connections[0]
             await timers.wait_for_sleeper(30.0)
             assert conn.actions() == []
@@ -426,7 +434,7 @@ async def test_unanswered_heartbeats_replace_a_dead_connection():
     timers = FakeTimers()
     async with FakeGateway() as gw:
         gw.answer_heartbeats = False
-        async with client(gw, timers, role="listener", heartbeat_interval=30.0):
+        async with client(gw, timers, role="listener", timing=ConnectionTiming(heartbeat_interval=30.0)):
             for beats in (1, 2):
                 await timers.wait_for_sleeper(30.0)
                 await timers.advance(30.0)
@@ -450,11 +458,20 @@ def test_constructor_rejects_what_cannot_work():
 
 @async_test
 async def test_settle_waits_until_the_server_answered_a_heartbeat_sent_after_the_audio():
-    async with FakeGateway() as gw:
-        async with client(gw) as live:
-            await live.send_audio(b"last words")
-            assert await live.settle(timeout=5) is True
-            assert gw.connections[0].actions()[-2:] == ["sendAudio", "heartbeat"]
-            gw.answer_heartbeats = False
-            await live.send_audio(b"unanswered")
-            assert await live.settle(timeout=0.3) is False
+    async with FakeGateway() as gw, client(gw) as live:
+        await live.send_audio(b"last words")
+        assert await live.settle(timeout=5) is True
+        assert gw.connections[0].actions()[-2:] == ["sendAudio", "heartbeat"]
+        gw.answer_heartbeats = False
+        await live.send_audio(b"unanswered")
+        assert await live.settle(timeout=0.3) is False
+
+
+def test_the_options_come_in_three_groups():
+    # Who connects, then the limits, the timing and the callbacks: each a small dataclass with its defaults.
+    assert list(inspect.signature(WebSocketClient).parameters) == [
+        "url", "session_id", "role", "token_provider", "target_language", "join_key", "first_seq",
+        "limits", "timing", "callbacks"]
+    assert ConnectionTiming().heartbeat_interval == 30.0 and ConnectionLimits().max_frame_bytes == 32 * 1024
+    with pytest.raises(ValueError, match="too small for any audio"):
+        ConnectionLimits(max_message_bytes=60)

@@ -42,6 +42,7 @@ if str(CLIENT_DIR) not in sys.path:
 from broadcast_client import (
     CognitoTokenProvider,
     Conflict,
+    ConnectionTiming,
     Forbidden,
     NetworkUnavailable,
     NotFound,
@@ -333,7 +334,7 @@ def test_speaker_reconnects_after_the_server_drops_it_and_no_audio_is_lost(stack
         tokens = config.token_provider()
         async with config.http_service(tokens) as http:
             broadcast = await start_broadcast(http, config.websocket_url, tokens, source_language="en",
-                                              reconnect=FAST_RECONNECT)
+                                              timing=ConnectionTiming(reconnect=FAST_RECONNECT))
             live, sid = broadcast.live, broadcast.session_id
             first = await asyncio.to_thread(speaker_connections, stack, sid)
             assert len(first) == 1
@@ -386,7 +387,7 @@ def test_a_drop_racing_the_audio_keeps_order_and_resumes_without_a_gap(stack, co
             session = await http.create_session("en")
             sid = session.session_id
             async with WebSocketClient(config.websocket_url, sid, role="speaker", token_provider=tokens,
-                                       reconnect=FAST_RECONNECT) as live:
+                                       timing=ConnectionTiming(reconnect=FAST_RECONNECT)) as live:
                 connection = (await asyncio.to_thread(speaker_connections, stack, sid))[0]
                 aws_client("apigatewaymanagementapi", stack["managementApiUrl"], stack["region"])  # warm
 
