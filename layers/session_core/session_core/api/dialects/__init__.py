@@ -1,7 +1,7 @@
 """The protocols the WebSocket API speaks, one module each, so that the handlers carry no
 dialect branches and retiring a dialect is deleting its module, its line below and its routes:
 
-- native: this service's own vocabulary (README "WebSocket API"), recognised by `role` in the query;
+- native: this service's own vocabulary (docs/api.md, "WebSocket API"), recognised by `role` in the query;
 - hybrid: the published hybrid front-end's (hybrid.py), recognised by a query without `role` or `action`;
 - old:    the old protocol's (old.py), recognised by `action` in the query;
 - renamed: the old message names (createSession, audioChunk, pauseBroadcast, resumeBroadcast), understood

@@ -1,4 +1,4 @@
-"""This service's own WebSocket vocabulary (README "WebSocket API"): a connection that names its `role`.
+"""This service's own WebSocket vocabulary (docs/api.md, "WebSocket API"): a connection that names its `role`.
 
   sendAudio {seq, data}         audio (speaker)                  -> nothing; errors as error messages
   pause, resume, mute, unmute   the speaker's controls           -> {"type": "status", ...}

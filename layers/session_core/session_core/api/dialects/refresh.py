@@ -3,7 +3,7 @@
 The old protocol and the hybrid front-end open a new connection when told connectionRefreshRequired
 (the old clients with ?action=refreshConnection, answered connectionRefreshComplete); the old ones
 also show connectionWarning. The heartbeat carries the reminder, so it costs nothing before the
-refresh age and needs no timer. This service's own clients rotate by themselves (README).
+refresh age and needs no timer. This service's own clients rotate by themselves (client/README.md).
 Kept apart from the dialect modules: the heartbeat function starts without the AWS SDK and pydantic.
 """
 
