@@ -17,7 +17,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.e2e.test_websocket_api import Sockets, ask, new_session, of_type, receive, run
+from tests.e2e.test_websocket_api import Sockets, ask, heartbeat, new_session, of_type, receive, run
 
 TOLD_WITHIN = 1.0  # seconds, locally (issue: "each within a second")
 WAIT = 10.0  # how long a test waits at most, so that a late message fails with its delay, not a timeout
@@ -115,6 +115,9 @@ def test_a_listener_is_told_paused_and_live_again(stack, http):
             speaker = await sockets.speaker(session_id)
             listener = await sockets.listener(session_id)
             await receive(listener, live, WAIT)
+            started = time.monotonic()
+            await heartbeat(speaker)  # the baseline the delays are read against: one round trip through a function
+            print(f"baseline, heartbeat round trip: {(time.monotonic() - started) * 1000:.0f} ms")
             started = time.monotonic()
             await speaker.send('{"action": "pause"}')
             await told(listener, paused, started, "pause -> paused")
