@@ -55,7 +55,6 @@ def status_message(role: str, change) -> dict | None:
                          speaker_disconnected_at=change.speakerDisconnectedAt)
 
 
-
 def welcome_messages(role: str, session) -> list[dict]:
     del role  # the same message for both
     return [status_reply(session)]
