@@ -10,15 +10,17 @@ The old message names (renamed.py) are understood here too.
 
 from __future__ import annotations
 
-from ...usecases import audio, membership
+from ...usecases import audio, membership, welcome
 from ...usecases.teardown import ended_message  # noqa: F401 - this dialect's farewell
 from ..ws import WsRequest, require_speaker, status_reply
 from ..ws import status_message as native_status
-from . import renamed
+from . import renamed, welcome_state
 
 
 def connect(request: WsRequest) -> None:
     membership.join(request.connection_id, request.connection, join_key=request.query.get("joinKey"))
+    # The status at once, speaker and listener alike: only changes are broadcast.
+    welcome.schedule_state(request.connection_id, welcome_state(request))
 
 
 def send_audio(request: WsRequest) -> None:
@@ -46,7 +48,13 @@ ROUTES = {"sendAudio": send_audio, "switchLanguage": switch_language, **{command
 
 
 def status_message(role: str, change) -> dict | None:
-    # Every connection, speaker or listener, is told every change of status, count or mute.
+    # Every connection, speaker or listener, is told every change of status, counts, mute or speaker presence.
     del role  # the same message for both
-    return native_status(change.sessionId, change.status, change.listenerCount, change.muted)
+    return native_status(change.sessionId, change.status, change.listenerCount, change.muted,
+                         languages=change.languages, speaker_connected=change.speakerConnected,
+                         speaker_disconnected_at=change.speakerDisconnectedAt)
 
+
+def welcome_messages(role: str, session) -> list[dict]:
+    del role  # the same message for both
+    return [status_reply(session)]
