@@ -340,6 +340,7 @@ class LocalStack:
             "consoleUrl": self.console.url if self.console and self.console.port else None,
             "audioStreamName": next(iter(p.streams.values()), None),
             "streams": dict(p.streams),
+            "outputs": self.outputs(),
             "stateMachines": dict(p.state_machines),
             "functions": sorted(self.runtime.pools),
             "logsDir": str(self.state_dir / "logs"),
