@@ -58,3 +58,104 @@ def test_floor_audio_reaches_the_source_language_listeners_in_order_and_no_other
             await nothing_of_type(spanish, "audio")
 
     run(scenario())
+
+
+# ------------------------------------------------------------------ the translated-audio input
+
+
+def translated_stream(stack) -> str:
+    return stack["outputs"]["TranslatedAudioStreamName"]
+
+
+def put_translated(stack, session_id: str, language: str, sequence: int, pcm: bytes, **more) -> None:
+    """One record as the pipeline writes it (docs/protocols.md "Translated audio input")."""
+    record = {"sessionId": session_id, "language": language, "sequenceNumber": sequence,
+              "audioData": base64.b64encode(pcm).decode(), "format": "pcm", "sampleRate": 16000, "channels": 1,
+              "timestamp": 1700000000000 + sequence, **more}
+    put_raw(stack, f"{session_id}#{language}", json.dumps(record).encode())
+
+
+def put_raw(stack, partition_key: str, data: bytes) -> None:
+    stack.aws("kinesis").put_record(StreamName=translated_stream(stack), PartitionKey=partition_key, Data=data)
+
+
+def test_translated_audio_reaches_exactly_the_listeners_of_its_language_in_order(stack, http):
+    session_id = new_session(http, stack, sourceLanguage="en")["sessionId"]
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            spanish = [await sockets.listener(session_id, targetLanguage="es") for _ in range(2)]
+            french = await sockets.listener(session_id, targetLanguage="fr")
+            english = await sockets.listener(session_id, targetLanguage="en")
+            original = await sockets.listener(session_id)
+            for ws in (*spanish, french, english, original):
+                await heartbeat(ws)
+            for sequence in range(6):
+                await asyncio.to_thread(put_translated, stack, session_id, "es", sequence, f"es-{sequence}".encode(),
+                                        transcript=f"hola {sequence}", duration=100)
+            for ws in spanish:
+                got = await audio_messages(ws, 6)
+                assert [m["sequenceNumber"] for m in got] == list(range(6))
+                assert [base64.b64decode(m["audioData"]) for m in got] == [f"es-{s}".encode() for s in range(6)]
+                assert got[0]["language"] == "es" and got[0]["sessionId"] == session_id
+                assert got[0]["transcript"] == "hola 0" and got[0]["timestamp"] == 1700000000000
+            for ws in (french, english, original):
+                await nothing_of_type(ws, "audio")
+
+    run(scenario())
+
+
+def test_a_language_switch_moves_the_listener_to_the_new_languages_audio(stack, http):
+    session_id = new_session(http, stack, sourceLanguage="en")["sessionId"]
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            listener = await sockets.listener(session_id, targetLanguage="es")
+            await heartbeat(listener)
+            await asyncio.to_thread(put_translated, stack, session_id, "es", 0, b"es-0")
+            assert (await receive(listener, of_type("audio")))["language"] == "es"
+            await ask(listener, {"action": "switchLanguage", "targetLanguage": "fr"}, of_type("languageSwitched"))
+            await asyncio.to_thread(put_translated, stack, session_id, "es", 1, b"es-1")
+            await asyncio.to_thread(put_translated, stack, session_id, "fr", 0, b"fr-0")
+            got = await receive(listener, of_type("audio"))
+            assert got["language"] == "fr" and base64.b64decode(got["audioData"]) == b"fr-0"
+            await nothing_of_type(listener, "audio")  # es-1 went to the Spanish listeners: none now
+
+    run(scenario())
+
+
+def fanout_metric(stack, name: str) -> float:
+    return sum(sum(line[name]) if isinstance(line[name], list) else line[name]
+               for line in stack.log_lines("AudioFanoutFunction") if name in line and "_aws" in line)
+
+
+@pytest.mark.local_only("reads the fan-out function's log")
+def test_malformed_translated_records_are_skipped_and_counted_and_hold_nothing_back(stack, http):
+    session_id = new_session(http, stack, sourceLanguage="en")["sessionId"]
+    partition = f"{session_id}#es"
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            listener = await sockets.listener(session_id, targetLanguage="es")
+            await heartbeat(listener)
+            before = fanout_metric(stack, "AudioRecordsMalformed")
+            bad = [b"not json", b"[1, 2]",
+                   json.dumps({"sessionId": session_id, "language": "xx", "sequenceNumber": 0, "audioData": "AAAA"}),
+                   json.dumps({"sessionId": session_id, "language": "es", "sequenceNumber": -1, "audioData": "AAAA"}),
+                   json.dumps({"sessionId": session_id, "language": "es", "sequenceNumber": 0, "audioData": "%%%"}),
+                   json.dumps({"sessionId": "../etc", "language": "es", "sequenceNumber": 0, "audioData": "AAAA"}),
+                   json.dumps({"sessionId": session_id, "language": "es", "sequenceNumber": 0, "audioData": "AAAA",
+                               "sampleRate": 44100})]
+            for data in bad:
+                await asyncio.to_thread(put_raw, stack, partition, data if isinstance(data, bytes) else data.encode())
+            await asyncio.to_thread(put_translated, stack, session_id, "es", 7, b"good")
+            got = await receive(listener, of_type("audio"))
+            assert got["sequenceNumber"] == 7 and base64.b64decode(got["audioData"]) == b"good"
+            eventually(lambda: fanout_metric(stack, "AudioRecordsMalformed") - before >= len(bad), 10,
+                       "the malformed records counted")
+            assert fanout_metric(stack, "AudioRecordsMalformed") - before == len(bad)
+            # Logged by a fixed reason, never by their content.
+            log = stack.log("AudioFanoutFunction")
+            assert "not json" not in log and "../etc" not in log
+
+    run(scenario())
