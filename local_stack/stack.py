@@ -28,7 +28,7 @@ from .http_api import HttpGateway
 from .jwt_authorizer import JwtVerifier
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
 from .moto_server import moto_version_problem
-from .kinesis import KinesisPoller, kinesis_mappings, required_permissions
+from .kinesis import KinesisPoller, kinesis_mappings, refusal
 from .stand_in import StandInPipeline
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError
@@ -211,10 +211,9 @@ class LocalStack:
             stream_arn = physical[mapping.stream].attrs["Arn"]
             consumer_arn = physical[mapping.consumer].attrs["ConsumerARN"] if mapping.consumer else None
             role = self.proxy.iam.roles.get(mapping.function) if self.proxy.iam else None
-            if role is not None and self.config.iam:
-                for action, resource in required_permissions(mapping, stream_arn, consumer_arn):
-                    if not role.allows(action, resource):
-                        raise StackError(f"{mapping.name}: {role.denial(action, resource)}")
+            denial = refusal(role, stream_arn, consumer_arn) if role is not None and self.config.iam else None
+            if denial:
+                raise StackError(f"{mapping.name}: {denial}")
             poller = KinesisPoller(mapping, stream_arn, kinesis_client, self.runtime, self.config.region)
             self._exit.push_async_callback(poller.stop)
             await poller.start()
