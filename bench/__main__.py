@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows += suite.run(None)
             except Exception as exc:  # noqa: BLE001 - one broken suite must not cost the others' figures
                 traceback.print_exc()
-                rows.append({"measure": f"{name}: FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
+                rows.append({"measure": f"{name}: FAILED ({type(exc).__name__}: {(str(exc).splitlines() or [""])[0][:120]})",
                              "met": False})
         print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
