@@ -71,7 +71,7 @@ def kinesis_mappings(template: Any) -> list[KinesisMapping]:
             continue  # not a Kinesis stream (DynamoDB streams: streams.py)
         function = template.function_of(props.get("FunctionName"), f"{logical_id}.FunctionName")
 
-        def number(name: str, default: float) -> float:
+        def number(name: str, default: float, props: dict = props) -> float:
             return float(template.resolve(props.get(name, default)))
 
         mappings.append(KinesisMapping(

@@ -19,7 +19,6 @@ from tests.e2e.test_websocket_api import (
     ask,
     audio,
     heartbeat,
-    http,  # noqa: F401 - the module's HTTP client fixture
     items,
     new_session,
     of_type,
@@ -29,6 +28,12 @@ from tests.e2e.test_websocket_api import (
 )
 
 NOT_SENT_WAIT = 1.5  # how long a listener of another language is watched for audio it must not get
+
+
+@pytest.fixture(scope="module")
+def http(stack):
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        yield client
 
 
 async def audio_messages(ws, count: int, kind: str = "audio", timeout: float = 10.0) -> list[dict]:

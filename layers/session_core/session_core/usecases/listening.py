@@ -19,10 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-import time
 
 from ..data import connections as stored_connections
 from ..domain import SUPPORTED_LANGUAGES
