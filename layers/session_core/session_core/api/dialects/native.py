@@ -58,3 +58,15 @@ def status_message(role: str, change) -> dict | None:
 def welcome_messages(role: str, session) -> list[dict]:
     del role  # the same message for both
     return [status_reply(session)]
+
+
+def audio_message(chunk) -> dict:
+    """The published listener message (the hybrid front-end's AudioMessage), with the session and language."""
+    message = {"type": "audio", "sessionId": chunk.sessionId, "language": chunk.language,
+               "sequenceNumber": chunk.sequenceNumber, "audioData": chunk.audioData, "format": "pcm",
+               "sampleRate": chunk.sampleRate, "channels": chunk.channels, "timestamp": chunk.timestamp}
+    if chunk.transcript is not None:
+        message["transcript"] = chunk.transcript
+    if chunk.chunks > 1:  # several consecutive chunks in one message (the fan-out catching up)
+        message["chunks"] = chunk.chunks
+    return message
