@@ -155,7 +155,7 @@ def keep_alive_request_handler() -> type:
     """werkzeug's development server closes the connection after every response (`Connection: close`),
     because http.server cannot skip a request body the application left unread before reading the next
     request line. So every AWS call was a new TCP connection and a new server thread: about a third of
-    moto's CPU per call (docs/local-stack.md, "Where a call's time goes").
+    moto's CPU per call (docs/local-stack.md).
 
     This handler reads a request whose body length is known (Content-Length, or none: no body, as botocore
     and aiohttp send them) through a stream limited to that length, skips what the application left of
