@@ -167,9 +167,9 @@ def keep_alive_request_handler() -> type:
 
     class KeepAliveRequestHandler(MotoRequestHandler):
         timeout = 120  # s an idle connection's thread waits for the next request (clients close theirs sooner)
-        # One send per response, at once: werkzeug writes the headers and the body apart, and on a kept
-        # connection Nagle's algorithm holds the body until the client's delayed ACK (40 ms).
-        wbufsize = -1
+        # werkzeug writes a response's headers and body in two sends (and `100 Continue` before reading a
+        # body, so the writes stay unbuffered): on a kept connection Nagle's algorithm would hold the body
+        # until the client's delayed ACK, 40 ms later.
         disable_nagle_algorithm = True
         _keep_alive = False
 
