@@ -21,10 +21,10 @@ import traceback
 from pathlib import Path
 
 from deployed import DeployedStackError, deployed_stack
-from local_stack.launcher import running_stack
+from local_stack.launcher import ROOT, running_stack
 
 from . import audio, cold_start, crowd, deployed, fanout, http_api, size, teardown, websocket
-from .support import raise_open_files
+from .support import raise_open_files, revision_tree
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Each suite is a module with run(info) -> rows and, optionally, STACK_ARGS: the arguments of
@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", help="the deployed stack's region (default: boto3's, e.g. AWS_REGION)")
     parser.add_argument("--short", action="store_true", help="with --stack: a few samples of each, a smoke run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where reports go (default bench/results)")
+    parser.add_argument("--before", metavar="REVISION",
+                        help="also run each suite, just before its own run, against a stack of that git revision "
+                             "(its local stack, template and code): the before and after in one run")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     allowed = DEPLOYED_SUITES if args.stack else tuple(SUITES)
@@ -128,22 +131,30 @@ def main(argv: list[str] | None = None) -> int:
                 state_dir.mkdir(parents=True, exist_ok=True)
             else:
                 state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-")))
-            try:
-                if getattr(suite, "STACK", True):
-                    with running_stack(state_dir, *extra) as (info, _):
-                        rows += suite.run(info)
-                else:
-                    rows += suite.run(None)
-            except Exception as exc:  # noqa: BLE001 - one broken suite must not cost the others' figures
-                traceback.print_exc()
-                rows.append({"measure": f"{name}: FAILED ({type(exc).__name__}: {(str(exc).splitlines() or [""])[0][:120]})",
-                             "met": False})
+            if args.before and getattr(suite, "STACK", True):
+                folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-before-")))
+                rows += [r | {"measure": f"[{args.before}] {r['measure']}", "goal": "", "met": None}
+                         for r in _run_suite(name, suite, folder / "state", extra,
+                                             revision_tree(args.before, folder / "tree"))]
+            rows += _run_suite(name, suite, state_dir, extra)
         print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
-    meta = {"suites": chosen, "stack_args": stacks,
+    meta = {"suites": chosen, "stack_args": stacks, "before": args.before,
             # A shared or busy machine shows here: the 1-minute load average before and after the run.
             "loadavg_before": [round(x, 2) for x in load_before]}
     return report(rows, meta, args.results)
+
+
+def _run_suite(name: str, suite, state_dir: Path, extra: list[str], root: Path = ROOT) -> list[dict]:
+    try:
+        if getattr(suite, "STACK", True):
+            with running_stack(state_dir, *extra, root=root) as (info, _):
+                return suite.run(info)
+        return suite.run(None)
+    except Exception as exc:  # noqa: BLE001 - one broken suite must not cost the others' figures
+        traceback.print_exc()
+        return [{"measure": f"{name}: FAILED ({type(exc).__name__}: {(str(exc).splitlines() or [""])[0][:120]})",
+                 "met": False}]
 
 
 def report(rows: list[dict], meta: dict, results: Path) -> int:
@@ -154,6 +165,9 @@ def report(rows: list[dict], meta: dict, results: Path) -> int:
             "cpus": os.cpu_count(), **meta, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     if "stack" in meta:
         table += f"\n\nDeployed stack {meta['stack']} ({meta['region']}), measured from this machine."
+    if meta.get("before"):
+        table += (f"\n\nRows marked [{meta['before']}]: the same suite against a stack of revision {meta['before']} "
+                  f"(its local stack, template and code), run just before this checkout's.")
     if "loadavg_before" in meta:
         table += (f"\n\n{meta['cpus']} CPUs; load average (1/5/15 min) "
                   f"{' / '.join(map(str, meta['loadavg_before']))} before, "

@@ -1,18 +1,21 @@
 """Helpers shared by the WebSocket, audio and teardown suites: tokens, sessions,
-waiting for the stack to go quiet, the open-file limit, and the functions' REPORT
-lines (the local stack's own per-invocation durations) for breakdowns."""
+waiting for the stack to go quiet, the open-file limit, the functions' REPORT
+lines (the local stack's own per-invocation durations) for breakdowns, and another revision's tree
+for a before/after in one run."""
 
 from __future__ import annotations
 
 import os
 import re
 import resource
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
 from local_stack.aws import initiate_auth
+from local_stack.launcher import ROOT
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _REPORT = re.compile(rb"^REPORT RequestId: \S+ Duration: ([0-9.]+) ms")
@@ -125,3 +128,16 @@ class Reports:
             f.seek(self._marks.get(function, 0))
             data = f.read()
         return [float(m.group(1)) for line in data.splitlines() if (m := _REPORT.match(line))]
+
+
+# What a stack is made of: the local stack and the service it runs.
+STACK_TREE = ("local_stack", "template.yaml", "functions", "layers", "statemachines")
+
+
+def revision_tree(revision: str, into: Path, paths: tuple[str, ...] = STACK_TREE) -> Path:
+    """`paths` as they are in a git revision (`git archive`), extracted into `into`; returns `into`."""
+    archive = subprocess.run(["git", "archive", revision, *paths], cwd=ROOT, check=True, capture_output=True).stdout
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+

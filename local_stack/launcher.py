@@ -27,8 +27,10 @@ def tail(path: Path, lines: int = 80) -> str:
 
 
 @contextlib.contextmanager
-def running_stack(state_dir: Path, *extra_args: str, env: dict | None = None) -> Iterator[tuple[dict, subprocess.Popen]]:
-    """Yields (stack.json, process); stops it with SIGINT and raises LaunchError if it does not stop cleanly."""
+def running_stack(state_dir: Path, *extra_args: str, env: dict | None = None,
+                  root: Path = ROOT) -> Iterator[tuple[dict, subprocess.Popen]]:
+    """Yields (stack.json, process); stops it with SIGINT and raises LaunchError if it does not stop cleanly.
+    `root`: the checkout whose local stack and template run (another revision's tree, for a before/after)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     output_file = state_dir / "output.log"
     stack_json = state_dir / "stack.json"
@@ -36,7 +38,7 @@ def running_stack(state_dir: Path, *extra_args: str, env: dict | None = None) ->
         process = subprocess.Popen(
             [sys.executable, "-m", "local_stack", "dev", "--http-port", "0", "--ws-port", "0", "--aws-port", "0",
              "--console-port", "0", "--state-dir", str(state_dir), *extra_args],
-            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            cwd=root, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not stack_json.exists():

@@ -151,6 +151,82 @@ def make_dynamodb_thread_safe() -> None:
     backend.transact_write_items = transact_write_items
 
 
+def keep_alive_request_handler() -> type:
+    """werkzeug's development server closes the connection after every response (`Connection: close`),
+    because http.server cannot skip a request body the application left unread before reading the next
+    request line. So every AWS call was a new TCP connection and a new server thread: about a third of
+    moto's CPU per call (docs/local-stack.md).
+
+    This handler reads a request whose body length is known (Content-Length, or none: no body, as botocore
+    and aiohttp send them) through a stream limited to that length, skips what the application left of
+    the body after the response, and keeps the connection open for the client's next request. Anything
+    else (a chunked body, HTTP/1.0, `Connection: close`) is served as werkzeug does, then closed."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.exceptions import ClientDisconnected
+    from werkzeug.wsgi import LimitedStream
+
+    class KeepAliveRequestHandler(MotoRequestHandler):
+        timeout = 120  # s an idle connection's thread waits for the next request (clients close theirs sooner)
+        # werkzeug writes a response's headers and body in two sends (and `100 Continue` before reading a
+        # body, so the writes stay unbuffered): on a kept connection Nagle's algorithm would hold the body
+        # until the client's delayed ACK, 40 ms later.
+        disable_nagle_algorithm = True
+        _keep_alive = False
+
+        def run_wsgi(self) -> None:
+            length = self.headers.get("Content-Length", "0")
+            self._keep_alive = not (self.close_connection or self.request_version != "HTTP/1.1"
+                                    or "Transfer-Encoding" in self.headers or not length.isdigit())
+            if not self._keep_alive:
+                return super().run_wsgi()
+            connection, self.rfile = self.rfile, LimitedStream(self.rfile, int(length))
+            try:
+                super().run_wsgi()  # its last step, "discard what is left to read", reads only this body
+                self.rfile.exhaust()
+            except ClientDisconnected:  # gone before its body was all there: nothing more to read
+                self.close_connection = True
+            finally:
+                self.rfile = connection
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if self._keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+                return
+            super().send_header(keyword, value)
+
+    return KeepAliveRequestHandler
+
+
+def keep_connections_alive() -> None:
+    """moto's server answers with keep_alive_request_handler's handler."""
+    from moto.moto_server import threaded_moto_server
+
+    threaded_moto_server.MotoRequestHandler = keep_alive_request_handler()
+
+
+def cache_request_routing() -> None:
+    """moto finds the service of every request anew: it lists its own package directory (about 200
+    isdir calls) twice and tries a few hundred URL patterns, under a lock, and lists a response class's
+    methods with inspect.getmembers. None of it changes while the server runs, so each answer is kept."""
+    import functools
+
+    from moto import backends
+    from moto.core import responses
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    modules = frozenset(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+    original = DomainDispatcherApplication.get_backend_for_host
+    backend_of: dict = {}
+
+    def get_backend_for_host(self, host):  # noqa: ANN001, ANN202 - moto's signature
+        if host not in backend_of:
+            backend_of[host] = original(self, host)
+        return backend_of[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+
+
 def refuse_sign_up_when_admin_only() -> None:
     """Cognito refuses SignUp in a pool whose AdminCreateUserConfig.AllowAdminCreateUserOnly is true
     (NotAuthorizedException, "SignUp is not permitted for this user pool"); moto 5.2.5 keeps the setting
@@ -198,6 +274,8 @@ def main() -> int:
 
     make_dynamodb_thread_safe()
     refuse_sign_up_when_admin_only()
+    keep_connections_alive()
+    cache_request_routing()
 
     if args.execute_state_machines:
         default_user_config["stepfunctions"]["execute_state_machine"] = True
