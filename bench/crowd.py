@@ -22,15 +22,14 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from local_stack.launcher import ROOT, running_stack
+from local_stack.launcher import running_stack
 
 from .stats import row, summary
-from .support import create_sessions, id_token, raise_open_files, settle
+from .support import create_sessions, id_token, raise_open_files, revision_tree, settle
 from .websocket import ws_connect
 
 LATENCY_MS = 30
@@ -130,21 +129,12 @@ def _rows(label: str, results: list[dict]) -> list[dict]:
     ]
 
 
-def _before_tree(revision: str, into: Path) -> Path:
-    """The revision's template and code, for a stack of how it was (the local stack stays this checkout's)."""
-    archive = subprocess.run(["git", "archive", revision, "template.yaml", "functions", "layers", "statemachines"],
-                             cwd=ROOT, check=True, capture_output=True).stdout
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "template.yaml"
-
-
 def run(info: dict) -> list[dict]:
     raise_open_files(2 * LISTENERS + 1024)
     rows = []
     if BEFORE:
         with tempfile.TemporaryDirectory(prefix="bench-crowd-before-") as folder:
-            template = _before_tree(BEFORE, Path(folder) / "tree")
+            template = revision_tree(BEFORE, Path(folder) / "tree") / "template.yaml"
             with running_stack(Path(folder) / "state", "--template", str(template), *STACK_ARGS) as (before, _):
                 rows += [r | {"met": None, "goal": ""} for r in _rows(f"[{BEFORE}] ", asyncio.run(_all(before)))]
     return rows + _rows("", asyncio.run(_all(info)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -125,3 +126,14 @@ class Reports:
             f.seek(self._marks.get(function, 0))
             data = f.read()
         return [float(m.group(1)) for line in data.splitlines() if (m := _REPORT.match(line))]
+
+
+def revision_tree(revision: str, into: Path) -> Path:
+    """A git revision's template and code (`git archive` of template.yaml, functions, layers, statemachines)
+    extracted into `into`, for measuring how it was beside how it is."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", revision, "template.yaml", "functions", "layers", "statemachines"],
+                             cwd=root, check=True, capture_output=True).stdout
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
