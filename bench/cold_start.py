@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,8 @@ GOALS = {"WsAuthorizerFunction, anonymous listener": 0.5, "WsHeartbeatFunction":
 TOP = 12  # entries of each import-profile list
 BEFORE = os.environ.get("BENCH_COLD_BEFORE", "")  # a git revision measured beside this checkout
 PEER = os.environ.get("BENCH_COLD_PEER", "")  # the peer's http_session_handler folder
+# Some functions only (comma-separated logical IDs, e.g. GetSessionFunction,WsSendAudioFunction); all by default.
+ONLY = {name for name in os.environ.get("BENCH_COLD_ONLY", "").split(",") if name}
 PEER_NAME = "peer's HTTP session handler (GET)"
 PEER_TABLE = "peer-sessions"  # its own table: key sessionId
 # Each HTTP function against the peer's handler, side by side: at or below it.
@@ -123,15 +126,19 @@ def seed(ddb, table: str, owner: str) -> None:
 def probe(config: dict, env: dict, *, importtime: bool = False) -> dict:
     """One fresh process; times in ms from just before the spawn."""
     args = [sys.executable, "-I", *(["-X", "importtime"] if importtime else []), str(PROBE), json.dumps(config)]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(args, env=env, capture_output=True, timeout=120, check=False)
+    now_used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The process's own CPU (user + system, to its exit): what a busy machine's waiting does not inflate.
+    cpu = (now_used.ru_utime + now_used.ru_stime - used.ru_utime - used.ru_stime) * 1000
     lines = proc.stdout.decode(errors="replace").strip().splitlines()
     if proc.returncode or not lines:
         raise RuntimeError(f"cold probe {config.get('function_name', 'baseline')} exited {proc.returncode}: "
                            f"{proc.stderr.decode(errors='replace')[-1500:]}")
     result = json.loads(lines[-1])
     return {"imported": (result["imported"] - started) * 1000, "done": (result["done"] - started) * 1000,
-            "outcome": result["outcome"], "stderr": proc.stderr.decode(errors="replace")}
+            "cpu": cpu, "outcome": result["outcome"], "stderr": proc.stderr.decode(errors="replace")}
 
 
 def import_profile(stderr: str) -> dict:
@@ -201,6 +208,8 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
 
     configs: dict[str, tuple[dict, dict, str]] = {}  # logical id -> (probe config, env, session owner)
     for lid, (spec, env) in sorted(envs.items()):
+        if ONLY and lid not in ONLY:
+            continue
         folder = spec.code_dir.name
         config = {"mode": "function", "handler": spec.handler,
                   "path": [str(spec.code_dir)] + [str(p) for p in spec.layer_dirs],
@@ -250,9 +259,11 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
 
     base_done = summary([r["done"] for r in results["baseline"]])
     base_imported = summary([r["imported"] for r in results["baseline"]])
+    base_cpu = summary([r["cpu"] for r in results["baseline"]])
     rows = [row("cold baseline: fresh process, import boto3, DynamoDB client, one GetItem", base_done)
             | {"importtime": profiles["baseline"]},
-            row("  ↳ baseline: boto3 imported and client made", base_imported)]
+            row("  ↳ baseline: boto3 imported and client made", base_imported),
+            row("  ↳ baseline: CPU time of the process (user + system)", base_cpu)]
     for name in names:
         if name == PEER_NAME or name.startswith("["):
             continue
@@ -267,19 +278,22 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
         entry["met"] = ratio_p50 <= goal and entry["ratio_p95"] <= goal
         rows.append(entry | {"outcomes": dict(outcomes), "importtime": profiles[name]})
         rows.append(row(f"  ↳ {name}: handler imported", imported, base_imported))
-    rows += _before_rows(names, results, base_done, base_imported) + _peer_rows(results, profiles, base_done,
-                                                                                base_imported)
+        rows.append(row(f"  ↳ {name}: CPU time", summary([r["cpu"] for r in results[name]]), base_cpu))
+    rows += _before_rows(names, results, base_done, base_imported, base_cpu) + _peer_rows(
+        results, profiles, base_done, base_imported, base_cpu)
     return rows
 
 
-def _before_rows(names: list[str], results: dict, base_done: dict, base_imported: dict) -> list[dict]:
+def _before_rows(names: list[str], results: dict, base_done: dict, base_imported: dict,
+                 base_cpu: dict) -> list[dict]:
     """The revision's figures, against the same baseline; no goal."""
     rows = []
     for name in (n for n in names if n.startswith(f"[{BEFORE}] ")):
         done, imported = (summary([r[key] for r in results[name]]) for key in ("done", "imported"))
         outcomes = ", ".join(collections.Counter(r["outcome"] for r in results[name]))
         rows += [row(f"cold {name}: start to first answer ({outcomes})", done, base_done),
-                 row(f"  ↳ {name}: handler imported", imported, base_imported)]
+                 row(f"  ↳ {name}: handler imported", imported, base_imported),
+                 row(f"  ↳ {name}: CPU time", summary([r["cpu"] for r in results[name]]), base_cpu)]
     return rows
 
 
@@ -303,7 +317,7 @@ def _peer(ddb, envs: dict, region: str) -> tuple[dict, dict, str]:
     return config, env, EVENT_USER
 
 
-def _peer_rows(results: dict, profiles: dict, base_done: dict, base_imported: dict) -> list[dict]:
+def _peer_rows(results: dict, profiles: dict, base_done: dict, base_imported: dict, base_cpu: dict) -> list[dict]:
     """The peer's figures against the baseline, then each HTTP function against the peer's."""
     if PEER_NAME not in results:
         return []
@@ -312,6 +326,8 @@ def _peer_rows(results: dict, profiles: dict, base_done: dict, base_imported: di
     rows = [row(f"cold {PEER_NAME}: start to first answer ({outcomes})", peer_done, base_done)
             | {"importtime": profiles[PEER_NAME]},
             row(f"  ↳ {PEER_NAME}: handler imported", peer_imported, base_imported)]
+    peer_cpu = summary([r["cpu"] for r in results[PEER_NAME]])
+    rows.append(row(f"  ↳ {PEER_NAME}: CPU time", peer_cpu, base_cpu))
     traced = ", tracing on" if TRACING else ""
     for name in HTTP_FUNCTIONS:
         if name not in results:
@@ -320,5 +336,7 @@ def _peer_rows(results: dict, profiles: dict, base_done: dict, base_imported: di
         entry = row(f"cold {name}{traced} vs the peer's handler: start to first answer", done, peer_done,
                     goal="<= 1x the peer's p50 and p95")
         entry["met"] = entry["ratio_p50"] <= 1 and entry["ratio_p95"] <= 1
-        rows += [entry, row(f"  ↳ {name} vs the peer's handler: handler imported", imported, peer_imported)]
+        rows += [entry, row(f"  ↳ {name} vs the peer's handler: handler imported", imported, peer_imported),
+                 row(f"  ↳ {name} vs the peer's handler: CPU time", summary([r["cpu"] for r in results[name]]),
+                     peer_cpu)]
     return rows
