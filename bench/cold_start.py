@@ -23,6 +23,13 @@ p95 of "first answer" at most 1.2x the baseline's (GOALS: lower for what makes n
 is measured as an anonymous listener and as a speaker with a token). One more run per function with
 `-X importtime` gives the import profile: the JSON copy of each row carries its top packages (self time
 summed per top-level package) and its slowest top-level imports (cumulative).
+
+BENCH_COLD_BEFORE=<git revision>: every function is measured a second time, in the same rounds, from that
+revision's functions/ and layers/ (`git archive`), with this checkout's environment and events; its rows are
+prefixed `[<revision>]` and carry no goal. BENCH_COLD_PEER=<folder>: the published peer's HTTP session
+handler (the folder holding its handler.py, from a checkout of the peer's repository; nothing of it is kept
+here) is measured in the same rounds, answering the sample GET against a table of its own key schema, and
+each HTTP function gets a row with the peer's figures as its baseline.
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ import json
 import logging
 import os
 import random
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +56,7 @@ from local_stack.template import DEFAULT_REGION, Template
 from tests.support.management_api import FakeManagementApi
 
 from .stats import row, summary
+from .support import revision_tree
 
 STACK = False  # needs no local stack: it starts its own moto endpoint
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +73,14 @@ BASELINES_PER_ROUND = 3
 GOAL_RATIO = 1.2
 GOALS = {"WsAuthorizerFunction, anonymous listener": 0.5, "WsHeartbeatFunction": 0.75, "WsDefaultFunction": 0.75}
 TOP = 12  # entries of each import-profile list
+BEFORE = os.environ.get("BENCH_COLD_BEFORE", "")  # a git revision measured beside this checkout
+PEER = os.environ.get("BENCH_COLD_PEER", "")  # the peer's http_session_handler folder
+# Some functions only (comma-separated logical IDs, e.g. GetSessionFunction,WsSendAudioFunction); all by default.
+ONLY = {name for name in os.environ.get("BENCH_COLD_ONLY", "").split(",") if name}
+PEER_NAME = "peer's HTTP session handler (GET)"
+PEER_TABLE = "peer-sessions"  # its own table: key sessionId
+# Each HTTP function against the peer's handler, side by side: at or below it.
+HTTP_FUNCTIONS = ("CreateSessionFunction", "DeleteSessionFunction", "GetSessionFunction", "UpdateSessionFunction")
 
 # What the sample events in events/ name.
 SESSION_ID = "golden-eagle-427"
@@ -108,15 +126,19 @@ def seed(ddb, table: str, owner: str) -> None:
 def probe(config: dict, env: dict, *, importtime: bool = False) -> dict:
     """One fresh process; times in ms from just before the spawn."""
     args = [sys.executable, "-I", *(["-X", "importtime"] if importtime else []), str(PROBE), json.dumps(config)]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(args, env=env, capture_output=True, timeout=120, check=False)
+    now_used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The process's own CPU (user + system, to its exit): what a busy machine's waiting does not inflate.
+    cpu = (now_used.ru_utime + now_used.ru_stime - used.ru_utime - used.ru_stime) * 1000
     lines = proc.stdout.decode(errors="replace").strip().splitlines()
     if proc.returncode or not lines:
         raise RuntimeError(f"cold probe {config.get('function_name', 'baseline')} exited {proc.returncode}: "
                            f"{proc.stderr.decode(errors='replace')[-1500:]}")
     result = json.loads(lines[-1])
     return {"imported": (result["imported"] - started) * 1000, "done": (result["done"] - started) * 1000,
-            "outcome": result["outcome"], "stderr": proc.stderr.decode(errors="replace")}
+            "cpu": cpu, "outcome": result["outcome"], "stderr": proc.stderr.decode(errors="replace")}
 
 
 def import_profile(stderr: str) -> dict:
@@ -167,13 +189,16 @@ def run(info: dict | None = None) -> list[dict]:
     try:
         endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
         provisioned = aws.provision(template, endpoint)
-        return _measure(template, endpoint, provisioned, stub.url)
+        with tempfile.TemporaryDirectory(prefix="bench-cold-before-") as folder:
+            before = revision_tree(BEFORE, Path(folder) / "tree") if BEFORE else None
+            return _measure(template, endpoint, provisioned, stub.url, before)
     finally:
         stub.stop()
         server.stop()
 
 
-def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, management_url: str) -> list[dict]:
+def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, management_url: str,
+             before: Path | None) -> list[dict]:
     table = next(iter(provisioned.tables.values()))
     ddb = aws.client("dynamodb", endpoint, template.region)
     user = provisioned.users[0]
@@ -183,6 +208,8 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
 
     configs: dict[str, tuple[dict, dict, str]] = {}  # logical id -> (probe config, env, session owner)
     for lid, (spec, env) in sorted(envs.items()):
+        if ONLY and lid not in ONLY:
+            continue
         folder = spec.code_dir.name
         config = {"mode": "function", "handler": spec.handler,
                   "path": [str(spec.code_dir)] + [str(p) for p in spec.layer_dirs],
@@ -200,6 +227,12 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
             configs[f"{lid}, listener"] = (config | {"event_patch": LISTENER_JOIN}, env, owner)
             lid = f"{lid}, speaker"
         configs[lid] = (config, env, owner)
+    if before is not None:  # the same functions, from the revision's tree
+        for name, (config, env, owner) in list(configs.items()):
+            path = [str(before / Path(p).relative_to(ROOT)) for p in config["path"]]
+            configs[f"[{BEFORE}] {name}"] = (config | {"path": path}, env, owner)
+    if PEER:
+        configs[PEER_NAME] = _peer(ddb, envs, template.region)
     any_env = next(iter(envs.values()))[1]
     baseline_config = {"mode": "baseline", "table": table,
                        "key": {"pk": {"S": f"SESSION#{SESSION_ID}"}, "sk": {"S": "META"}}}
@@ -226,10 +259,14 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
 
     base_done = summary([r["done"] for r in results["baseline"]])
     base_imported = summary([r["imported"] for r in results["baseline"]])
+    base_cpu = summary([r["cpu"] for r in results["baseline"]])
     rows = [row("cold baseline: fresh process, import boto3, DynamoDB client, one GetItem", base_done)
             | {"importtime": profiles["baseline"]},
-            row("  ↳ baseline: boto3 imported and client made", base_imported)]
+            row("  ↳ baseline: boto3 imported and client made", base_imported),
+            row("  ↳ baseline: CPU time of the process (user + system)", base_cpu)]
     for name in names:
+        if name == PEER_NAME or name.startswith("["):
+            continue
         done = summary([r["done"] for r in results[name]])
         imported = summary([r["imported"] for r in results[name]])
         outcomes = collections.Counter(r["outcome"] for r in results[name])
@@ -241,4 +278,65 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
         entry["met"] = ratio_p50 <= goal and entry["ratio_p95"] <= goal
         rows.append(entry | {"outcomes": dict(outcomes), "importtime": profiles[name]})
         rows.append(row(f"  ↳ {name}: handler imported", imported, base_imported))
+        rows.append(row(f"  ↳ {name}: CPU time", summary([r["cpu"] for r in results[name]]), base_cpu))
+    rows += _before_rows(names, results, base_done, base_imported, base_cpu) + _peer_rows(
+        results, profiles, base_done, base_imported, base_cpu)
+    return rows
+
+
+def _before_rows(names: list[str], results: dict, base_done: dict, base_imported: dict,
+                 base_cpu: dict) -> list[dict]:
+    """The revision's figures, against the same baseline; no goal."""
+    rows = []
+    for name in (n for n in names if n.startswith(f"[{BEFORE}] ")):
+        done, imported = (summary([r[key] for r in results[name]]) for key in ("done", "imported"))
+        outcomes = ", ".join(collections.Counter(r["outcome"] for r in results[name]))
+        rows += [row(f"cold {name}: start to first answer ({outcomes})", done, base_done),
+                 row(f"  ↳ {name}: handler imported", imported, base_imported),
+                 row(f"  ↳ {name}: CPU time", summary([r["cpu"] for r in results[name]]), base_cpu)]
+    return rows
+
+
+def _peer(ddb, envs: dict, region: str) -> tuple[dict, dict, str]:
+    """The peer's handler: its probe config, GetSessionFunction's environment plus the variables it reads,
+    and a table of its key schema holding the sample session."""
+    ddb.create_table(TableName=PEER_TABLE, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "sessionId", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}])
+    now = int(time.time())
+    ddb.put_item(TableName=PEER_TABLE, Item={
+        "sessionId": {"S": SESSION_ID}, "speakerUserId": {"S": EVENT_USER}, "sourceLanguage": {"S": "en"},
+        "qualityTier": {"S": "standard"}, "status": {"S": "active"}, "listenerCount": {"N": "1"},
+        "createdAt": {"N": str(now * 1000)}, "expiresAt": {"N": str(now + 86400)}})
+    spec, env = next((spec, env) for spec, env in envs.values() if spec.code_dir.name == "get_session")
+    env = env | {"SESSIONS_TABLE": PEER_TABLE, "CONNECTIONS_TABLE": "peer-connections", "REGION": region}
+    config = {"mode": "function", "handler": "handler.lambda_handler", "path": [str(Path(PEER).resolve())],
+              "event_file": str(ROOT / "events" / "get_session.json"), "function_name": "peer-http-session-handler",
+              "function_arn": f"arn:aws:lambda:{region}:123456789012:function:peer-http-session-handler",
+              "memory_size": spec.memory_size}
+    return config, env, EVENT_USER
+
+
+def _peer_rows(results: dict, profiles: dict, base_done: dict, base_imported: dict, base_cpu: dict) -> list[dict]:
+    """The peer's figures against the baseline, then each HTTP function against the peer's."""
+    if PEER_NAME not in results:
+        return []
+    peer_done, peer_imported = (summary([r[key] for r in results[PEER_NAME]]) for key in ("done", "imported"))
+    outcomes = ", ".join(collections.Counter(r["outcome"] for r in results[PEER_NAME]))
+    rows = [row(f"cold {PEER_NAME}: start to first answer ({outcomes})", peer_done, base_done)
+            | {"importtime": profiles[PEER_NAME]},
+            row(f"  ↳ {PEER_NAME}: handler imported", peer_imported, base_imported)]
+    peer_cpu = summary([r["cpu"] for r in results[PEER_NAME]])
+    rows.append(row(f"  ↳ {PEER_NAME}: CPU time", peer_cpu, base_cpu))
+    traced = ", tracing on" if TRACING else ""
+    for name in HTTP_FUNCTIONS:
+        if name not in results:
+            continue
+        done, imported = (summary([r[key] for r in results[name]]) for key in ("done", "imported"))
+        entry = row(f"cold {name}{traced} vs the peer's handler: start to first answer", done, peer_done,
+                    goal="<= 1x the peer's p50 and p95")
+        entry["met"] = entry["ratio_p50"] <= 1 and entry["ratio_p95"] <= 1
+        rows += [entry, row(f"  ↳ {name} vs the peer's handler: handler imported", imported, peer_imported),
+                 row(f"  ↳ {name} vs the peer's handler: CPU time", summary([r["cpu"] for r in results[name]]),
+                     peer_cpu)]
     return rows

@@ -1,7 +1,6 @@
 """DELETE /sessions/{sessionId}: end the session (owner only, idempotent)."""
 
-from aws_lambda_powertools.event_handler import Response
-from session_core.api.http import caller_id, http_app, http_handler
+from session_core.api.http import Response, caller_id, http_app, http_handler
 from session_core.usecases import sessions
 
 app = http_app()

@@ -5,6 +5,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local_stack.moto_server import make_dynamodb_thread_safe
 from tests.support.emf import Emf
 from tests.support.lambdas import Context, load_handler, new_execution_environment
 from tests.support.management_api import FakeManagementApi
@@ -24,6 +25,9 @@ def emf(capsys):
 
 @pytest.fixture(scope="package")
 def aws_endpoint():
+    # As the local stack runs moto: its DynamoDB backend is not thread-safe, so concurrent conditional writes
+    # (test_concurrent_creates_never_pass_the_cap) could both pass a condition DynamoDB applies atomically.
+    make_dynamodb_thread_safe()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("boto3", "botocore.client", "pydantic", "aws_xray_sdk.core", "jwt", "cryptography")
+HEAVY = ("boto3", "botocore.client", "pydantic", "aws_xray_sdk.core", "jwt", "cryptography",
+         # Powertools' event handler: its package loads every resolver and every event data class.
+         "aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes")
 # Imports the handler module as Lambda does (its folder, then the layer), then reports which of HEAVY are
 # loaded and whether botocore's API calls are patched for X-Ray.
 PROBE = """
@@ -46,10 +48,12 @@ def test_functions_without_aws_calls_do_not_load_botocore_for_their_trace(folder
     assert "botocore.client" not in loaded and "boto3" not in loaded and "aws_xray_sdk.core" in loaded
 
 
-# They read no session (their conditional writes check it), so they need no Session model.
-@pytest.mark.parametrize("folder", ["ws_connect", "ws_disconnect", "status_broadcast", "audio_fanout", "teardown_worker",
-                                    "teardown_finish"])
-def test_functions_that_only_write_start_without_pydantic(folder):
+# A session read from the table is a plain dataclass (domain.Session): only parsing a request body needs
+# pydantic, and only the functions that take one (create, update, the old protocol's createSession) load it.
+@pytest.mark.parametrize("folder", ["ws_connect", "ws_disconnect", "status_broadcast", "teardown_worker",
+                                    "teardown_finish", "audio_fanout", "ws_welcome", "get_session", "delete_session", "ws_send_audio",
+                                    "ws_session_control", "ws_session_info", "session_sweep"])
+def test_functions_that_take_no_body_start_without_pydantic(folder):
     result = loaded_by(folder)
     assert "pydantic" not in result["loaded"] and "botocore.client" in result["loaded"]
     assert result["patched"]  # their DynamoDB calls are traced
@@ -66,3 +70,28 @@ def test_http_functions_check_tokens_without_pyjwt(folder):
     # the SAM CLI, which runs no authorizer.
     loaded = loaded_by(folder)["loaded"]
     assert "jwt" not in loaded and "cryptography" not in loaded
+
+
+@pytest.mark.parametrize("folder", ["create_session", "get_session", "update_session", "delete_session"])
+def test_http_functions_start_without_powertools_event_handler(folder):
+    # Routed by session_core.api.router: Powertools' event handler package would load every resolver it has.
+    loaded = loaded_by(folder)["loaded"]
+    assert "aws_lambda_powertools.event_handler" not in loaded
+    assert "aws_lambda_powertools.utilities.data_classes" not in loaded
+
+
+# What sendAudio, pause/resume and the session info read on their first message: the item becomes a session
+# without pydantic (before, the first read loaded it: ~0.3x of a cold start).
+READ_A_SESSION = """
+from session_core.data.sessions import from_item
+session = from_item({"pk": {"S": "SESSION#golden-eagle-427"}, "sk": {"S": "META"}, "sessionId": {"S": "golden-eagle-427"},
+    "speakerId": {"S": "u"}, "sourceLanguage": {"S": "en"}, "qualityTier": {"S": "standard"}, "status": {"S": "active"},
+    "minStabilityThreshold": {"N": "0.85"}, "createdAt": {"N": "1"}, "updatedAt": {"N": "1"}, "expiresAt": {"N": "9"},
+    "version": {"N": "1"}, "muted": {"BOOL": True}, "listeners_es": {"N": "2"}})
+assert session.muted and session.minStabilityThreshold == 0.85 and session.languageCounts == {"es": 2}
+"""
+
+
+@pytest.mark.parametrize("folder", ["ws_send_audio", "ws_session_control", "ws_session_info"])
+def test_reading_a_session_loads_no_pydantic(folder):
+    assert "pydantic" not in loaded_by(folder, after=READ_A_SESSION)["loaded"]

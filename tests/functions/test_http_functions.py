@@ -243,3 +243,29 @@ def test_reusing_an_idempotency_key_for_another_body_is_refused(invoke):
 @pytest.mark.parametrize("key", ["short", "has spaces in it", "x" * 129, "emoji-\u2603-key"])
 def test_malformed_idempotency_keys_are_400(invoke, key):
     assert error_of(_create_with_key(invoke, key)) == (400, "VALIDATION_ERROR")
+
+
+# The router (session_core/api/router.py) matches as API Gateway's own resolver did: the method and the path
+# without its stage, a parameter being one path segment; anything else is the route-not-found error.
+@pytest.mark.parametrize("change", ["another path", "a nested path", "another method", "a trailing slash"])
+def test_a_request_no_route_matches_is_route_not_found(invoke, change):
+    event = http_event("get_session", sub=ALICE)
+    if change == "another method":
+        event["requestContext"]["http"]["method"] = "POST"
+    else:
+        event["rawPath"] = {"another path": "/dev/session/golden-eagle-427",
+                            "a nested path": "/dev/sessions/golden-eagle-427/extra",
+                            "a trailing slash": "/dev/sessions/golden-eagle-427/"}[change]
+    status, headers, body = invoke("get_session", event)
+    assert (status, body["error"]["code"]) == (404, "ROUTE_NOT_FOUND")
+    assert body["error"]["requestId"] == event["requestContext"]["requestId"]
+    assert headers["content-type"] == "application/json"
+
+
+def test_the_default_stage_has_no_prefix_in_the_path(invoke):
+    session = create(invoke)
+    event = http_event("get_session", session_id=session["sessionId"], sub=ALICE)
+    event["requestContext"]["stage"] = "$default"
+    event["rawPath"] = f"/sessions/{session['sessionId']}"
+    status, _, body = invoke("get_session", event)
+    assert status == 200 and body["sessionId"] == session["sessionId"]

@@ -7,6 +7,7 @@ Four wings, each importing only the ones below it (docs/architecture.md, "The la
   data/       the sessions table: the only code that knows item keys and speaks DynamoDB
   platform/   AWS clients, settings, observability, the Management API, JWT verification
 
-Shared by all of them: domain.py (the service's words), models.py (pydantic models), errors.py
+Shared by all of them: domain.py (the service's words and the session), models.py (the request
+bodies' pydantic models), errors.py
 (what a caller may see) and session_ids.py.
 """

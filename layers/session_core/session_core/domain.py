@@ -1,15 +1,17 @@
-"""The service's words -- languages, tiers, statuses, roles -- and the connection
-context, in plain Python.
+"""The service's words -- languages, tiers, statuses, roles --, the connection
+context and the session as read, in plain Python.
 
 Kept apart from models.py (pydantic) so that what only reads them starts without
-pydantic: the authorizer, $connect, $disconnect, heartbeat and $default. The
-pydantic models build their Literal types from these tuples.
+pydantic: every function but the two that parse a request body (create, update)
+and the old protocol's createSession. The pydantic models build their Literal
+types from these tuples.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 # ISO 639-1 codes the transcription pipeline supports.
 SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ru", "ja", "ko", "zh",
@@ -29,6 +31,12 @@ NATIVE, HYBRID, OLD = DIALECTS
 # Who may join a session anonymously: whoever has its link (the join key), or anyone with its ID.
 ACCESS_MODES: tuple[str, ...] = ("link", "public")
 LINK, PUBLIC = ACCESS_MODES
+
+# The transcription pipeline's partial-results settings, kept on the session and carried in each audio record.
+# A session created without them gets these defaults (their ranges: models.py, which checks request bodies).
+DEFAULT_PARTIAL_RESULTS = True
+DEFAULT_MIN_STABILITY = 0.85
+DEFAULT_MAX_BUFFER_TIMEOUT = 5.0  # seconds
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectionContext:
@@ -62,3 +70,65 @@ class ConnectionContext:
 
     def as_authorizer_context(self) -> dict:
         return asdict(self)
+
+
+# Marks a field that is internal bookkeeping, never part of the API body.
+_INTERNAL = {"api": False}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    """A session as stored and as the API shows it. Built by this service only (from its own item, or from a
+    checked request), so it is a plain dataclass: reading one needs no pydantic."""
+
+    sessionId: str
+    speakerId: str
+    sourceLanguage: str
+    qualityTier: str
+    status: str
+    partialResultsEnabled: bool = DEFAULT_PARTIAL_RESULTS
+    minStabilityThreshold: float = DEFAULT_MIN_STABILITY
+    maxBufferTimeout: float = DEFAULT_MAX_BUFFER_TIMEOUT
+    listenerCount: int = 0
+    createdAt: int
+    updatedAt: int
+    expiresAt: int
+    version: int
+    endedAt: int | None = None
+    resumedAt: int | None = None
+    # A session stored before access existed was joinable by its ID: public.
+    access: str = PUBLIC
+    # A link session's key: only its owner is shown it (usecases/sessions.py, for_viewer).
+    joinKey: str | None = None
+    bufferedChunks: int = field(default=0, metadata=_INTERNAL)
+    # Muted by its speaker (WebSocket mute/unmute): audio is dropped, listeners are told.
+    muted: bool = field(default=False, metadata=_INTERNAL)
+    # Listeners by the language they hear; "" is the source language (data/connections.py counts them).
+    languageCounts: dict[str, int] = field(default_factory=dict, metadata=_INTERNAL)
+    # The speaker's open connection, if any, and when its last one closed (docs/protocols.md, "Live states").
+    speakerConnectionId: str | None = field(default=None, metadata=_INTERNAL)
+    speakerDisconnectedAt: int | None = field(default=None, metadata=_INTERNAL)
+
+    def language_distribution(self) -> dict[str, int]:
+        """Listeners by language, the source language under its own code."""
+        shares: dict[str, int] = {}
+        for language, count in self.languageCounts.items():
+            if count > 0:
+                code = language or self.sourceLanguage
+                shares[code] = shares.get(code, 0) + count
+        return shares
+
+    def is_expired(self, now: int) -> bool:
+        return self.expiresAt <= now
+
+    def as_dict(self) -> dict:
+        """Every field, internal ones too (the idempotency record keeps a created session this way)."""
+        return asdict(self)
+
+    def api_json(self) -> str:
+        """The API's body: the public fields that have a value."""
+        return json.dumps({name: value for name, value in self.api_fields().items() if value is not None},
+                          separators=(",", ":"), ensure_ascii=False)
+
+    def api_fields(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("api", True)}

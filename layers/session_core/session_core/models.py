@@ -1,4 +1,4 @@
-"""Session model and request bodies.
+"""Request bodies, checked with pydantic (the session itself is domain.Session, plain Python).
 
 Timestamps are integer epoch seconds everywhere (API, table, TTL attribute).
 """
@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .domain import ACCESS_MODES, PUBLIC, QUALITY_TIERS, SESSION_STATUSES, SUPPORTED_LANGUAGES
+from .domain import (
+    ACCESS_MODES,
+    DEFAULT_MAX_BUFFER_TIMEOUT,
+    DEFAULT_MIN_STABILITY,
+    DEFAULT_PARTIAL_RESULTS,
+    PUBLIC,
+    QUALITY_TIERS,
+    SESSION_STATUSES,
+    SUPPORTED_LANGUAGES,
+    Session,
+)
 
 # The words themselves live in domain.py, without pydantic; these types are built from them.
 Language = Literal[SUPPORTED_LANGUAGES]
@@ -22,13 +32,9 @@ __all__ = ["DEFAULT_MAX_BUFFER_TIMEOUT", "DEFAULT_MIN_STABILITY", "DEFAULT_PARTI
            "MinStabilityThreshold", "QualityTier", "Session", "SessionStatus", "UpdateSessionRequest"]
 
 
-# The transcription pipeline's partial-results settings, kept on the session and
-# carried in each audio record. A session created without them gets these defaults.
+# The ranges of the transcription pipeline's partial-results settings (their defaults: domain.py).
 MinStabilityThreshold = Annotated[float, Field(ge=0.70, le=0.95)]
 MaxBufferTimeout = Annotated[float, Field(ge=2.0, le=10.0)]  # seconds
-DEFAULT_PARTIAL_RESULTS = True
-DEFAULT_MIN_STABILITY = 0.85
-DEFAULT_MAX_BUFFER_TIMEOUT = 5.0
 
 
 class _Body(BaseModel):
@@ -88,48 +94,3 @@ class UpdateSessionRequest(_Body):
 
     def changes(self) -> dict[str, str]:
         return self.model_dump(exclude_none=True)
-
-
-class Session(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    sessionId: str
-    speakerId: str
-    sourceLanguage: Language
-    qualityTier: QualityTier
-    status: SessionStatus
-    partialResultsEnabled: bool = DEFAULT_PARTIAL_RESULTS
-    minStabilityThreshold: float = DEFAULT_MIN_STABILITY
-    maxBufferTimeout: float = DEFAULT_MAX_BUFFER_TIMEOUT
-    listenerCount: NonNegativeInt = 0
-    createdAt: int
-    updatedAt: int
-    expiresAt: int
-    version: int = Field(ge=1)
-    endedAt: int | None = None
-    resumedAt: int | None = None
-    # A session stored before access existed was joinable by its ID: public.
-    access: Access = PUBLIC
-    # A link session's key: only its owner is shown it (usecases/sessions.py, for_viewer).
-    joinKey: str | None = None
-    # Internal bookkeeping, never part of the API body.
-    bufferedChunks: NonNegativeInt = Field(0, exclude=True)
-    # Muted by its speaker (WebSocket mute/unmute): audio is dropped, listeners are told.
-    muted: bool = Field(False, exclude=True)
-    # Listeners by the language they hear; "" is the source language (data/connections.py counts them).
-    languageCounts: dict[str, int] = Field(default_factory=dict, exclude=True)
-    # The speaker's open connection, if any, and when its last one closed (docs/protocols.md, "Live states").
-    speakerConnectionId: str | None = Field(None, exclude=True)
-    speakerDisconnectedAt: int | None = Field(None, exclude=True)
-
-    def language_distribution(self) -> dict[str, int]:
-        """Listeners by language, the source language under its own code."""
-        shares: dict[str, int] = {}
-        for language, count in self.languageCounts.items():
-            if count > 0:
-                code = language or self.sourceLanguage
-                shares[code] = shares.get(code, 0) + count
-        return shares
-
-    def is_expired(self, now: int) -> bool:
-        return self.expiresAt <= now

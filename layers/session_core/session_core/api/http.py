@@ -1,4 +1,4 @@
-"""The HTTP side shared by every HTTP function: one resolver setup, the product's
+"""The HTTP side shared by every HTTP function: one router setup (router.py), the product's
 token rules, body parsing, the caller's identity and the single error shape
 
     {"error": {"code": "SESSION_NOT_FOUND", "message": "...", "requestId": "..."}}
@@ -9,52 +9,49 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-import pydantic
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 
 from .. import errors
-from ..models import Session
+from ..domain import Session
 from ..platform.auth import InvalidToken, cognito_token_claims, configured_verifier
 from ..platform.observability import logger, metric, observed
 from ..platform.settings import settings
-from .validation import parse_json
+from .router import JSON, HttpRouter, Response
+
+if TYPE_CHECKING:
+    import pydantic
+
+__all__ = ["Response", "caller_id", "expected_version", "http_app", "http_handler", "parse_body", "session_response"]
 
 MAX_BODY_BYTES = 16 * 1024
-Body = TypeVar("Body", bound=pydantic.BaseModel)
+Body = TypeVar("Body", bound="pydantic.BaseModel")
 
 
-def http_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver()
-    app.use(middlewares=[cognito_token_rules])
+def http_app() -> HttpRouter:
+    return HttpRouter(before=cognito_token_rules, not_found=_not_found, on_error=_on_error)
 
-    @app.exception_handler(errors.ServiceError)
-    def _service_error(error: errors.ServiceError) -> Response:
+
+def _not_found(app: HttpRouter) -> Response:
+    return error_response(app, errors.RouteNotFound())
+
+
+def _on_error(app: HttpRouter, error: Exception) -> Response:
+    if isinstance(error, errors.ServiceError):
         if isinstance(error, errors.Unauthorized):
             # Why, for the log only (never the token): the caller gets API Gateway's bare 401.
             logger.info("token refused", extra={"route": app.current_event.route_key, "reason": error.message})
         elif error.status >= 500:
             logger.warning("request failed", extra={"route": app.current_event.route_key, "errorCode": error.code})
         return error_response(app, error)
-
-    @app.not_found
-    def _not_found(_: Exception) -> Response:
-        return error_response(app, errors.RouteNotFound())
-
-    @app.exception_handler(Exception)
-    def _unexpected(error: Exception) -> Response:
-        # The trace goes to the log; the caller gets no internals.
-        logger.exception("unhandled error", extra={"route": app.current_event.route_key,
-                                                   "errorType": type(error).__name__})
-        return error_response(app, errors.ServiceError())
-
-    return app
+    # The trace goes to the log; the caller gets no internals.
+    logger.exception("unhandled error", extra={"route": app.current_event.route_key,
+                                               "errorType": type(error).__name__})
+    return error_response(app, errors.ServiceError())
 
 
-def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
+def http_handler(app: HttpRouter) -> Callable[[dict, object], dict]:
     """The Lambda entry point: correlation ID = API Gateway request ID."""
 
     @observed(correlation_paths.API_GATEWAY_HTTP)
@@ -69,7 +66,7 @@ def http_handler(app: APIGatewayHttpResolver) -> Callable[[dict, object], dict]:
     return lambda_handler
 
 
-def cognito_token_rules(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+def cognito_token_rules(app: HttpRouter) -> None:
     """Before every route: the product's token rules (platform/auth.py) on the token API Gateway let through.
 
     API Gateway's JWT authorizer verified the token of the Authorization header (its signature, iss,
@@ -77,7 +74,7 @@ def cognito_token_rules(app: APIGatewayHttpResolver, next_middleware: NextMiddle
     the app client (another RSA algorithm, a refresh token, no sub...), which the product refuses here,
     with the same 401. No claims means no authorizer ran: `caller_id` decides.
     """
-    claims = app.current_event.request_context.authorizer.jwt_claim
+    claims = app.current_event.jwt_claims
     if claims:
         try:
             token = cognito_token_claims(app.current_event.headers.get("authorization"))
@@ -85,34 +82,28 @@ def cognito_token_rules(app: APIGatewayHttpResolver, next_middleware: NextMiddle
             raise errors.Unauthorized(str(refusal)) from None
         if token["sub"] != claims.get("sub"):
             raise errors.Unauthorized("the token is not the one API Gateway verified")
-    return next_middleware(app)
 
 
-def error_response(app: APIGatewayHttpResolver, error: errors.ServiceError) -> Response:
+def error_response(app: HttpRouter, error: errors.ServiceError) -> Response:
     if isinstance(error, errors.Unauthorized):
         metric("AuthorizationFailure", api="http")
-        return Response(401, content_types.APPLICATION_JSON, json.dumps({"message": "Unauthorized"}))
-    body = {"error": {"code": error.code, "message": error.message, "requestId": request_id(app)}}
-    return Response(error.status, content_types.APPLICATION_JSON, json.dumps(body))
+        return Response(401, JSON, json.dumps({"message": "Unauthorized"}))
+    body = {"error": {"code": error.code, "message": error.message, "requestId": app.current_event.request_id}}
+    return Response(error.status, JSON, json.dumps(body))
 
 
 def session_response(session: Session, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, content_types.APPLICATION_JSON, session.model_dump_json(exclude_none=True),
-                    headers=headers)
+    return Response(status, JSON, session.api_json(), headers=headers)
 
 
-def request_id(app: APIGatewayHttpResolver) -> str:
-    return app.current_event.request_context.request_id or ""
-
-
-def caller_id(app: APIGatewayHttpResolver) -> str:
+def caller_id(app: HttpRouter) -> str:
     """The token's `sub`, from the claims API Gateway's JWT authorizer verified.
 
     `sam local start-api` runs no JWT authorizer, so under the SAM CLI (and only
     there) the function verifies the bearer token itself, with the same code as
     the WebSocket authorizer. Anywhere else a request without claims is refused.
     """
-    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    claims = app.current_event.jwt_claims
     if not claims and settings().sam_local:
         # The verifier loads PyJWT and cryptography (~150 ms of cold start) when first made: only here.
         try:
@@ -125,16 +116,18 @@ def caller_id(app: APIGatewayHttpResolver) -> str:
     return sub
 
 
-def parse_body(app: APIGatewayHttpResolver, model: type[Body]) -> Body:
+def parse_body(app: HttpRouter, model: type[Body]) -> Body:
+    from .validation import parse_json  # pydantic: only the functions that take a body load it
+
     event = app.current_event
-    # Not event.decoded_body: it assumes UTF-8 and would fail on a binary body; pydantic reports that as bad JSON.
+    # Bytes as they came (a binary body is not decoded as UTF-8 here): pydantic reports bad UTF-8 as bad JSON.
     raw = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "")
     if len(raw.encode() if isinstance(raw, str) else raw) > MAX_BODY_BYTES:
         raise errors.BodyTooLarge()
     return parse_json(model, raw)
 
 
-def expected_version(app: APIGatewayHttpResolver) -> int | None:
+def expected_version(app: HttpRouter) -> int | None:
     """The optional If-Match header: the session version the caller last read."""
     value = app.current_event.headers.get("if-match")
     if value is None:

@@ -7,12 +7,10 @@ each other's changes and no read-modify-write window exists.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, NamedTuple
-
-from boto3.dynamodb.types import TypeDeserializer
+from typing import NamedTuple
 
 from .. import errors
-from ..domain import ACTIVE, ENDED
+from ..domain import ACTIVE, ENDED, Session
 from ..platform.observability import logger
 from .table import (
     LANGUAGE_COUNT_PREFIX,
@@ -28,9 +26,6 @@ from .table import (
     session_key,
     why_refused,
 )
-
-if TYPE_CHECKING:
-    from ..models import Session
 
 __all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "State", "WrittenState", "claim_broadcast", "create",
            "end_by_service", "finish_teardown", "forget_live", "from_item", "get", "live_sessions", "owner_of",
@@ -65,19 +60,23 @@ def to_item(session: Session) -> dict:
     return item
 
 
-_DESERIALIZER = TypeDeserializer()
+# How each attribute of a session item becomes a field (absent attributes keep the field's default).
+_NUMBER, _TEXT, _FLAG = (lambda v: int(v["N"])), (lambda v: v["S"]), (lambda v: v["BOOL"])
+_READERS = {"sessionId": _TEXT, "speakerId": _TEXT, "sourceLanguage": _TEXT, "qualityTier": _TEXT, "status": _TEXT,
+            "partialResultsEnabled": _FLAG, "minStabilityThreshold": lambda v: float(v["N"]),
+            "maxBufferTimeout": lambda v: float(v["N"]), "listenerCount": _NUMBER, "createdAt": _NUMBER,
+            "updatedAt": _NUMBER, "expiresAt": _NUMBER, "version": _NUMBER, "endedAt": _NUMBER,
+            "resumedAt": _NUMBER, "access": _TEXT, "joinKey": _TEXT, "bufferedChunks": _NUMBER, "muted": _FLAG,
+            "speakerConnectionId": _TEXT, "speakerDisconnectedAt": _NUMBER}
 
 
 def from_item(item: dict) -> Session:
-    # pydantic loads with the first session read, not at import: $connect and $disconnect
-    # only write (their conditions check the session) and start without it.
-    from ..models import Session
-
-    # boto3's own reading of the attribute types; numbers come as Decimal, which the model converts.
-    fields = {name: _DESERIALIZER.deserialize(item[name]) for name in Session.model_fields if name in item}
+    # The item is this service's own writing, so it is read field by field, without a validating model (pydantic
+    # would cost a third of a cold start to every function that reads a session).
+    fields = {name: read(item[name]) for name, read in _READERS.items() if name in item}
     fields["languageCounts"] = {name[len(LANGUAGE_COUNT_PREFIX):]: int(value["N"]) for name, value in item.items()
                                 if name.startswith(LANGUAGE_COUNT_PREFIX) and "N" in value}
-    return Session.model_validate(fields)
+    return Session(**fields)
 
 
 class SessionIdTaken(Exception):

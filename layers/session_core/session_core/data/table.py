@@ -175,7 +175,7 @@ class SessionAlreadyEnded(errors.SessionEnded):
 
     @property
     def session(self):
-        # Built on demand: the join paths that only refuse start without pydantic.
+        # Built on demand, and imported here: sessions.py imports this module.
         from .sessions import from_item
 
         return from_item(self.item)

@@ -34,8 +34,8 @@ from ..platform.aws import call
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings
 
-if TYPE_CHECKING:  # annotations only: a session is read (and pydantic loaded) with the first chunk
-    from ..models import Session
+if TYPE_CHECKING:
+    from ..domain import Session
 
 
 @dataclass(frozen=True)

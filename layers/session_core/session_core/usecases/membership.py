@@ -13,8 +13,9 @@ from ..platform import management
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
 
-if TYPE_CHECKING:  # pydantic's models: $connect and $disconnect start without them
-    from ..models import CreateSessionRequest, Session
+if TYPE_CHECKING:  # a pydantic model: only the old protocol's createSession loads it
+    from ..domain import Session
+    from ..models import CreateSessionRequest
 
 
 def join(connection_id: str, who: ConnectionContext, *, describe: bool = False,

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..data import live_sessions
 from ..data import sessions as stored_sessions
 from ..data.sessions import SessionAlreadyEnded, SessionIdTaken
-from ..domain import ACTIVE, ENDED, LINK
-from ..models import CreateSessionRequest, Session, UpdateSessionRequest
+from ..domain import ACTIVE, ENDED, LINK, Session
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
 from ..session_ids import is_valid_session_id, new_session_id
+
+if TYPE_CHECKING:  # the request bodies' pydantic models: only the functions that parse a body load them
+    from ..models import CreateSessionRequest, UpdateSessionRequest
 
 # The `api` dimension of SessionCreated: POST /sessions, or the legacy
 # createSession WebSocket message.
@@ -46,9 +50,9 @@ def create_session(speaker_id: str, request: CreateSessionRequest, idempotency_k
         return _create(speaker_id, request, api)
     from ..data import idempotency  # only the create function pays for importing it
 
-    first = idempotency.once(lambda: _create(speaker_id, request, api).model_dump(), speaker_id, idempotency_key,
+    first = idempotency.once(lambda: _create(speaker_id, request, api).as_dict(), speaker_id, idempotency_key,
                              request.model_dump(), lambda_context)
-    return Session.model_validate(first)
+    return Session(**first)
 
 
 def _create(speaker_id: str, request: CreateSessionRequest, api: str) -> Session:
@@ -99,7 +103,7 @@ def for_viewer(session: Session, viewer_id: str | None) -> Session:
     """The session as `viewer_id` may see it: the join key is its owner's alone."""
     if session.joinKey is None or viewer_id == session.speakerId:
         return session
-    return session.model_copy(update={"joinKey": None})
+    return dataclasses.replace(session, joinKey=None)
 
 
 def get_session(session_id: str, viewer_id: str | None = None) -> Session:

@@ -20,8 +20,8 @@ from ..platform.aws import Declined, call
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings
 
-if TYPE_CHECKING:  # annotations only: the teardown functions start without pydantic
-    from ..models import Session
+if TYPE_CHECKING:
+    from ..domain import Session
 
 # Posting is network-bound: a batch of 50 closes in about two round trips.
 POST_THREADS = 25

@@ -38,8 +38,8 @@ _LOGGED_LIMIT = 256
 _logged: set[tuple[str, str]] = set()
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
-if TYPE_CHECKING:  # pydantic's models load with the first createSession, not with every function here
-    from ...models import Session
+if TYPE_CHECKING:
+    from ...domain import Session
 
 
 def accept(request: WsRequest, fields: Collection[str], action: str | None = None) -> dict:
