@@ -32,3 +32,4 @@ export {
   type PlaybackContext,
   type PlayedChunk,
 } from "./player.js";
+export { LIVE_STATE_WORDS, SESSION_ID, liveState, readSessionId, type LiveState, type SessionIdReading } from "./states.js";
