@@ -182,7 +182,8 @@ def test_a_count_change_in_a_large_session_is_told_to_the_speaker_alone(invoke, 
     assert result == {"batchItemFailures": []}
     # The speaker's count is exact; the listeners are not posted to, and their records are not read.
     assert management_api.posts[speaker] == [
-        {"type": "status", "sessionId": session_id, "status": "active", "listenerCount": 3}]
+        {"type": "status", "sessionId": session_id, "status": "active", "listenerCount": 3, "listenersByLanguage": {},
+         "speakerConnected": True}]
     assert all(not management_api.posts[listener] for listener in listeners)
     assert "query" not in counted_calls and counted_calls.count("get_item") == 1
 
@@ -212,7 +213,8 @@ def test_a_pause_in_a_large_session_is_told_to_everyone_with_the_count(invoke, u
     assert result == {"batchItemFailures": []}
     for connection in (speaker, *listeners):
         assert management_api.posts[connection] == [
-            {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 3}]
+            {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 3,
+             "listenersByLanguage": {}, "speakerConnected": False}]
 
 
 def test_a_count_change_in_a_large_session_without_a_speaker_is_told_to_nobody(invoke, users, management_api,

@@ -577,7 +577,8 @@ def test_an_old_client_streams_pauses_and_resumes_like_a_new_one(invoke, users):
     session_id = old_create(invoke, who, connection, minStability=0.9, maxBufferTimeout=3.5)["sessionId"]
     assert send_old(invoke, who, audio_chunk(0, session_id), connection) is None
     paused = old_control(invoke, who, "pauseBroadcast", connection)
-    assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0}
+    assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0,
+                      "listenersByLanguage": {}, "speakerConnected": True}
     for index in (1, 2):
         assert send_old(invoke, who, audio_chunk(index, session_id), connection) is None
     assert [r["seq"] for r in kinesis_records(session_id)] == [0]  # held while paused
@@ -663,7 +664,8 @@ def test_status_changes_reach_every_socket_and_gone_ones_are_dropped(invoke, ses
         assert connect(invoke, listener(session), c) == 200
     management_api.gone.add(ids[0])
     invoke.raw("status_broadcast", _status_event(session))
-    expected = {"type": "status", "sessionId": session["sessionId"], "status": "paused", "listenerCount": 2}
+    expected = {"type": "status", "sessionId": session["sessionId"], "status": "paused", "listenerCount": 2,
+                "listenersByLanguage": {}, "speakerConnected": False}
     assert management_api.posts[ids[1]] == [expected] and management_api.posts[ids[2]] == [expected]
     assert read_session(invoke, session["sessionId"])["listenerCount"] == 2  # the gone socket left
 
@@ -820,21 +822,24 @@ def test_a_native_connection_does_not_speak_the_published_dialects(invoke, sessi
 
 def test_status_changes_are_told_in_each_connections_dialect(invoke, session, users, management_api):
     from session_core.api import dialects
+    from session_core.data.sessions import State
     from session_core.usecases.broadcast import StatusChange
 
-    paused = StatusChange(session["sessionId"], "paused", 2, False, {"es": 2}, ("active", 2, False))
+    paused = StatusChange(session["sessionId"], "paused", 2, False, {"es": 2}, State("active", 2, False, True),
+                          speaker="speaker-connection")
     told = {(dialect, role): dialects.status_message({"role": role, "dialect": dialect}, paused)
             for dialect in ("native", "hybrid", "old") for role in ("speaker", "listener")}
     assert told[("native", "listener")] == {"type": "status", "sessionId": session["sessionId"], "status": "paused",
-                                            "listenerCount": 2}
+                                            "listenerCount": 2, "listenersByLanguage": {"es": 2},
+                                            "speakerConnected": True}
     assert told[("hybrid", "listener")]["type"] == "broadcastPaused"
     assert told[("hybrid", "speaker")]["type"] == "sessionStatus"
     assert told[("hybrid", "speaker")]["languageDistribution"] == {"es": 2}
     assert told[("old", "listener")]["type"] == "sessionPaused" and told[("old", "speaker")] is None
-    count_only = StatusChange(session["sessionId"], "active", 3, False, {"es": 3}, ("active", 2, False))
+    count_only = StatusChange(session["sessionId"], "active", 3, False, {"es": 3}, State("active", 2, False))
     assert dialects.status_message({"role": "listener", "dialect": "hybrid"}, count_only) is None
     assert dialects.status_message({"role": "listener", "dialect": "old"}, count_only) is None
-    muted = StatusChange(session["sessionId"], "active", 2, True, {}, ("active", 2, False))
+    muted = StatusChange(session["sessionId"], "active", 2, True, {}, State("active", 2, False))
     assert dialects.status_message({"role": "listener", "dialect": "hybrid"}, muted)["type"] == "broadcastMuted"
     assert dialects.status_message({"role": "listener", "dialect": "native"}, muted)["muted"] is True
 

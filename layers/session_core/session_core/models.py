@@ -118,6 +118,9 @@ class Session(BaseModel):
     muted: bool = Field(False, exclude=True)
     # Listeners by the language they hear; "" is the source language (data/connections.py counts them).
     languageCounts: dict[str, int] = Field(default_factory=dict, exclude=True)
+    # The speaker's open connection, if any, and when its last one closed (docs/protocols.md, "Live states").
+    speakerConnectionId: str | None = Field(None, exclude=True)
+    speakerDisconnectedAt: int | None = Field(None, exclude=True)
 
     def language_distribution(self) -> dict[str, int]:
         """Listeners by language, the source language under its own code."""

@@ -132,11 +132,19 @@ def require_speaker(request: WsRequest) -> None:
 
 def status_reply(session) -> dict:
     """The status message of this service's own vocabulary (also what the table stream broadcasts)."""
-    return status_message(session.sessionId, session.status, session.listenerCount, session.muted)
+    return status_message(session.sessionId, session.status, session.listenerCount, session.muted,
+                          languages=session.language_distribution(),
+                          speaker_connected=session.speakerConnectionId is not None,
+                          speaker_disconnected_at=session.speakerDisconnectedAt)
 
 
-def status_message(session_id: str, status: str, listener_count: int, muted: bool) -> dict:
-    message = {"type": "status", "sessionId": session_id, "status": status, "listenerCount": listener_count}
+def status_message(session_id: str, status: str, listener_count: int, muted: bool, *, languages: dict[str, int],
+                   speaker_connected: bool, speaker_disconnected_at: int | None = None) -> dict:
+    """docs/protocols.md, "Live states"."""
+    message = {"type": "status", "sessionId": session_id, "status": status, "listenerCount": listener_count,
+               "listenersByLanguage": languages, "speakerConnected": speaker_connected}
     if muted:
         message["muted"] = True  # only while muted: the message is unchanged for clients that never mute
+    if not speaker_connected and speaker_disconnected_at is not None:
+        message["speakerDisconnectedAt"] = speaker_disconnected_at  # a speaker who left, not one yet to come
     return message

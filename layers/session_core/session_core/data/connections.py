@@ -139,7 +139,9 @@ def add_speaker(session_id: str, connection_id: str, user_id: str, dialect: str)
     # this connection before its record existed could be torn down without closing it.
     request("put_item", Item=_connection_item(session_id, connection_id, SPEAKER, user_id, "", now, dialect))
     try:
-        item = _join_session(session_id, now, "SET speakerConnectionId = :conn", "speakerId = :user",
+        # A speaker back after leaving is no longer "disconnected" (docs/protocols.md, "Live states").
+        item = _join_session(session_id, now, "SET speakerConnectionId = :conn REMOVE speakerDisconnectedAt",
+                             "speakerId = :user",
                              {":conn": {"S": connection_id}, ":user": {"S": user_id}}, speaker_id=user_id,
                              ReturnValues="ALL_OLD")["Attributes"]
     except errors.ServiceError:
@@ -166,11 +168,13 @@ def remove(session_id: str, connection_id: str, role: str) -> bool:
 
 
 def release_speaker(session_id: str, connection_id: str) -> bool:
-    """Clears the session's speaker, unless a newer speaker connection took over already (then False)."""
+    """Clears the session's speaker, unless a newer speaker connection took over already (then False); when,
+    so that listeners can tell a speaker who left from one who never came."""
     try:
-        request("update_item", Key=session_key(session_id), UpdateExpression="REMOVE speakerConnectionId",
+        request("update_item", Key=session_key(session_id),
+                UpdateExpression="REMOVE speakerConnectionId SET speakerDisconnectedAt = :now",
                 ConditionExpression="speakerConnectionId = :conn",
-                ExpressionAttributeValues={":conn": {"S": connection_id}},
+                ExpressionAttributeValues={":conn": {"S": connection_id}, ":now": {"N": str(int(time.time()))}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD")
     except ConditionFailed as failed:
         # Released already (a broadcast found it gone) or nobody's: still this connection's to end.

@@ -32,7 +32,7 @@ from .table import (
 if TYPE_CHECKING:
     from ..models import Session
 
-__all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "WrittenState", "claim_broadcast", "create",
+__all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "State", "WrittenState", "claim_broadcast", "create",
            "end_by_service", "finish_teardown", "forget_live", "from_item", "get", "live_sessions", "owner_of",
            "read_raw", "update", "written_states"]
 
@@ -212,17 +212,28 @@ def finish_teardown(session_id: str) -> tuple[int, int, str] | None:
     return int(item["createdAt"]["N"]), int(item.get("endedAt", {"N": str(now)})["N"]), item["speakerId"]["S"]
 
 
+class State(NamedTuple):
+    """What a session's sockets are told of it: a change of any of these is broadcast."""
+
+    status: str
+    listenerCount: int
+    muted: bool
+    speakerConnected: bool = False
+    languages: tuple[tuple[str, int], ...] = ()  # listeners by language, sorted (comparable)
+
+
 class WrittenState(NamedTuple):
     """One write of a session item, as the table's stream carries it."""
 
     sessionId: str
-    state: tuple[str, int, bool]  # (status, listenerCount, muted) after the write
-    before: tuple[str, int, bool] | None  # the same before it; None for a new item
+    state: State  # after the write
+    before: State | None  # before it; None for a new item
     languages: dict[str, int]  # listeners by language after the write
     version: int
     expiresAt: int
     sequence: str  # the stream record's SequenceNumber: what a failed record is reported by
     speaker: str = ""  # the speaker's connection ID after the write; "" if none is connected
+    speakerDisconnectedAt: int | None = None  # when the speaker's last connection closed, while none is open
 
 
 def written_states(records: list[dict]):
@@ -234,11 +245,17 @@ def written_states(records: list[dict]):
         # Session items only: the stream carries every write to the table.
         if not new or new.get("sk", {}).get("S") != META or "S" not in new.get("sessionId", {}):
             continue
-        before = (old.get("status", {}).get("S"), _listener_count(old), _muted(old)) if old else None
-        yield WrittenState(new["sessionId"]["S"], (new["status"]["S"], _listener_count(new), _muted(new)), before,
-                           _languages(new), int(new.get("version", {"N": "0"})["N"]),
-                           int(new.get("expiresAt", {"N": "0"})["N"]), str(change.get("SequenceNumber", "")),
-                           new.get("speakerConnectionId", {}).get("S", ""))
+        speaker = new.get("speakerConnectionId", {}).get("S", "")
+        left = new.get("speakerDisconnectedAt", {}).get("N")
+        yield WrittenState(new["sessionId"]["S"], _state(new), _state(old) if old else None, _languages(new),
+                           int(new.get("version", {"N": "0"})["N"]), int(new.get("expiresAt", {"N": "0"})["N"]),
+                           str(change.get("SequenceNumber", "")), speaker,
+                           int(left) if left and not speaker else None)
+
+
+def _state(image: dict) -> State:
+    return State(image.get("status", {}).get("S"), _listener_count(image), _muted(image),
+                 "S" in image.get("speakerConnectionId", {}), tuple(sorted(_languages(image).items())))
 
 
 def claim_broadcast(session_id: str, version: int, expires_at: int) -> bool:

@@ -1,5 +1,5 @@
 """Status messages to every socket of a session when its status, listener
-count or mute changes, whoever changed it (HTTP, WebSocket, teardown), each in
+counts, mute or speaker presence change, whoever changed it (HTTP, WebSocket, teardown), each in
 its connection's dialect (the caller shapes them: api/dialects/).
 
 Fed by the table's stream: a batch is reduced to the latest state of each
@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from ..data import connections as stored_connections
 from ..data import sessions as stored_sessions
+from ..data.sessions import State
 from ..domain import ENDED, SPEAKER
 from ..platform import management
 from ..platform.observability import logger, metric
@@ -57,21 +58,30 @@ class StatusChange(NamedTuple):
     listenerCount: int
     muted: bool
     languages: dict[str, int]  # listeners by language
-    before: tuple[str, int, bool] | None  # (status, listenerCount, muted)
+    before: State | None
     version: int = 0
     expiresAt: int = 0
     sequence: str = ""  # the session's first record in the batch: what its failure is reported by
     speaker: str = ""  # the speaker's connection ID; "" if none is connected
+    speakerDisconnectedAt: int | None = None  # when the speaker left, while it is away
+
+    @property
+    def speakerConnected(self) -> bool:
+        return bool(self.speaker)
 
     def status_changed(self) -> bool:
-        return self.before is None or self.before[0] != self.status
+        return self.before is None or self.before.status != self.status
 
     def muted_changed(self) -> bool:
-        return self.before is not None and self.before[2] != self.muted
+        return self.before is not None and self.before.muted != self.muted
+
+    def speaker_changed(self) -> bool:
+        return self.before is not None and self.before.speakerConnected != self.speakerConnected
 
     def for_everyone(self) -> bool:
         """Whether every socket is told this change, or the speaker alone (a count in a large session)."""
-        return self.status_changed() or self.muted_changed() or self.listenerCount <= COUNTS_TO_ALL_UP_TO
+        return (self.status_changed() or self.muted_changed() or self.speaker_changed()
+                or self.listenerCount <= COUNTS_TO_ALL_UP_TO)
 
 
 # What a connection ({connectionId, role, connectedAt, dialect}) is told of a change; None: nothing.
@@ -79,24 +89,25 @@ Shape = Callable[[dict, StatusChange], "dict | None"]
 
 
 def changed_sessions(records: list[dict]) -> dict[str, StatusChange]:
-    """sessionId -> its change, for session items whose status, listener count or mute changed in the batch,
+    """sessionId -> its change, for session items whose status, listener counts, mute or speaker presence
+    changed in the batch,
     in the order of each session's first record."""
     first: dict[str, tuple | None] = {}
     sequence: dict[str, str] = {}
     latest: dict[str, StatusChange] = {}
     for written in stored_sessions.written_states(records):
-        session_id, (status, count, muted) = written.sessionId, written.state
+        session_id, state = written.sessionId, written.state
         first.setdefault(session_id, written.before)
         sequence.setdefault(session_id, written.sequence)
-        if status == ENDED:
+        if state.status == ENDED:
             latest.pop(session_id, None)  # teardown says goodbye instead
             continue
-        if first[session_id] == (status, count, muted):
+        if first[session_id] == state:
             latest.pop(session_id, None)  # back where the batch found it
             continue
-        latest[session_id] = StatusChange(session_id, status, count, muted, written.languages, first[session_id],
-                                          written.version, written.expiresAt, sequence[session_id],
-                                          written.speaker)
+        latest[session_id] = StatusChange(session_id, state.status, state.listenerCount, state.muted,
+                                          written.languages, first[session_id], written.version, written.expiresAt,
+                                          sequence[session_id], written.speaker, written.speakerDisconnectedAt)
     return dict(sorted(latest.items(), key=lambda pair: _ordinal(pair[1].sequence)))
 
 

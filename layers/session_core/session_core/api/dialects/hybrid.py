@@ -85,6 +85,7 @@ def session_status(request: WsRequest) -> dict:
     return {"type": "sessionStatus", "sessionId": session.sessionId, "isActive": session.status == ACTIVE,
             "status": session.status, "listenerCount": session.listenerCount,
             "languageDistribution": session.language_distribution(),
+            "speakerConnected": session.speakerConnectionId is not None,
             "sessionDuration": max(0, now - session.createdAt * 1000), "createdAt": session.createdAt * 1000,
             "expiresAt": session.expiresAt * 1000, "timestamp": now}
 
@@ -137,7 +138,8 @@ def status_message(role: str, change) -> dict | None:
     if role == SPEAKER:
         return {"type": "sessionStatus", "sessionId": change.sessionId, "isActive": change.status == ACTIVE,
                 "status": change.status, "listenerCount": change.listenerCount,
-                "languageDistribution": change.languages, "timestamp": now}
+                "languageDistribution": change.languages, "speakerConnected": change.speakerConnected,
+                "timestamp": now}
     if change.muted_changed():
         return {"type": "broadcastMuted" if change.muted else "broadcastUnmuted", "sessionId": change.sessionId,
                 "timestamp": now}

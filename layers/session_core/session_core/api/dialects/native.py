@@ -46,7 +46,9 @@ ROUTES = {"sendAudio": send_audio, "switchLanguage": switch_language, **{command
 
 
 def status_message(role: str, change) -> dict | None:
-    # Every connection, speaker or listener, is told every change of status, count or mute.
+    # Every connection, speaker or listener, is told every change of status, counts, mute or speaker presence.
     del role  # the same message for both
-    return native_status(change.sessionId, change.status, change.listenerCount, change.muted)
+    return native_status(change.sessionId, change.status, change.listenerCount, change.muted,
+                         languages=change.languages, speaker_connected=change.speakerConnected,
+                         speaker_disconnected_at=change.speakerDisconnectedAt)
 
