@@ -231,6 +231,15 @@ def _stream(template: Template, logical_id: str, props: dict, ctx: _Context) -> 
     return Physical(name, {"Arn": arn})
 
 
+def _stream_consumer(template: Template, logical_id: str, props: dict, ctx: _Context) -> Physical:
+    """An enhanced fan-out consumer (the Kinesis pollers read its stream: kinesis.py)."""
+    consumer = ctx.client("kinesis").register_stream_consumer(StreamARN=str(props["StreamARN"]),
+                                                               ConsumerName=str(props["ConsumerName"]))["Consumer"]
+    return Physical(consumer["ConsumerARN"], {"ConsumerARN": consumer["ConsumerARN"],
+                                              "ConsumerName": consumer["ConsumerName"],
+                                              "StreamARN": str(props["StreamARN"])})
+
+
 def _state_machine(template: Template, logical_id: str, props: dict, ctx: _Context) -> Physical:
     """AWS::Serverless::StateMachine from its DefinitionUri file and DefinitionSubstitutions."""
     name = str(props.get("Name") or f"{template.stack_name}-{logical_id}")
@@ -270,6 +279,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::Cognito::UserPool": _user_pool,
     "AWS::Cognito::UserPoolClient": _user_pool_client,
     "AWS::Kinesis::Stream": _stream,
+    "AWS::Kinesis::StreamConsumer": _stream_consumer,
     "AWS::Serverless::StateMachine": _state_machine,
 }
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -61,6 +62,7 @@ class AwsProxy:
         self._listener = Listener(host, port, shutdown_timeout=2.0)
         self._session: aiohttp.ClientSession | None = None
         self._later: set[asyncio.Task] = set()  # asynchronous invocations under way
+        self.on_kinesis_put: Callable[[], None] | None = None  # records were put: the Kinesis pollers read now
 
     @property
     def endpoint(self) -> str:
@@ -103,6 +105,9 @@ class AwsProxy:
             if function is not None:
                 return await self._invoke(body, function, request.headers.get("X-Amz-Invocation-Type"))
             answer = await self._forward(request, body)
+            if operation and operation[0] == "kinesis" and operation[1] in ("PutRecord", "PutRecords") \
+                    and self.on_kinesis_put is not None:
+                self.on_kinesis_put()
             if operation and self._take_fault(operation[1], "applied", self._function_of(request)):
                 return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
                                          "message": "Applied, then failed (local stack @faults)"}, request)

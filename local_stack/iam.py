@@ -157,6 +157,7 @@ class Iam:
 
     def __init__(self, roles: dict[str, Role], *, enforce: bool = True) -> None:
         self.enforce = enforce
+        self.roles = roles  # function logical id -> its role
         self._by_key = {access_key_for(lid): role for lid, role in roles.items()}
 
     def role_of(self, headers: Any) -> Role | None:

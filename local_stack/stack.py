@@ -28,6 +28,7 @@ from .http_api import HttpGateway
 from .jwt_authorizer import JwtVerifier
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
 from .moto_server import moto_version_problem
+from .kinesis import KinesisPoller, kinesis_mappings, required_permissions
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError
 from .ws_api import IDLE_TIMEOUT, MAX_LIFETIME, WebSocketGateway, websocket_apis
@@ -178,6 +179,7 @@ class LocalStack:
             poller = StreamPoller(mapping, stream_arn, streams, self.runtime)
             self._exit.push_async_callback(poller.stop)
             await poller.start()
+        await self._start_kinesis_pollers(physical)
         try:
             self.gateway = HttpGateway(self.apis, self.runtime, self._verifier_for, port=cfg.http_port)
         except ValueError as exc:
@@ -196,6 +198,26 @@ class LocalStack:
 
         write_atomically(stack_file(self.state_dir), self.describe())
         self._stack_file_written = True
+
+    async def _start_kinesis_pollers(self, physical: dict) -> None:
+        """The Kinesis event source mappings, each checked against its function's role first (as Lambda does
+        when the mapping is created), all woken by a PutRecord through the functions' endpoint."""
+        kinesis_client = aws.client("kinesis", self.moto.endpoint, self.config.region)
+        pollers = []
+        for mapping in kinesis_mappings(self.template):
+            stream_arn = physical[mapping.stream].attrs["Arn"]
+            consumer_arn = physical[mapping.consumer].attrs["ConsumerARN"] if mapping.consumer else None
+            role = self.proxy.iam.roles.get(mapping.function) if self.proxy.iam else None
+            if role is not None and self.config.iam:
+                for action, resource in required_permissions(mapping, stream_arn, consumer_arn):
+                    if not role.allows(action, resource):
+                        raise StackError(f"{mapping.name}: {role.denial(action, resource)}")
+            poller = KinesisPoller(mapping, stream_arn, kinesis_client, self.runtime, self.config.region)
+            self._exit.push_async_callback(poller.stop)
+            await poller.start()
+            pollers.append(poller)
+        self.kinesis_pollers = pollers
+        self.proxy.on_kinesis_put = lambda: [poller.wake() for poller in pollers] and None
 
     async def stop(self) -> None:
         if self._stack_file_written:

@@ -352,6 +352,10 @@ class Template:
         if rtype == "AWS::Kinesis::Stream":
             stream = prop("Name", name)
             return Physical(stream, {"Arn": f"arn:aws:kinesis:{region}:{ACCOUNT_ID}:stream/{stream}"})
+        if rtype == "AWS::Kinesis::StreamConsumer":
+            consumer = prop("ConsumerName", name)
+            arn = f"arn:aws:kinesis:{region}:{ACCOUNT_ID}:stream/{name}/consumer/{consumer}:0"
+            return Physical(arn, {"ConsumerARN": arn, "ConsumerName": consumer})
         service = rtype.split("::")[1].lower() if rtype.count("::") == 2 else "local"
         return Physical(name, {"Arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"})
 

@@ -25,11 +25,15 @@ from ..platform.observability import logger
 from .table import (
     CONNECTION_PREFIX,
     LANGUAGE_COUNT_PREFIX,
+    LISTENING,
+    LISTENING_INDEX,
     ConditionFailed,
     connection_key,
     delete_all,
     language_count,
     legacy_key,
+    listening_key,
+    query_index,
     query_items,
     request,
     session_key,
@@ -52,7 +56,10 @@ _NO_KEY = "!"  # outside the key alphabet: equals no stored key
 
 def _connection_item(session_id: str, connection_id: str, role: str, user_id: str, target_language: str,
                      now: int, dialect: str) -> dict:
+    # Only a listener is in the listening index (sparse): a speaker is sent no audio.
+    listening = {LISTENING: listening_key(session_id, target_language)} if role == LISTENER else {}
     return {
+        **listening,
         **connection_key(session_id, connection_id),
         "connectionId": {"S": connection_id},
         "sessionId": {"S": session_id},
@@ -187,10 +194,12 @@ def switch_language(session_id: str, connection_id: str, language: str) -> None:
     Raises SessionNotFound if this listener's record is gone (its session ended)."""
     try:
         old = request("update_item", Key=connection_key(session_id, connection_id),
-                      UpdateExpression="SET targetLanguage = :language",
+                      # The index key moves with the language: the next chunk of the new language reaches it.
+                      UpdateExpression="SET targetLanguage = :language, #listening = :listening",
                       ConditionExpression="attribute_exists(pk) AND #role = :listener",
-                      ExpressionAttributeNames={"#role": "role"},
-                      ExpressionAttributeValues={":language": {"S": language}, ":listener": {"S": LISTENER}},
+                      ExpressionAttributeNames={"#role": "role", "#listening": LISTENING},
+                      ExpressionAttributeValues={":language": {"S": language}, ":listener": {"S": LISTENER},
+                                                 ":listening": listening_key(session_id, language)},
                       ReturnValues="UPDATED_OLD")["Attributes"]["targetLanguage"]["S"]
     except ConditionFailed:
         raise errors.SessionNotFound("This connection is no longer part of a session.") from None
@@ -313,6 +322,13 @@ def _listed(item: dict) -> dict:
 def pages(session_id: str, limit: int = 100):
     """The session's connections, a page at a time: [{connectionId, role, connectedAt, dialect}, ...]."""
     for page in query_items(session_partition(session_id), CONNECTION_PREFIX, Limit=limit, **_LISTED):
+        yield [_listed(i) for i in page.get("Items", [])]
+
+
+def listeners(session_id: str, language: str, limit: int = 1000):
+    """The listeners of one language ("": those who asked for the original), a page at a time, as pages() lists
+    them; from the listening index, so the other languages' listeners are not read."""
+    for page in query_index(LISTENING_INDEX, LISTENING, listening_key(session_id, language), Limit=limit, **_LISTED):
         yield [_listed(i) for i in page.get("Items", [])]
 
 

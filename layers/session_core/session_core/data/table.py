@@ -8,6 +8,8 @@ Item layout (one table shared by the HTTP and WebSocket APIs):
   pk = "LIVE#<shard>", sk = "<sessionId>"                         a session the sweep visits until its teardown
   pk = "LEGACY#<connectionId>", sk = "SESSION"                   a legacy connection's session
   pk = "USER#<sub>", sk = "SESSIONS"                              a user's live sessions (live_sessions.py)
+A listener's connection item also carries "listening" = "<sessionId>#<language>" ("" after "#": the original),
+the key of the sparse index LISTENING_INDEX, so the listeners of one language are one Query of that index.
 A session item counts its listeners by language in top-level numbers "listeners_<code>" ("listeners_" alone:
 the source language), because DynamoDB's ADD works on top-level attributes only.
   pk = "idempotency#<function name>", sk = "create_session#<hash>"  idempotency records (Powertools writes them)
@@ -51,6 +53,17 @@ def buffer_key(session_id: str, received_ms: int, tag: str) -> dict:
     # Zero-padded, so the sort key orders chunks by arrival; the tag (the zero-padded seq, or a unique
     # token for a chunk without one) keeps two chunks of one millisecond apart.
     return {"pk": session_partition(session_id), "sk": {"S": f"{BUFFER_PREFIX}{received_ms:013d}#{tag}"}}
+
+
+# The sparse index of listener connections by (session, language): audio for a language is posted to its listeners
+# without reading the others'.
+LISTENING_INDEX = "ListenersByLanguage"
+LISTENING = "listening"
+
+
+def listening_key(session_id: str, language: str) -> dict:
+    """A listener's index key ("" = the source language, whatever it is called)."""
+    return {"S": f"{session_id}#{language}"}
 
 
 LANGUAGE_COUNT_PREFIX = "listeners_"
@@ -119,6 +132,14 @@ def query_partition(partition: dict, **parameters):
     """Every item of the partition, page by page."""
     return _pages({"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": partition},
                    **parameters})
+
+
+def query_index(index: str, attribute: str, key: dict, **parameters):
+    """Every item of the index whose partition key `attribute` is `key`, page by page (eventually consistent:
+    a global secondary index)."""
+    return _pages({"IndexName": index, "KeyConditionExpression": "#key = :key",
+                   "ExpressionAttributeNames": {"#key": attribute, **parameters.pop("ExpressionAttributeNames", {})},
+                   "ExpressionAttributeValues": {":key": key}, **parameters})
 
 
 def _pages(query: dict):

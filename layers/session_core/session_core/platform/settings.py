@@ -29,6 +29,8 @@ class Settings:
     max_audio_bytes: int
     pause_buffer_seconds: int
     audio_stream_name: str
+    # The stream through which the pipeline hands over translated audio (its records are told from the floor's by it).
+    translated_audio_stream_arn: str
     legacy_creation_enabled: bool
     allow_anonymous_listeners: bool
     jwt_issuer: str
@@ -61,6 +63,7 @@ def settings() -> Settings:
         max_audio_bytes=_whole_number("MAX_AUDIO_BYTES", 1024 * 1024),
         pause_buffer_seconds=_whole_number("PAUSE_BUFFER_SECONDS", 30, minimum=0),
         audio_stream_name=_text("AUDIO_STREAM_NAME"),
+        translated_audio_stream_arn=_text("TRANSLATED_AUDIO_STREAM_ARN"),
         legacy_creation_enabled=_switch("LEGACY_WEBSOCKET_SESSION_CREATION", "enabled", on="enabled", off="disabled"),
         allow_anonymous_listeners=_switch("ALLOW_ANONYMOUS_LISTENERS", "true", on="true", off="false"),
         jwt_issuer=_text("JWT_ISSUER"),

@@ -140,7 +140,7 @@ def broadcast(session_id: str, message: dict | Callable[[dict], dict | None], on
             else:
                 gone.append(connection)
         if gone:
-            _drop(session_id, gone[:MAX_DROPS], pool)
+            drop_gone(session_id, gone[:MAX_DROPS], pool)
     return Delivery(sent, len(gone), connecting)
 
 
@@ -152,7 +152,8 @@ def _pages(session_id: str, only: str | None):
         yield [c for c in [stored_connections.listed(session_id, only)] if c is not None]
 
 
-def _drop(session_id: str, gone: list[dict], pool: ThreadPoolExecutor) -> None:
+def drop_gone(session_id: str, gone: list[dict], pool: ThreadPoolExecutor) -> None:
+    """Drops the records of gone sockets (their count taken off in one write); a speaker among them released."""
     listeners = stored_connections.remove_gone(session_id, gone, pool.map)
     for connection in gone:
         if connection["role"] == SPEAKER:

@@ -63,6 +63,11 @@ def status_message(connection: dict, change) -> dict | None:
     return of(connection.get("dialect", NATIVE)).status_message(connection["role"], change)
 
 
+def audio_message(connection: dict, chunk) -> dict | None:
+    """What a listener is sent of a chunk of audio, in its dialect (None: nothing)."""
+    return of(connection.get("dialect", NATIVE)).audio_message(chunk)
+
+
 def farewell(session_id: str, dialect: str) -> dict:
     """What a connection of this dialect is told before the teardown closes it."""
     return of(dialect).ended_message(session_id)

@@ -151,3 +151,10 @@ def status_message(role: str, change) -> dict | None:
 def ended_message(session_id: str) -> dict:
     # The published clients read `reason` (the hybrid type file) and a `timestamp` in ms.
     return {**teardown.ended_message(session_id), "reason": "ended", "timestamp": int(time.time() * 1000)}
+
+
+def audio_message(chunk) -> dict:
+    # The front-end's AudioMessage, as the native dialect sends it (it reads what it knows of it).
+    from .native import audio_message
+
+    return audio_message(chunk)

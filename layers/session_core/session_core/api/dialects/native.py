@@ -52,3 +52,13 @@ def status_message(role: str, change) -> dict | None:
                          languages=change.languages, speaker_connected=change.speakerConnected,
                          speaker_disconnected_at=change.speakerDisconnectedAt)
 
+
+
+def audio_message(chunk) -> dict:
+    """The published listener message (the hybrid front-end's AudioMessage), with the session and language."""
+    message = {"type": "audio", "sessionId": chunk.sessionId, "language": chunk.language,
+               "sequenceNumber": chunk.sequenceNumber, "audioData": chunk.audioData, "format": "pcm",
+               "sampleRate": chunk.sampleRate, "channels": chunk.channels, "timestamp": chunk.timestamp}
+    if chunk.transcript is not None:
+        message["transcript"] = chunk.transcript
+    return message

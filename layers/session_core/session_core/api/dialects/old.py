@@ -120,3 +120,10 @@ def status_message(role: str, change) -> dict | None:
 def ended_message(session_id: str) -> dict:
     # The published clients read `reason` (the hybrid type file) and a `timestamp` in ms.
     return {**teardown.ended_message(session_id), "reason": "ended", "timestamp": int(time.time() * 1000)}
+
+
+def audio_message(chunk) -> dict:
+    # The example listeners dispatch on type "audioData" and play its `audioData` (base64).
+    return {"type": "audioData", "sessionId": chunk.sessionId, "targetLanguage": chunk.language,
+            "audioData": chunk.audioData, "sequenceNumber": chunk.sequenceNumber, "format": "pcm",
+            "sampleRate": chunk.sampleRate, "channels": chunk.channels, "timestamp": chunk.timestamp}
