@@ -119,8 +119,7 @@ export class PcmPlayer {
    * Schedules one audio message. `clockOffset` (the server's clock minus this one, in ms) turns its
    * `timestamp` into this clock; without it, or without a timestamp, the latency is unknown.
    */
-  play(message: { sequenceNumber?: unknown; audioData?: unknown; sampleRate?: unknown; timestamp?: unknown },
-    clockOffset?: number): PlayedChunk | undefined {
+  play(message: Record<string, unknown>, clockOffset?: number): PlayedChunk | undefined {
     if (typeof message.audioData !== "string" || typeof message.sequenceNumber !== "number") return undefined;
     const rate = typeof message.sampleRate === "number" ? message.sampleRate : SAMPLE_RATE;
     const samples = pcm16ToFloat(base64Decode(message.audioData));
