@@ -16,15 +16,12 @@ import pytest
 from local_stack.console import CONSOLE_DIR
 from local_stack.launcher import LaunchError, running_stack
 from tests.e2e.conftest import LocalStackHandle
-from tests.support.audio import write_tone
+from tests.support.mouth_to_ear import chromium_args, write_bursts
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = "no Chromium found: install one with `apt-get install -y chromium` (as root), or set CHROMIUM_PATH"
-# The fake microphone plays this tone; the tests find it again in the PCM that reaches Kinesis.
-TONE_HZ = 440.0
-WAV_RATE = 48_000
-# One listener per session, so a second join is refused as "full".
-MAX_LISTENERS = 1
+# Two listeners per session (the source language's and a translation's), so a third join is refused as "full".
+MAX_LISTENERS = 2
 
 
 def pytest_collection_modifyitems(items):
@@ -67,15 +64,12 @@ def console_stack(tmp_path_factory, chromium_path) -> LocalStackHandle:
 def browser(tmp_path_factory, chromium_path):
     from playwright.sync_api import sync_playwright
 
-    tone = tmp_path_factory.mktemp("microphone") / "tone.wav"
-    write_tone(tone, 5.0, rate=WAV_RATE, hz=TONE_HZ, amplitude=0.5 * 32767)  # the console must resample it
+    # The fake microphone plays 440 Hz bursts at 48 kHz (the console must resample them); the tests find
+    # them again in the PCM that reaches Kinesis and in what the listener pages play.
+    tone = tmp_path_factory.mktemp("microphone") / "bursts.wav"
+    write_bursts(tone)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-audio-capture={tone}", "--autoplay-policy=no-user-gesture-required",
-        ])
+        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=chromium_args(tone))
         try:
             yield browser
         finally:

@@ -1,0 +1,130 @@
+"""Mouth to ear in one headless Chromium: a fake microphone plays tone bursts with known onsets, the speaker
+page's captured samples and the listener page's played ones are tapped, and each burst's onset is found on
+both sides. Both pages' times are `performance.timeOrigin + performance.now()`: one clock in one browser.
+
+- Mouth: when a burst's first loud sample reaches the speaker page (the AudioWorklet's batch arriving on the
+  main thread, less the samples after it in the batch). Chromium's own capture buffering before that is not
+  counted (a few ms).
+- Ear: when the listener page's Web Audio output plays that burst's first loud sample: the time its buffer
+  is scheduled for (`start(when)`, mapped to the page clock with `getOutputTimestamp()`), plus the sample's
+  place in the buffer, plus the context's reported output latency.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import wave
+from pathlib import Path
+
+TONE_HZ = 440.0
+WAV_RATE = 48_000
+BURST_S = 0.5  # tone, then as much silence: an onset every second
+PERIOD_S = 1.0
+LOUD = 0.05  # |sample| above this is tone (silence is exact zeros; the tone's amplitude is 0.5)
+QUIET_S = 0.2  # an onset is a loud sample after at least this much quiet
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def write_bursts(path: Path, seconds: float = 10.0) -> None:
+    """A mono 16-bit WAV at 48 kHz (the console resamples it): BURST_S of TONE_HZ every PERIOD_S, silence between.
+    Chromium's fake capture device loops the file."""
+    frames = bytearray()
+    for n in range(round(WAV_RATE * seconds)):
+        t = n / WAV_RATE
+        loud = (t % PERIOD_S) < BURST_S
+        frames += struct.pack("<h", round(0.5 * 32767 * math.sin(2 * math.pi * TONE_HZ * t)) if loud else 0)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(WAV_RATE)
+        wav.writeframes(bytes(frames))
+
+
+def chromium_args(wav: Path) -> list[str]:
+    return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+
+
+# Onset detection shared by both taps: a loud sample after QUIET_S of quiet. `state` carries the quiet run
+# across buffers (they are contiguous on each side).
+_ONSETS = f"""
+const LOUD = {LOUD}, QUIET_S = {QUIET_S};
+function findOnsets(state, samples, rate, startMs, out) {{
+  for (let i = 0; i < samples.length; i++) {{
+    if (Math.abs(samples[i]) > LOUD) {{
+      if (state.quiet >= QUIET_S * rate) out.push(startMs + (i / rate) * 1000);
+      state.quiet = 0;
+    }} else {{
+      state.quiet += 1;
+    }}
+  }}
+}}
+function clockNow() {{ return performance.timeOrigin + performance.now(); }}
+"""
+
+# Speaker page: every batch the capture worklet posts, as it reaches the page.
+SPEAKER_TAP = _ONSETS + """
+window.__mouth = [];
+(() => {
+  const Original = window.AudioWorkletNode;
+  if (!Original) return;
+  const state = { quiet: Infinity };
+  window.AudioWorkletNode = class extends Original {
+    constructor(...args) {
+      super(...args);
+      const rate = this.context.sampleRate;
+      this.port.addEventListener("message", (event) => {
+        const samples = event.data;
+        if (!(samples instanceof Float32Array)) return;
+        const startMs = clockNow() - (samples.length / rate) * 1000;
+        findOnsets(state, samples, rate, startMs, window.__mouth);
+      });
+    }
+  };
+})();
+"""
+
+# Listener page: every buffer the page schedules for playback, at the time it will be heard; plus the
+# pitch of each fully loud buffer (zero crossings), to tell the tone from anything else.
+LISTENER_TAP = _ONSETS + """
+window.__ear = [];
+window.__earPitches = [];
+(() => {
+  const start = AudioBufferSourceNode.prototype.start;
+  const state = { quiet: Infinity };
+  AudioBufferSourceNode.prototype.start = function (when = 0, ...rest) {
+    const context = this.context;
+    const stamp = context.getOutputTimestamp ? context.getOutputTimestamp() : {};
+    const at = stamp.performanceTime !== undefined && stamp.performanceTime > 0
+      ? performance.timeOrigin + stamp.performanceTime + (Math.max(when, stamp.contextTime) - stamp.contextTime) * 1000
+      : clockNow() + Math.max(0, when - context.currentTime) * 1000;
+    const heard = at + (context.outputLatency || context.baseLatency || 0) * 1000;
+    const samples = this.buffer.getChannelData(0);
+    const rate = this.buffer.sampleRate;
+    findOnsets(state, samples, rate, heard, window.__ear);
+    let loud = true, crossings = 0;
+    for (let i = 0; i < samples.length; i++) {
+      if (Math.abs(samples[i]) <= LOUD && Math.abs(samples[i - 1] ?? 1) <= LOUD && Math.abs(samples[i + 1] ?? 1) <= LOUD) loud = false;
+      if (i && (samples[i] < 0) !== (samples[i - 1] < 0)) crossings += 1;
+    }
+    if (loud) window.__earPitches.push(crossings / 2 / (samples.length / rate));
+    return start.call(this, when, ...rest);
+  };
+})();
+"""
+
+
+def pair(mouth: list[float], ear: list[float], window_ms: float = PERIOD_S * 1000 * 0.9) -> list[float]:
+    """Mouth-to-ear delays (ms): each ear onset against the latest mouth onset before it, within one period."""
+    delays = []
+    for heard in ear:
+        before = [spoken for spoken in mouth if spoken < heard]
+        if before and heard - before[-1] < window_ms:
+            delays.append(heard - before[-1])
+    return delays
