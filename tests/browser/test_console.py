@@ -213,3 +213,205 @@ def test_a_listener_hears_the_speaker_and_follows_every_state_until_the_end(cons
     speaker.click("#new-session")
     assert speaker.is_visible("#create-section") and not speaker.is_visible("#session-section")
     focused(speaker, "language")
+
+
+def test_the_speaker_reconnects_without_losing_audio(console_stack, contexts):
+    stack = console_stack
+    speaker = contexts()
+    session_id = create_and_go_live(speaker, stack)
+    eventually(lambda: chunks_confirmed(speaker) >= 10, 20, "a second of audio confirmed")
+
+    # The server drops the speaker's socket (as API Gateway does at its limits): the page reconnects.
+    connections = stack.aws("dynamodb").query(
+        TableName=stack["tableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
+        ExpressionAttributeValues={":pk": {"S": f"SESSION#{session_id}"}, ":conn": {"S": "CONN#"}})["Items"]
+    (speaker_connection,) = [c["connectionId"]["S"] for c in connections if c["role"]["S"] == "speaker"]
+    # Connection IDs are base64: a "/" or "+" in one must be escaped in the path, as botocore does.
+    dropped = httpx.delete(f"{stack['managementApiUrl']}/@connections/{quote(speaker_connection, safe='')}")
+    assert dropped.status_code == 204
+    see(speaker, "#reconnects", "1")
+    see(speaker, "#connection", "connected")
+    see(speaker, "#notice", "Live: the microphone is streaming.")
+    after_drop = chunks_confirmed(speaker)
+    eventually(lambda: chunks_confirmed(speaker) >= after_drop + 10, 20, "audio after the reconnection")
+    speaker.click("#end")
+    speaker.click("#end-yes")
+    see(speaker, "#status", "Ended")
+
+    confirmed = chunks_confirmed(speaker)
+    records = eventually(lambda: (r := stack.audio_records(session_id)) and len({x["seq"] for x in r}) >= confirmed
+                         and r, 15, "every confirmed chunk in Kinesis")
+    # At least once: what the dropped socket had not confirmed may arrive twice, never out of order or missing.
+    first_seen = list(dict.fromkeys(r["seq"] for r in records))
+    assert first_seen == list(range(len(first_seen)))
+    assert len(records) - len(first_seen) <= 20, "repeats are bounded by the confirmation interval"
+
+
+def test_a_half_open_link_is_noticed_in_seconds_and_the_notice_says_offline(console_stack, contexts):
+    stack = console_stack
+    speaker = contexts()
+    create_and_go_live(speaker, stack)
+    eventually(lambda: chunks_confirmed(speaker) >= 5, 20, "audio confirmed")
+    # No close reaches either side: the heartbeats go unanswered, and the page must notice by itself.
+    speaker.context.set_offline(True)
+    see(speaker, "#notice", "Offline: this device has no network. The audio is kept and sent once the connection "
+                            "is back.", timeout=5_000)
+    see(speaker, "#connection", "reconnecting", timeout=12_000)  # ackTimeout 5 s after a heartbeat, 1 s apart
+    stuck = chunks_confirmed(speaker)
+    speaker.context.set_offline(False)
+    see(speaker, "#connection", "connected", timeout=30_000)
+    see(speaker, "#notice", "Live: the microphone is streaming.")
+    eventually(lambda: chunks_confirmed(speaker) >= stuck + 10, 20, "the kept audio and more confirmed")
+
+
+def test_a_reload_gets_the_speaker_back_to_the_session(console_stack, contexts):
+    stack = console_stack
+    speaker, listener = contexts(), contexts()
+    session_id = create_session(speaker, stack, access="public")
+    go_live(speaker)
+    listener.goto(f"{stack['consoleUrl']}listener.html?session={session_id}")
+    see(listener, "#status", "Live")
+    eventually(lambda: chunks_confirmed(speaker) >= 10, 20, "a second of audio confirmed")
+    before = max(r["seq"] for r in stack.audio_records(session_id))
+
+    speaker.reload()  # or a closed tab: the page forgets everything but what it kept for this
+    see(listener, "#status", "Speaker disconnected")
+    see(listener, "#notice", "The speaker disconnected. Stay here: the audio comes back when they reconnect.")
+    sign_in(speaker, stack, "alice")
+    see(speaker, "#session-id", session_id)
+    see(speaker, "#notice", f"Your session {session_id} is still on: go live to carry on.")
+    focused(speaker, "go-live")
+    go_live(speaker)
+    see(listener, "#status", "Live")
+    eventually(lambda: chunks_confirmed(speaker) >= 10, 20, "audio after coming back")
+    # Its chunks carry on the session's numbering: nothing the pipeline would take for a repeat.
+    records = eventually(lambda: (r := stack.audio_records(session_id)) and max(x["seq"] for x in r) > before + 10
+                         and r, 15, "the new audio in Kinesis")
+    assert [r["seq"] for r in records if r["seq"] > before][:3] == [before + 1, before + 2, before + 3]
+
+    speaker.click("#end")
+    speaker.click("#end-yes")
+    see(listener, "#status", "Ended")
+    speaker.reload()
+    sign_in(speaker, stack, "alice")
+    page_shows_create = speaker.wait_for_selector("#create-section", state="visible")
+    assert page_shows_create, "an ended session is not offered again"
+
+
+def test_the_session_id_field_reads_what_phones_type_and_explains_a_bad_one(console_stack, contexts):
+    stack = console_stack
+    speaker, listener = contexts(), contexts()
+    session_id = create_session(speaker, stack, access="public")
+    listener.goto(stack["consoleUrl"] + "listener.html")
+
+    listener.fill("#session-input", "ocean-lantern")
+    listener.click("#join")
+    see(listener, "#notice", "A session ID has three parts: two words and a three-digit number joined by hyphens, "
+                             "like golden-eagle-427.")
+    assert listener.get_attribute("#session-input", "aria-invalid") == "true"
+    focused(listener, "session-input")
+    listener.fill("#session-input", "ocean-lantern-61")
+    listener.press("#session-input", "Enter")
+    see(listener, "#notice", re.compile("^A session ID ends in three digits"))
+
+    # As a phone types it: a capital first letter, a space after the autocomplete.
+    words = session_id.split("-")
+    listener.fill("#session-input", f" {words[0].capitalize()}-{words[1].capitalize()}-{words[2]} ")
+    listener.click("#join")
+    see(listener, "#status", "Waiting for the speaker")
+    assert listener.input_value("#session-input") == session_id
+    assert listener.get_attribute("#session-input", "aria-invalid") is None
+    see(listener, "#session-id", session_id)
+
+
+def test_leave_clears_the_page_and_no_audio_in_a_language_is_said(console_stack, contexts):
+    stack = console_stack
+    speaker, listener = contexts(), contexts()
+    session_id = create_session(speaker, stack, access="public")
+    go_live(speaker)
+    listener.goto(f"{stack['consoleUrl']}listener.html?session={session_id}")
+    # Names, not codes, in the picker.
+    options = listener.eval_on_selector_all("#language option", "options => options.map(o => o.textContent)")
+    assert options[0] == "The speaker's own (original)" and "German (de)" in options and "Japanese (ja)" in options
+    see(listener, "#status", "Live")
+    see(listener, "#latency", re.compile(r"^\d+ ms$"))
+
+    # Nobody translates into German here: within seconds the page says so, instead of playing silence.
+    listener.select_option("#language", "de")
+    see(listener, "#hearing", "German (de)")
+    see(listener, "#notice", "No audio is arriving in German (de): the speaker is live, but this session may not be "
+                             "translated into it. Choose another language, or the original.", timeout=10_000)
+    see(listener, "#latency", "-")
+    see(speaker, "#listener-count", "1 (German 1)")
+    listener.select_option("#language", "")
+    see(listener, "#hearing", "The speaker's own language")
+    see(listener, "#latency", re.compile(r"^\d+ ms$"))
+    see(listener, "#notice", f"Listening to {session_id}.")
+
+    listener.click("#leave")
+    see(listener, "#notice", "You left the session.")
+    focused(listener, "session-input")
+    assert not listener.is_visible("#live-section")
+    for fact in ("status", "listener-count", "hearing", "latency"):
+        assert listener.inner_text(f"#{fact}") == "-", fact
+    assert listener.inner_text("#connection") == "not connected"
+    see(speaker, "#listener-count", "0")
+
+
+def test_every_control_is_a_44_px_touch_target(console_stack, contexts):
+    stack = console_stack
+    speaker, listener = contexts(), contexts()
+    create_session(speaker, stack)
+    listener.goto(stack["consoleUrl"] + "listener.html")
+    listener.click("#sign-in-summary")
+    for page in (speaker, listener):
+        small = page.evaluate("""() => [...document.querySelectorAll('button, input, select, summary')]
+            .filter(e => e.offsetParent !== null)
+            .map(e => ({id: e.id || e.tagName, box: e.getBoundingClientRect()}))
+            .filter(({box}) => box.height < 44 || box.width < 44)
+            .map(({id, box}) => `${id} ${Math.round(box.width)}x${Math.round(box.height)}`)""")
+        assert small == [], page.url
+
+
+def test_a_refused_join_is_explained(console_stack, browser):
+    stack = console_stack
+    anonymous, signed_in = browser.new_context(), browser.new_context()
+    try:
+        # Anonymous: the handshake's refusal has no readable reason, so the page lists the three.
+        page = anonymous.new_page()
+        page.goto(stack["consoleUrl"] + "listener.html?session=silent-owl-999")
+        see(page, "#notice", "Session silent-owl-999 refused the join: it does not exist, has ended, or is "
+                             "full, or it needs its speaker's listener link (with its key). Sign in to find out "
+                             "which.")
+        focused(page, "session-input")
+
+        # Signed in: the page reads the session and says which.
+        page = signed_in.new_page()
+        page.goto(stack["consoleUrl"] + "listener.html")
+        page.click("#sign-in-summary")
+        sign_in(page, stack, "bob")
+        see(page, "#sign-in-summary", f"Signed in as {stack.user('bob')['username']}")
+
+        def join(session_id: str) -> None:
+            page.fill("#session-input", session_id)
+            page.click("#join")
+
+        join("silent-owl-999")
+        see(page, "#notice", "There is no session silent-owl-999: check the ID (sessions expire).")
+
+        made = httpx.post(f"{stack.url}/sessions", headers=stack.auth("alice"), json={"sourceLanguage": "en"}).json()
+        created = made["sessionId"]
+        crowd = [anonymous.new_page() for _ in range(MAX_LISTENERS)]
+        for n, other in enumerate(crowd, 1):
+            other.goto(f"{stack['consoleUrl']}listener.html?session={created}&key={made['joinKey']}")
+            see(other, "#listener-count", re.compile(rf"^{n}\b"))
+        join(created)
+        see(page, "#notice", f"Session {created} is full: it has {MAX_LISTENERS} listeners, the most it admits.")
+
+        assert httpx.delete(f"{stack.url}/sessions/{created}", headers=stack.auth("alice")).status_code == 204
+        see(crowd[0], "#status", "Ended")
+        join(created)
+        see(page, "#notice", f"Session {created} has ended.")
+    finally:
+        anonymous.close()
+        signed_in.close()

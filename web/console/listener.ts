@@ -207,7 +207,7 @@ function watchAudio(): void {
   if (Date.now() - since < NO_AUDIO_AFTER_MS) return;
   noAudioShown = true;
   text("latency", "-");
-  const language = live.targetLanguage && picker.value !== ORIGINAL ? languageName(picker.value) : "the original";
+  const language = picker.value !== ORIGINAL ? languageName(picker.value) : "the speaker's own language";
   notice(`No audio is arriving in ${language}: the speaker is live, but this session may not be translated ` +
     "into it. Choose another language, or the original.", "error");
 }
