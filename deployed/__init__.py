@@ -104,6 +104,7 @@ def stack_info(stack_name: str, outputs: dict[str, str], users: list[dict]) -> d
         "tableName": outputs["SessionsTableName"],
         "audioStreamName": outputs["AudioStreamName"],
         "dashboardUrl": outputs.get("DashboardUrl"),
+        "outputs": dict(outputs),
         "users": users,
         "deployed": True,
     }

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -35,6 +36,12 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number (0 picks a free one)")
     return port
+
+
+def _language(text: str) -> str:
+    if not re.fullmatch(r"[a-z]{2}", text):
+        raise argparse.ArgumentTypeError("--stand-in-pipeline takes a two-letter language code, e.g. es")
+    return text
 
 
 def _env_port(name: str, default: int) -> str:
@@ -86,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "0 = any free port)")
     dev.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY,
                      help=f"workers per function at most (default {DEFAULT_MAX_CONCURRENCY})")
+    dev.add_argument("--stand-in-pipeline", metavar="LANG", type=_language, default=None,
+                     help="feed the speaker's audio back as the translated audio of LANG (e.g. es), through the "
+                          "translated-audio input: a stand-in for the pipeline, NOT a translation; off by default")
     dev.add_argument("--no-iam", dest="iam", action="store_false",
                      help="let every function call anything (default: each is held to its IAM role, as on AWS)")
     dev.add_argument("--no-transaction-conflicts", dest="transaction_conflicts", action="store_false",
@@ -121,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 ws_port=args.ws_port, ws_idle_timeout=args.ws_idle_timeout, ws_max_lifetime=args.ws_max_lifetime,
                 ws_post_latency=args.ws_post_latency_ms / 1000, aws_port=args.aws_port, region=args.region,
                 parameter_overrides=_overrides(args.parameter_overrides), max_concurrency=args.max_concurrency,
-                iam=args.iam, transaction_conflicts=args.transaction_conflicts, console_port=args.console_port)))
+                iam=args.iam, transaction_conflicts=args.transaction_conflicts, console_port=args.console_port,
+                stand_in_pipeline=args.stand_in_pipeline)))
         if args.command == "token":
             return run_token(args.state_dir, args.user, args.access)
         return asyncio.run(run_invoke(args))

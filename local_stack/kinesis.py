@@ -93,12 +93,20 @@ def _get_att(value: Any) -> tuple[str, str] | None:
     return resource, attribute
 
 
-def required_permissions(mapping: KinesisMapping, stream_arn: str, consumer_arn: str | None) -> list[tuple[str, str]]:
+def required_permissions(stream_arn: str, consumer_arn: str | None) -> list[tuple[str, str]]:
     """The (action, resource) pairs the function's role must allow for Lambda to run the mapping."""
     needed = [(action, stream_arn) for action in STREAM_READS]
     if consumer_arn:
         needed += [(action, consumer_arn) for action in CONSUMER_READS]
     return needed
+
+
+def refusal(role: Any, stream_arn: str, consumer_arn: str | None) -> str | None:
+    """Why Lambda would refuse to create the mapping for a function with this role (iam.Role), or None."""
+    for action, resource in required_permissions(stream_arn, consumer_arn):
+        if not role.allows(action, resource):
+            return role.denial(action, resource)
+    return None
 
 
 class KinesisPoller:

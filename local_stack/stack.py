@@ -28,7 +28,8 @@ from .http_api import HttpGateway
 from .jwt_authorizer import JwtVerifier
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
 from .moto_server import moto_version_problem
-from .kinesis import KinesisPoller, kinesis_mappings, required_permissions
+from .kinesis import KinesisPoller, kinesis_mappings, refusal
+from .stand_in import StandInPipeline
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError
 from .ws_api import IDLE_TIMEOUT, MAX_LIFETIME, WebSocketGateway, websocket_apis
@@ -60,6 +61,8 @@ class StackConfig:
     iam: bool = True
     transaction_conflicts: bool = True
     console_port: int = 3002
+    # A language the speaker's audio is fed back as, through the translated-audio input (stand_in.py); None: off.
+    stand_in_pipeline: str | None = None
 
 
 # ------------------------------------------------------------------ stack.json
@@ -208,16 +211,25 @@ class LocalStack:
             stream_arn = physical[mapping.stream].attrs["Arn"]
             consumer_arn = physical[mapping.consumer].attrs["ConsumerARN"] if mapping.consumer else None
             role = self.proxy.iam.roles.get(mapping.function) if self.proxy.iam else None
-            if role is not None and self.config.iam:
-                for action, resource in required_permissions(mapping, stream_arn, consumer_arn):
-                    if not role.allows(action, resource):
-                        raise StackError(f"{mapping.name}: {role.denial(action, resource)}")
+            denial = refusal(role, stream_arn, consumer_arn) if role is not None and self.config.iam else None
+            if denial:
+                raise StackError(f"{mapping.name}: {denial}")
             poller = KinesisPoller(mapping, stream_arn, kinesis_client, self.runtime, self.config.region)
             self._exit.push_async_callback(poller.stop)
             await poller.start()
             pollers.append(poller)
         self.kinesis_pollers = pollers
-        self.proxy.on_kinesis_put = lambda: [poller.wake() for poller in pollers] and None
+        readers = list(pollers)
+        if self.config.stand_in_pipeline:
+            try:
+                stand_in = StandInPipeline(self.config.stand_in_pipeline, self.outputs(), kinesis_client,
+                                           self.config.region, written=lambda: [p.wake() for p in pollers] and None)
+            except ValueError as exc:
+                raise StackError(str(exc)) from None
+            self._exit.push_async_callback(stand_in.stop)
+            await stand_in.start()
+            readers.append(stand_in)
+        self.proxy.on_kinesis_put = lambda: [reader.wake() for reader in readers] and None
 
     async def stop(self) -> None:
         if self._stack_file_written:
@@ -340,6 +352,8 @@ class LocalStack:
             "consoleUrl": self.console.url if self.console and self.console.port else None,
             "audioStreamName": next(iter(p.streams.values()), None),
             "streams": dict(p.streams),
+            "outputs": self.outputs(),
+            "standInPipeline": self.config.stand_in_pipeline,
             "stateMachines": dict(p.state_machines),
             "functions": sorted(self.runtime.pools),
             "logsDir": str(self.state_dir / "logs"),
@@ -367,6 +381,9 @@ class LocalStack:
         if info["users"]:
             lines.append(f"  Token     python -m local_stack token {info['users'][0]['name']} "
                          f"--state-dir {self.config.state_dir}")
+        if self.config.stand_in_pipeline:
+            lines.append(f"  Pipeline  STAND-IN: the speaker's audio fed back as {self.config.stand_in_pipeline!r}, "
+                         "NOT a translation (--stand-in-pipeline)")
         lines.append(f"  State     {stack_file(self.config.state_dir)}, logs in {self.config.state_dir / 'logs'}/")
         lines.append("Ctrl-C to stop.")
         return "\n".join(lines)

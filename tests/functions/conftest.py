@@ -11,6 +11,7 @@ from tests.support.management_api import FakeManagementApi
 
 TABLE = "sessions-test"
 STREAM = "audio-test"
+TRANSLATED_STREAM_ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/translated-audio-test"
 
 
 @pytest.fixture
@@ -67,6 +68,7 @@ def table(aws_endpoint, management_api, cognito):
             "AWS_ENDPOINT_URL": aws_endpoint,
             "TABLE_NAME": TABLE,
             "AUDIO_STREAM_NAME": STREAM,
+            "TRANSLATED_AUDIO_STREAM_ARN": TRANSLATED_STREAM_ARN,
             "WEBSOCKET_MANAGEMENT_URL": management_api.url,
             "MAX_LISTENERS_PER_SESSION": "3",
             # Many tests create sessions as one user; the cap has its own tests (test_private_sessions.py).
@@ -81,8 +83,13 @@ def table(aws_endpoint, management_api, cognito):
         ddb.create_table(
             TableName=TABLE,
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
+                                  {"AttributeName": "sk", "AttributeType": "S"},
+                                  {"AttributeName": "listening", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[{"IndexName": "ListenersByLanguage",
+                                     "KeySchema": [{"AttributeName": "listening", "KeyType": "HASH"}],
+                                     "Projection": {"ProjectionType": "INCLUDE",
+                                                    "NonKeyAttributes": ["connectionId", "role", "connectedAt", "dialect"]}}],
             BillingMode="PAY_PER_REQUEST",
         )
         kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint)

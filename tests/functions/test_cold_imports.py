@@ -47,7 +47,7 @@ def test_functions_without_aws_calls_do_not_load_botocore_for_their_trace(folder
 
 
 # They read no session (their conditional writes check it), so they need no Session model.
-@pytest.mark.parametrize("folder", ["ws_connect", "ws_disconnect", "status_broadcast", "teardown_worker",
+@pytest.mark.parametrize("folder", ["ws_connect", "ws_disconnect", "status_broadcast", "audio_fanout", "teardown_worker",
                                     "teardown_finish"])
 def test_functions_that_only_write_start_without_pydantic(folder):
     result = loaded_by(folder)

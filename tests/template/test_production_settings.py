@@ -184,7 +184,8 @@ def test_no_function_uses_a_sam_stream_event_whose_managed_policy_reads_every_st
 def test_the_status_broadcast_reads_the_table_stream_through_an_explicit_mapping(template):
     mappings = {name: res["Properties"] for name, res in template["Resources"].items()
                 if res["Type"] == "AWS::Lambda::EventSourceMapping"}
-    assert list(mappings) == ["StatusBroadcastEventSourceMapping"]
+    assert sorted(mappings) == ["AudioFanoutEventSourceMapping", "StatusBroadcastEventSourceMapping",
+                                "TranslatedAudioFanoutEventSourceMapping"]
     mapping = mappings["StatusBroadcastEventSourceMapping"]
     assert mapping["FunctionName"] == ref("StatusBroadcastFunction")
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["SessionsTable", "StreamArn"]}
@@ -194,6 +195,20 @@ def test_the_status_broadcast_reads_the_table_stream_through_an_explicit_mapping
     assert 1 <= mapping["ParallelizationFactor"] <= 10
     (pattern,) = mapping["FilterCriteria"]["Filters"]
     assert json.loads(pattern["Pattern"])["eventName"] == ["MODIFY"]
+
+
+@pytest.mark.parametrize("name, consumer, stream", [
+    ("AudioFanoutEventSourceMapping", "AudioFanoutConsumer", "AudioStream"),
+    ("TranslatedAudioFanoutEventSourceMapping", "TranslatedAudioFanoutConsumer", "TranslatedAudioStream")])
+def test_the_audio_fanout_reads_each_audio_stream_through_an_enhanced_fanout_consumer(template, name, consumer, stream):
+    mapping = template["Resources"][name]["Properties"]
+    assert mapping["FunctionName"] == ref("AudioFanoutFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [consumer, "ConsumerARN"]}
+    assert template["Resources"][consumer]["Properties"]["StreamARN"] == {"Fn::GetAtt": [stream, "Arn"]}
+    # Audio is worth delivering at once or not at all: no batching window, no retries of stale audio.
+    assert mapping["MaximumBatchingWindowInSeconds"] == 0
+    assert mapping["MaximumRecordAgeInSeconds"] == 60 and mapping["MaximumRetryAttempts"] <= 2
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 # ------------------------------------------------------ listener cap vs timeout

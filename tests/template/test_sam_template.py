@@ -62,6 +62,16 @@ EXPECTED_GRANTS = {
     | {(f"dynamodb:{action}", resource({"Fn::GetAtt": ["SessionsTable", "StreamArn"]}))
        for action in ("DescribeStream", "GetRecords", "GetShardIterator")}
     | {("dynamodb:ListStreams", resource({"Fn::Sub": "${SessionsTable.Arn}/stream/*"}))},
+    # Listeners of one language from the index; gone listeners dropped as the status broadcast does; its two
+    # mappings read the audio streams through their enhanced fan-out consumers, no other stream.
+    "AudioFanoutFunction": on_table("GetItem", "Query", "UpdateItem", "DeleteItem") | {connections("POST")}
+    | {("dynamodb:Query", resource({"Fn::Sub": "${SessionsTable.Arn}/index/ListenersByLanguage"}))}
+    | {(f"kinesis:{action}", resource({"Fn::GetAtt": [consumer, "ConsumerARN"]}))
+       for action in ("SubscribeToShard", "DescribeStreamConsumer")
+       for consumer in ("AudioFanoutConsumer", "TranslatedAudioFanoutConsumer")}
+    | {(f"kinesis:{action}", resource({"Fn::GetAtt": [stream, "Arn"]}))
+       for action in ("DescribeStream", "DescribeStreamSummary", "GetRecords", "GetShardIterator", "ListShards")
+       for stream in ("AudioStream", "TranslatedAudioStream")},
     "TeardownWorkerFunction": on_table("DeleteItem", "UpdateItem") | {connections("POST"), connections("DELETE")},
     "TeardownFinishFunction": on_table("UpdateItem"),
     # Ends forgotten sessions and starts their teardown; asks whether a socket is still there.
@@ -89,7 +99,7 @@ def test_the_permission_table_covers_every_function(functions):
 
 # Per audio frame, a trace would cost more than the frame's compute (docs/performance.md): sendAudio is traced
 # only when its caller's trace is sampled (PassThrough), which API Gateway WebSocket requests never are.
-PASS_THROUGH_TRACING = {"WsSendAudioFunction"}
+PASS_THROUGH_TRACING = {"WsSendAudioFunction", "AudioFanoutFunction"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_GRANTS))

@@ -1,0 +1,113 @@
+"""Which functions the local stack feeds from a Kinesis stream (or an enhanced fan-out consumer of one), read
+from the template's AWS::Lambda::EventSourceMapping resources; the role check Lambda makes when it creates one;
+batches retried from the earliest failed record, stale ones dropped."""
+
+import asyncio
+import time
+from pathlib import Path
+from textwrap import dedent, indent
+
+from local_stack.iam import Role, Statement
+from local_stack.kinesis import KinesisMapping, KinesisPoller, kinesis_mappings, refusal
+from local_stack.template import Template, load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAD = """
+Resources:
+  Stream:
+    Type: AWS::Kinesis::Stream
+    Properties: {ShardCount: 1}
+  Consumer:
+    Type: AWS::Kinesis::StreamConsumer
+    Properties: {StreamARN: !GetAtt Stream.Arn, ConsumerName: c}
+  Reader:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: src, Handler: app.handler, Runtime: python3.13}
+"""
+
+
+def mappings(resources: str) -> list[KinesisMapping]:
+    return kinesis_mappings(Template(load_yaml(dedent(HEAD) + indent(dedent(resources), "  ")), Path("/project")))
+
+
+def test_the_project_templates_audio_fanout_reads_both_audio_streams_through_their_consumers():
+    found = {m.name: m for m in kinesis_mappings(Template.load(ROOT / "template.yaml"))}
+    assert {(m.function, m.stream, m.consumer) for m in found.values()} == {
+        ("AudioFanoutFunction", "AudioStream", "AudioFanoutConsumer"),
+        ("AudioFanoutFunction", "TranslatedAudioStream", "TranslatedAudioFanoutConsumer")}
+    for mapping in found.values():
+        assert (mapping.batch_size, mapping.batching_window, mapping.parallelization) == (100, 0.0, 10)
+        assert (mapping.max_retries, mapping.max_record_age, mapping.report_item_failures) == (2, 60.0, True)
+
+
+def test_a_mapping_reads_a_stream_directly_or_through_a_consumer_and_ignores_other_sources():
+    direct, through = mappings("""
+      Direct:
+        Type: AWS::Lambda::EventSourceMapping
+        Properties: {FunctionName: !Ref Reader, EventSourceArn: !GetAtt Stream.Arn, StartingPosition: TRIM_HORIZON,
+                     BatchSize: 7, MaximumBatchingWindowInSeconds: 2}
+      Through:
+        Type: AWS::Lambda::EventSourceMapping
+        Properties: {FunctionName: !Ref Reader, EventSourceArn: !GetAtt Consumer.ConsumerARN}
+      Table:
+        Type: AWS::Lambda::EventSourceMapping
+        Properties: {FunctionName: !Ref Reader, EventSourceArn: !GetAtt Other.StreamArn}
+    """)
+    assert direct == KinesisMapping(name="Direct", function="Reader", stream="Stream", batch_size=7,
+                                    batching_window=2.0, starting_position="TRIM_HORIZON")
+    assert (through.stream, through.consumer, through.starting_position) == ("Stream", "Consumer", "LATEST")
+
+
+STREAM = "arn:aws:kinesis:eu-west-1:123456789012:stream/s"
+CONSUMER = f"{STREAM}/consumer/c:1"
+READS = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator",
+         "kinesis:ListShards"]
+
+
+def role(*statements: dict) -> Role:
+    return Role("Reader", "local-Reader", "local-ReaderRole", tuple(Statement.parse(s, "test") for s in statements))
+
+
+def test_a_consumer_mapping_needs_the_consumer_and_the_stream_reads_on_those_resources():
+    allowed = role({"Effect": "Allow", "Action": READS, "Resource": STREAM},
+                   {"Effect": "Allow", "Action": ["kinesis:SubscribeToShard", "kinesis:DescribeStreamConsumer"],
+                    "Resource": CONSUMER})
+    assert refusal(allowed, STREAM, CONSUMER) is None
+    no_consumer = role({"Effect": "Allow", "Action": READS, "Resource": STREAM})
+    assert "kinesis:SubscribeToShard" in refusal(no_consumer, STREAM, CONSUMER)
+    other_stream = role({"Effect": "Allow", "Action": READS, "Resource": f"{STREAM}-other"})
+    assert "kinesis:DescribeStream" in refusal(other_stream, STREAM, None)
+
+
+class Recorder:
+    """An invoker that records batches and answers the failures it is given, once each."""
+
+    def __init__(self, failures: list[str] | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.failures = list(failures or [])
+
+    async def invoke(self, function, event, request_id=None):
+        self.batches.append([r["kinesis"]["sequenceNumber"] for r in event["Records"]])
+        failed = self.failures.pop(0) if self.failures else None
+        return {"batchItemFailures": [{"itemIdentifier": failed}] if failed else []}
+
+
+def record(sequence: str, key: str = "k", age: float = 0.0) -> dict:
+    return {"kinesis": {"sequenceNumber": sequence, "partitionKey": key,
+                        "approximateArrivalTimestamp": time.time() - age}}
+
+
+def test_a_reported_failure_retries_the_batch_from_that_record():
+    recorder = Recorder(failures=["2"])
+    poller = KinesisPoller(KinesisMapping(name="M", function="Reader", stream="Stream", report_item_failures=True),
+                           STREAM, None, recorder, "eu-west-1")
+    asyncio.run(poller._deliver([record("1"), record("2"), record("3")]))
+    assert recorder.batches == [["1", "2", "3"], ["2", "3"]]
+
+
+def test_a_failed_batch_older_than_the_maximum_record_age_is_not_retried():
+    recorder = Recorder(failures=["1"])
+    poller = KinesisPoller(KinesisMapping(name="M", function="Reader", stream="Stream", report_item_failures=True,
+                                          max_record_age=60), STREAM, None, recorder, "eu-west-1")
+    asyncio.run(poller._deliver([record("1", age=61)]))
+    assert recorder.batches == [["1"]]
