@@ -7,8 +7,6 @@ every test here fails with one line saying what to run: never a silent skip.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,12 +14,12 @@ import pytest
 from local_stack.console import CONSOLE_DIR
 from local_stack.launcher import LaunchError, running_stack
 from tests.e2e.conftest import LocalStackHandle
-from tests.support.mouth_to_ear import chromium_args, write_bursts
+from tests.support.mouth_to_ear import chromium_args, find_chromium, write_bursts
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = "no Chromium found: install one with `apt-get install -y chromium` (as root), or set CHROMIUM_PATH"
 # Two listeners per session (the source language's and a translation's), so a third join is refused as "full".
 MAX_LISTENERS = 2
+STAND_IN_LANGUAGE = "es"
 
 
 def pytest_collection_modifyitems(items):
@@ -29,13 +27,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.e2e)
-
-
-def find_chromium() -> str | None:
-    configured = os.environ.get("CHROMIUM_PATH")
-    if configured:
-        return configured if os.access(configured, os.X_OK) else None
-    return next((path for path in map(shutil.which, BROWSERS) if path), None)
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +44,9 @@ def console_stack(tmp_path_factory, chromium_path) -> LocalStackHandle:
     state_dir = tmp_path_factory.mktemp("console-stack")
     try:
         # alice creates a session in most tests and ends few: the per-user cap is tested elsewhere.
-        with running_stack(state_dir, "--parameter-overrides", f"MaxListenersPerSession={MAX_LISTENERS}",
-                           "MaxLiveSessionsPerUser=1000") as (info, process):
+        # The stand-in pipeline feeds the speaker's audio back as Spanish: a second language to hear.
+        with running_stack(state_dir, "--stand-in-pipeline", STAND_IN_LANGUAGE, "--parameter-overrides",
+                           f"MaxListenersPerSession={MAX_LISTENERS}", "MaxLiveSessionsPerUser=1000") as (info, process):
             yield LocalStackHandle(info, state_dir, process)
     except LaunchError as exc:
         pytest.fail(str(exc))

@@ -26,6 +26,7 @@ from .conftest import MAX_LISTENERS
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCREENSHOTS = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else Path(tempfile.gettempdir()) / "console-screenshots"
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz 16-bit mono
+LOADED = 60_000  # ms: a state change behind a speaker's queued audio on a loaded machine
 SAMPLE_RATE = 16_000
 
 
@@ -415,3 +416,43 @@ def test_a_refused_join_is_explained(console_stack, browser):
     finally:
         anonymous.close()
         signed_in.close()
+
+
+def test_two_listeners_hear_the_tone_in_the_source_language_and_the_stand_in_translation(console_stack, contexts):
+    """The stack's stand-in pipeline feeds the floor audio back as Spanish: not a translation, but the whole path."""
+    stack = console_stack
+    speaker = contexts(SPEAKER_TAP)
+    original, spanish = contexts(LISTENER_TAP), contexts(LISTENER_TAP)
+    session_id = create_session(speaker, stack, "en", access="public")
+    go_live(speaker)
+    original.goto(f"{stack['consoleUrl']}listener.html?session={session_id}")
+    spanish.goto(f"{stack['consoleUrl']}listener.html?session={session_id}&lang=es")
+    see(spanish, "#hearing", "Spanish (es)")
+    for page in (original, spanish):
+        see(page, "#status", "Live", LOADED)
+    see(speaker, "#listener-count", "2 (English 1, Spanish 1)")
+    see(speaker, "#announcer", re.compile(r"Listeners: 2 \(English 1, Spanish 1\)"))
+    for page in (original, spanish):
+        hears_the_tone(speaker, page)
+
+    # The local gateway handles a connection's messages one at a time: on a loaded machine the speaker's audio
+    # queues ahead of its controls, so they get a minute here (the states' own timing: tests/e2e).
+    speaker.click("#pause")
+    see(speaker, "#status", "Paused", LOADED)
+    for page in (original, spanish):
+        see(page, "#status", "Paused", LOADED)
+    speaker.click("#resume")
+    speaker.click("#mute")
+    for page in (original, spanish):
+        see(page, "#status", "Muted", LOADED)
+    speaker.click("#mute")
+    for page in (original, spanish):
+        see(page, "#status", "Live", LOADED)
+
+    speaker.close()  # the tab closes: the speaker is gone, the session is not
+    for page in (original, spanish):
+        see(page, "#status", "Speaker disconnected", LOADED)
+    assert httpx.delete(f"{stack.url}/sessions/{session_id}", headers=stack.auth("alice")).status_code == 204
+    for page in (original, spanish):
+        see(page, "#status", "Ended", LOADED)
+        see(page, "#notice", "The session has ended.")

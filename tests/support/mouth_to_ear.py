@@ -13,14 +13,18 @@ both sides. Both pages' times are `performance.timeOrigin + performance.now()`: 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import struct
 import wave
 from pathlib import Path
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
 TONE_HZ = 440.0
 WAV_RATE = 48_000
-BURST_S = 0.5  # tone, then as much silence: an onset every second
-PERIOD_S = 1.0
+BURST_S = 0.5  # tone, then silence: an onset every PERIOD_S (longer than any delay, so pairs are unambiguous)
+PERIOD_S = 2.0
 LOUD = 0.05  # |sample| above this is tone (silence is exact zeros; the tone's amplitude is 0.5)
 QUIET_S = 0.2  # an onset is a loud sample after at least this much quiet
 
@@ -45,6 +49,14 @@ def write_bursts(path: Path, seconds: float = 10.0) -> None:
         wav.setsampwidth(2)
         wav.setframerate(WAV_RATE)
         wav.writeframes(bytes(frames))
+
+
+def find_chromium() -> str | None:
+    """The machine's Chromium, or the one CHROMIUM_PATH names (Playwright downloads none here)."""
+    configured = os.environ.get("CHROMIUM_PATH")
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
 
 
 def chromium_args(wav: Path) -> list[str]:

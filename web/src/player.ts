@@ -12,7 +12,7 @@
 import { SAMPLE_RATE } from "./audio.js";
 
 export const DEFAULT_TARGET_DELAY = 0.08;
-export const DEFAULT_MAX_DELAY = 0.4;
+export const DEFAULT_MAX_DELAY = 0.25;
 
 export interface JitterBufferOptions {
   /** Seconds scheduled ahead of the clock when playback (re)starts. */
