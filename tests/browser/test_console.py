@@ -101,7 +101,7 @@ def ear(page) -> dict:
 
 def hears_the_tone(speaker, listener, bursts: int = 2) -> list[float]:
     """Waits until the listener page has played `bursts` onsets of the tone; returns their mouth-to-ear delays."""
-    eventually(lambda: len(ear(listener)["onsets"]) >= bursts, 30, f"{bursts} bursts played by the listener page")
+    eventually(lambda: len(ear(listener)["onsets"]) >= bursts, LOADED / 1000, f"{bursts} bursts played by the listener page")
     pitches = ear(listener)["pitches"]
     assert pitches and all(abs(p - TONE_HZ) < TONE_HZ * 0.05 for p in pitches), pitches
     delays = pair(speaker.evaluate("window.__mouth"), ear(listener)["onsets"])
@@ -262,7 +262,7 @@ def test_a_half_open_link_is_noticed_in_seconds_and_the_notice_says_offline(cons
     speaker.context.set_offline(False)
     see(speaker, "#connection", "connected", timeout=30_000)
     see(speaker, "#notice", "Live: the microphone is streaming.")
-    eventually(lambda: chunks_confirmed(speaker) >= stuck + 10, 20, "the kept audio and more confirmed")
+    eventually(lambda: chunks_confirmed(speaker) >= stuck + 10, LOADED / 1000, "the kept audio and more confirmed")
 
 
 def test_a_reload_gets_the_speaker_back_to_the_session(console_stack, contexts):
