@@ -1,7 +1,8 @@
 """Mouth to ear: from the speaker's microphone to the listener's loudspeaker, through the console pages in
 headless Chromium (the machine's; CHROMIUM_PATH names another), the local stack between them.
 
-The fake microphone plays a 440 Hz burst every two seconds (tests/support/mouth_to_ear.py). The speaker page
+The fake microphone plays a burst every two seconds, each of its own pitch (tests/support/mouth_to_ear.py), so
+a burst heard is paired with the one spoken even when the delay exceeds the time between bursts. The speaker page
 (signed in, a public session, live) and the listener page (joined by the ID, the original language) run in
 one browser, so both taps read one clock: each burst's onset as the speaker page captures it, and as the
 listener page's Web Audio output plays it. That delay is the figure, over SECONDS of bursts after WARMUP.

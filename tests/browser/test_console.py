@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import eventually
-from tests.support.mouth_to_ear import LISTENER_TAP, SPEAKER_TAP, TONE_HZ, pair
+from tests.support.mouth_to_ear import LISTENER_TAP, SPEAKER_TAP, TONES_HZ, pair, tone_of
 
 from .conftest import MAX_LISTENERS
 
@@ -30,17 +30,16 @@ LOADED = 60_000  # ms: a state change behind a speaker's queued audio on a loade
 SAMPLE_RATE = 16_000
 
 
-def loud_pitch(chunks: list[bytes]) -> float:
-    """The pitch (zero crossings) of the chunks that are all tone: the bursts' silence and edges left out."""
-    crossings = samples = 0
+def loud_pitches(chunks: list[bytes]) -> list[float]:
+    """The pitch (zero crossings) of each chunk that is all tone: the bursts' silence and edges left out."""
+    pitches = []
     for chunk in chunks:
         values = struct.unpack(f"<{len(chunk) // 2}h", chunk)
         if min(max(abs(v) for v in values[i:i + 160]) for i in range(0, len(values), 160)) < 1000:
             continue  # a 10 ms stretch without tone
-        crossings += sum(1 for a, b in itertools.pairwise(values) if (a < 0) != (b < 0))
-        samples += len(values)
-    assert samples, "no chunk is all tone"
-    return crossings / 2 / (samples / SAMPLE_RATE)
+        crossings = sum(1 for a, b in itertools.pairwise(values) if (a < 0) != (b < 0))
+        pitches.append(crossings / 2 / (len(values) / SAMPLE_RATE))
+    return pitches
 
 
 def sign_in(page, stack, name: str) -> None:
@@ -103,7 +102,7 @@ def hears_the_tone(speaker, listener, bursts: int = 2) -> list[float]:
     """Waits until the listener page has played `bursts` onsets of the tone; returns their mouth-to-ear delays."""
     eventually(lambda: len(ear(listener)["onsets"]) >= bursts, LOADED / 1000, f"{bursts} bursts played by the listener page")
     pitches = ear(listener)["pitches"]
-    assert pitches and all(abs(p - TONE_HZ) < TONE_HZ * 0.05 for p in pitches), pitches
+    assert pitches and all(tone_of(p) for p in pitches), pitches
     delays = pair(speaker.evaluate("window.__mouth"), ear(listener)["onsets"])
     assert delays, "the bursts played are the ones the microphone sent"
     return delays
@@ -201,14 +200,16 @@ def test_a_listener_hears_the_speaker_and_follows_every_state_until_the_end(cons
     sent = chunks_confirmed(speaker)
     records = eventually(lambda: (r := stack.audio_records(session_id)) and len(r) >= sent and r, 15,
                          "every chunk in Kinesis")
-    assert [r["seq"] for r in records] == list(range(len(records))), "every chunk once, in order, no gap"
+    # At least once, in order, no gap (a connection replaced on a loaded machine sends its unconfirmed chunks again).
+    assert list(dict.fromkeys(r["seq"] for r in records)) == list(range(len({r["seq"] for r in records})))
     assert {(r["sourceLanguage"], r["qualityTier"], r["partitionKey"]) for r in records} == {
         ("fr", "premium", session_id)}
     audio = [base64.b64decode(r["audio"]) for r in records]
     assert {len(chunk) for chunk in audio} == {CHUNK_BYTES}
-    # The 48 kHz tone comes back at its pitch only if the wire is 16 kHz, 16-bit, little-endian, mono.
-    pitch = loud_pitch(audio)
-    assert abs(pitch - TONE_HZ) < TONE_HZ * 0.03, f"{pitch:.0f} Hz"
+    # The 48 kHz tones come back at their pitches only if the wire is 16 kHz, 16-bit, little-endian, mono.
+    pitches = loud_pitches(audio)
+    assert pitches and all(tone_of(p) for p in pitches), [round(p) for p in pitches]
+    assert {tone_of(p) for p in pitches} == set(TONES_HZ)
 
     # And a way to start again.
     speaker.click("#new-session")
@@ -257,7 +258,7 @@ def test_a_half_open_link_is_noticed_in_seconds_and_the_notice_says_offline(cons
     speaker.context.set_offline(True)
     see(speaker, "#notice", "Offline: this device has no network. The audio is kept and sent once the connection "
                             "is back.", timeout=5_000)
-    see(speaker, "#connection", "reconnecting", timeout=12_000)  # ackTimeout 5 s after a heartbeat, 1 s apart
+    see(speaker, "#connection", "reconnecting", timeout=15_000)  # ackTimeout 8 s after a heartbeat, 1 s apart
     stuck = chunks_confirmed(speaker)
     speaker.context.set_offline(False)
     see(speaker, "#connection", "connected", timeout=30_000)

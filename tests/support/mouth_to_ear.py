@@ -21,10 +21,14 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
-TONE_HZ = 440.0
+# Each burst has its own pitch, so a burst heard is paired with the burst spoken even when the delay is longer
+# than the time between bursts (a loaded machine): pairs are unambiguous up to a whole loop of the file.
+TONES_HZ = (440.0, 554.0, 659.0, 784.0, 880.0)
 WAV_RATE = 48_000
-BURST_S = 0.5  # tone, then silence: an onset every PERIOD_S (longer than any delay, so pairs are unambiguous)
+BURST_S = 0.5  # tone, then silence: an onset every PERIOD_S
 PERIOD_S = 2.0
+LOOP_S = PERIOD_S * len(TONES_HZ)  # the file's length: Chromium loops it
+PITCH_S = 0.1  # an onset's pitch: zero crossings over this much after it
 LOUD = 0.05  # |sample| above this is tone (silence is exact zeros; the tone's amplitude is 0.5)
 QUIET_S = 0.2  # an onset is a loud sample after at least this much quiet
 
@@ -36,14 +40,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-def write_bursts(path: Path, seconds: float = 10.0) -> None:
-    """A mono 16-bit WAV at 48 kHz (the console resamples it): BURST_S of TONE_HZ every PERIOD_S, silence between.
-    Chromium's fake capture device loops the file."""
+def write_bursts(path: Path) -> None:
+    """A mono 16-bit WAV at 48 kHz (the console resamples it): BURST_S of each of TONES_HZ in turn, every PERIOD_S,
+    silence between. Chromium's fake capture device loops the file."""
     frames = bytearray()
-    for n in range(round(WAV_RATE * seconds)):
+    for n in range(round(WAV_RATE * LOOP_S)):
         t = n / WAV_RATE
         loud = (t % PERIOD_S) < BURST_S
-        frames += struct.pack("<h", round(0.5 * 32767 * math.sin(2 * math.pi * TONE_HZ * t)) if loud else 0)
+        hz = TONES_HZ[int(t // PERIOD_S)]
+        frames += struct.pack("<h", round(0.5 * 32767 * math.sin(2 * math.pi * hz * (t % PERIOD_S))) if loud else 0)
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
@@ -63,14 +68,29 @@ def chromium_args(wav: Path) -> list[str]:
     return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
 
 
-# Onset detection shared by both taps: a loud sample after QUIET_S of quiet. `state` carries the quiet run
-# across buffers (they are contiguous on each side).
+# Onset detection shared by both taps: a loud sample after QUIET_S of quiet, {t: ms, hz: its pitch over PITCH_S}.
+# `state` carries the quiet run and the pitch being counted across buffers (they are contiguous on each side).
 _ONSETS = f"""
-const LOUD = {LOUD}, QUIET_S = {QUIET_S};
+const LOUD = {LOUD}, QUIET_S = {QUIET_S}, PITCH_S = {PITCH_S};
 function findOnsets(state, samples, rate, startMs, out) {{
   for (let i = 0; i < samples.length; i++) {{
-    if (Math.abs(samples[i]) > LOUD) {{
-      if (state.quiet >= QUIET_S * rate) out.push(startMs + (i / rate) * 1000);
+    const x = samples[i];
+    const pending = state.pending;
+    if (pending) {{
+      if (state.prev !== undefined && (x < 0) !== (state.prev < 0)) pending.crossings += 1;
+      pending.n += 1;
+      if (pending.n >= PITCH_S * rate) {{
+        pending.entry.hz = pending.crossings / 2 / (pending.n / rate);
+        state.pending = null;
+      }}
+    }}
+    state.prev = x;
+    if (Math.abs(x) > LOUD) {{
+      if (state.quiet >= QUIET_S * rate) {{
+        const entry = {{ t: startMs + (i / rate) * 1000, hz: null }};
+        out.push(entry);
+        state.pending = {{ entry, crossings: 0, n: 0 }};
+      }}
       state.quiet = 0;
     }} else {{
       state.quiet += 1;
@@ -132,11 +152,18 @@ window.__earPitches = [];
 """
 
 
-def pair(mouth: list[float], ear: list[float], window_ms: float = PERIOD_S * 1000 * 0.9) -> list[float]:
-    """Mouth-to-ear delays (ms): each ear onset against the latest mouth onset before it, within one period."""
+def tone_of(hz: float | None) -> float | None:
+    """Which of TONES_HZ a measured pitch is (within 4 %), or None."""
+    return next((tone for tone in TONES_HZ if hz is not None and abs(hz - tone) < tone * 0.04), None)
+
+
+def pair(mouth: list[dict], ear: list[dict], window_ms: float = LOOP_S * 1000 * 0.9) -> list[float]:
+    """Mouth-to-ear delays (ms): each ear onset against the latest mouth onset of the same pitch before it, within
+    one loop of the file. Onsets whose pitch is none of the tones (a chunk dropped at a burst's start) are left out."""
     delays = []
     for heard in ear:
-        before = [spoken for spoken in mouth if spoken < heard]
-        if before and heard - before[-1] < window_ms:
-            delays.append(heard - before[-1])
+        tone = tone_of(heard["hz"])
+        before = [spoken["t"] for spoken in mouth if spoken["t"] < heard["t"] and tone_of(spoken["hz"]) == tone]
+        if tone is not None and before and heard["t"] - before[-1] < window_ms:
+            delays.append(heard["t"] - before[-1])
     return delays

@@ -46,6 +46,7 @@ let capture: { stop(): void } | undefined;
 let paused = false;
 let muted = false;
 let ended = false;
+let pauseKnown = false; // whether the server has told this connection the session's pause state
 
 for (const language of LANGUAGES) byId<HTMLSelectElement>("language").add(new Option(languageName(language), language));
 for (const tier of QUALITY_TIERS) byId<HTMLSelectElement>("tier").add(new Option(tier, tier));
@@ -149,8 +150,9 @@ byId("go-live").addEventListener("click", async () => {
   const client = new WebSocketClient({ url: config.webSocketUrl, sessionId: session.sessionId, role: "speaker",
     tokenProvider: auth, firstSeq: readActive()?.sessionId === session.sessionId ? readActive()!.nextSeq : 0,
     // Seconds, not minutes, to notice a half-open link; a confirmation every second of audio.
-    heartbeatInterval: 5, ackTimeout: 5, confirmEvery: 10 });
+    heartbeatInterval: 5, ackTimeout: 8, confirmEvery: 10 });
   live = client;
+  pauseKnown = false;
   try {
     client.onStateChange((state) => {
       text("connection", CONNECTION_WORDS[state]);
@@ -254,14 +256,14 @@ for (const event of ["online", "offline"]) window.addEventListener(event, showLi
 
 function onServerMessage(message: ServerMessage): void {
   const state = showStatus(message);
-  // The server's word on pause and mute wins (another tab of this speaker, or a session resumed paused).
-  if (state === "paused" || state === "live" || state === "muted") {
-    if ((state === "paused") !== paused && live?.connected && capture) {
-      paused = state === "paused";
-      setButtons({ pause: !paused, resume: paused });
-    }
-    showLiveNotice();
+  // The first status after going live says whether the session is paused (one resumed after a reload may
+  // be). Later ones may predate this page's own pause or resume, still on its way: they never undo it.
+  if (!pauseKnown && (state === "paused" || state === "live" || state === "muted")) {
+    pauseKnown = true;
+    paused = state === "paused";
+    if (capture) setButtons({ pause: !paused, resume: paused });
   }
+  if (state) showLiveNotice();
   if (message.type === "sessionEnded") {
     stopped("The session has ended.");
   } else if (message.type === "error") {
