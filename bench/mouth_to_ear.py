@@ -32,19 +32,19 @@ ECHOES = 100
 GOAL_MS = 300.0
 
 # In the page: ECHOES sequential round trips of a 3,200-byte-ish text message (a chunk's size in base64).
-_ECHO = """async (url) => {
+_ECHO = """async ([url, count]) => {
   const ws = new WebSocket(url);
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
   const payload = "x".repeat(4300);
   const samples = [];
-  for (let i = 0; i < %d; i++) {
+  for (let i = 0; i < count; i++) {
     const start = performance.now();
     await new Promise((resolve) => { ws.onmessage = resolve; ws.send(payload); });
     samples.push(performance.now() - start);
   }
   ws.close();
   return samples;
-}""" % ECHOES
+}"""
 
 
 def _sign_in_and_go_live(page, info: dict) -> str:
@@ -86,7 +86,7 @@ def _measure(info: dict, chromium: str, wav: Path, echo_url: str) -> dict:
             mouth = speaker.evaluate("window.__mouth")
             ear = listener.evaluate("window.__ear")
             delays = pair(mouth, ear)[WARMUP:]
-            echo = listener.evaluate(_ECHO, echo_url)
+            echo = listener.evaluate(_ECHO, [echo_url, ECHOES])
             speaker.click("#end")
             speaker.click("#end-yes")
             speaker.wait_for_function("document.getElementById('status').textContent === 'Ended'", timeout=60_000)
