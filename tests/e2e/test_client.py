@@ -235,13 +235,15 @@ def test_listeners_follow_status_and_listener_count_until_the_session_is_deleted
                                            join_key=session.join_key) as live:
                     messages = live.messages()
                     joined = await next_status(messages, lambda m: m["listenerCount"] == 2)
-                    assert joined == {"type": "status", "sessionId": sid, "status": "active", "listenerCount": 2}
+                    assert joined == {"type": "status", "sessionId": sid, "status": "active", "listenerCount": 2,
+                                      "listenersByLanguage": {"es": 1, "fr": 1}, "speakerConnected": False}
                     await cli.expect("active, 2 listener(s)")
 
                     paused = await http.update_session(sid, status="paused")
                     assert (paused.status, paused.listener_count) == ("paused", 2)
                     status = await next_status(messages, lambda m: m["status"] == "paused")
-                    assert status == {"type": "status", "sessionId": sid, "status": "paused", "listenerCount": 2}
+                    assert status == {"type": "status", "sessionId": sid, "status": "paused", "listenerCount": 2,
+                                      "listenersByLanguage": {"es": 1, "fr": 1}, "speakerConnected": False}
                     await cli.expect("paused, 2 listener(s)")
 
                     await http.delete_session(sid)

@@ -439,7 +439,7 @@ def test_a_muted_session_drops_audio_and_says_so_and_a_listener_switches_languag
             listener = await sockets.listener(session_id, targetLanguage="es")
             muted = await ask(speaker, {"action": "mute"}, of_type("status", muted=True))
             assert muted == {"type": "status", "sessionId": session_id, "status": "active", "listenerCount": 1,
-                             "muted": True}
+                             "listenersByLanguage": {"es": 1}, "speakerConnected": True, "muted": True}
             await receive(listener, of_type("status", muted=True), timeout=BROADCAST_WAIT)
             await speaker.send(json.dumps(audio(0)))
             # The answer, or the broadcast of the same change: without "muted", as for clients that never mute.
@@ -468,7 +468,8 @@ def test_paused_audio_is_held_then_forwarded_before_new_audio(stack, http, resum
             for seq in range(3):
                 await speaker.send(json.dumps(audio(seq)))
             paused = await ask(speaker, {"action": "pause"}, of_type("status", status="paused"))
-            assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0}
+            assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0,
+                              "listenersByLanguage": {}, "speakerConnected": True}
             for seq in range(3, 7):
                 await speaker.send(json.dumps(audio(seq)))
             await heartbeat(speaker)
@@ -776,7 +777,8 @@ def test_an_old_client_plays_a_whole_session_in_its_own_vocabulary(stack, http):
             for index in range(3):
                 await old.send(json.dumps(audio_chunk(index, session_id)))
             paused = await ask(old, {"action": "pauseBroadcast"}, of_type("status", status="paused"))
-            assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0}
+            assert paused == {"type": "status", "sessionId": session_id, "status": "paused", "listenerCount": 0,
+                              "listenersByLanguage": {}, "speakerConnected": True}
             for index in range(3, 5):
                 await old.send(json.dumps(audio_chunk(index, session_id)))
             await heartbeat(old)
@@ -883,7 +885,8 @@ def test_status_changes_by_http_and_by_the_speaker_reach_every_socket(stack, htt
             for ws in everyone:
                 message = await receive(ws, of_type("status", status="paused"), BROADCAST_WAIT)
                 assert message == {"type": "status", "sessionId": session_id, "status": "paused",
-                                   "listenerCount": 2}
+                                   "listenerCount": 2, "listenersByLanguage": {"en": 1, "es": 1},
+                                   "speakerConnected": True}
 
             await ask(speaker, {"action": "resume"}, of_type("status", status="active"))
             for ws in listeners:

@@ -74,6 +74,9 @@ def table(aws_endpoint, management_api, cognito):
             # Many tests create sessions as one user; the cap has its own tests (test_private_sessions.py).
             "MAX_LIVE_SESSIONS_PER_USER": "1000",
             "MAX_AUDIO_BYTES": "4096",
+            # No such function here: a native connect's welcome cannot be queued, which it survives
+            # (test_ws_functions.py); what the welcome delivers runs in the end-to-end tests.
+            "WELCOME_FUNCTION_NAME": "ws-welcome-test",
             "JWT_ISSUER": f"https://cognito-idp.eu-west-1.amazonaws.com/{cognito['pool']}",
             "JWT_AUDIENCE": cognito["client"],
             "JWKS_URL": f"{aws_endpoint}/{cognito['pool']}/.well-known/jwks.json",

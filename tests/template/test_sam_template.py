@@ -53,7 +53,7 @@ EXPECTED_GRANTS = {
     "WsSessionControlFunction": on_table("GetItem", "UpdateItem", "Query", "BatchWriteItem")
     | {("kinesis:PutRecord", STREAM_ARN)} | START_TEARDOWN,  # endSession
     "WsSessionInfoFunction": on_table("GetItem", "UpdateItem"),
-    "WsWelcomeFunction": {connections("POST")},
+    "WsWelcomeFunction": {connections("POST")} | on_table("GetItem"),  # the state, read when it is posted
     "WsCreateSessionFunction": on_table("GetItem", "PutItem", "UpdateItem"),
     "WsDefaultFunction": set(),
     "StatusBroadcastFunction": on_table("GetItem", "Query", "UpdateItem", "DeleteItem") | {connections("POST")}

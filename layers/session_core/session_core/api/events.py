@@ -38,15 +38,18 @@ def stream_consumer(work: Callable[[list[dict]], tuple[dict, list[str]]]) -> Cal
     return lambda_handler
 
 
-def welcome_step() -> Callable[[dict, object], None]:
-    """The Lambda entry point of the welcome function: {"connectionId", "message"} from $connect, delivered
-    once the connection is established (usecases/welcome.py)."""
+def welcome_step(shape: Callable[[dict, object], list[dict]]) -> Callable[[dict, object], None]:
+    """The Lambda entry point of the welcome function: {"connectionId", "message"?, "state"?} from $connect,
+    delivered once the connection is established (usecases/welcome.py); `shape(state, session)` makes the
+    state's messages in the connection's dialect."""
     from ..usecases import welcome
 
     @observed()
     def lambda_handler(event: dict, context: object) -> None:
         logger.append_keys(connectionId=event.get("connectionId"))
-        welcome.deliver(event["connectionId"], event["message"])
+        state = event.get("state")
+        welcome.deliver(event["connectionId"], event.get("message"),
+                        (lambda: welcome.current_state(state, shape)) if state else None)
 
     return lambda_handler
 

@@ -1,22 +1,32 @@
 """Messages a client waits for right after its handshake (the old protocol's sessionCreated,
-sessionJoined and connectionRefreshComplete), which $connect itself cannot send.
+sessionJoined and connectionRefreshComplete), and the session's state as the connection's dialect
+tells it (docs/protocols.md, "Live states": a speaker learns the count, a listener whether the
+session is live, paused, muted or without its speaker), which $connect itself cannot send.
 
 API Gateway establishes a connection only once $connect has returned, and answers a post to it
 before then with 410. So $connect hands the message to the welcome function, invoked
 asynchronously (Lambda queues the event and $connect returns at once), which posts it as soon as
 the connection is there, retrying the 410 for a bounded time (docs/architecture.md, "Messages at
-connect time").
+connect time"). The state is read when it is posted, not when $connect ran: a change in between
+is then told (its broadcast may have found the connection not yet open).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from .. import errors
+from ..domain import ENDED
 from ..platform import management
 from ..platform.aws import call
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
+
+if TYPE_CHECKING:
+    from ..models import Session
 
 # A handshake completes within milliseconds of $connect's return; the welcome gives up well before
 # a client's own patience (the old clients wait without a limit, the hybrid ones 5 s) would matter.
@@ -25,23 +35,57 @@ FIRST_WAIT_SECONDS = 0.01
 LONGEST_WAIT_SECONDS = 0.25
 
 
-def schedule(connection_id: str, message: dict) -> None:
-    """Asks the welcome function to deliver `message` once the connection is established."""
+def schedule(connection_id: str, message: dict | None = None, state: dict | None = None) -> None:
+    """Asks the welcome function to deliver `message`, then the session's state shaped for `state`
+    ({sessionId, role, dialect}), once the connection is established."""
+    event = {"connectionId": connection_id, **({"message": message} if message else {}),
+             **({"state": state} if state else {})}
     call("lambda", "invoke", FunctionName=settings().required("welcome_function_name"), InvocationType="Event",
-         Payload=json.dumps({"connectionId": connection_id, "message": message}).encode())
+         Payload=json.dumps(event).encode())
 
 
-def deliver(connection_id: str, message: dict, deadline_seconds: float = DEADLINE_SECONDS) -> bool:
-    """Posts the message, retrying while the connection is not (yet) established; False if it never was
-    (the handshake failed after $connect, or the client left at once)."""
+def schedule_state(connection_id: str, state: dict) -> None:
+    """schedule() of the state alone, for a connection whose handshake must not fail for it: a welcome that
+    cannot be queued is logged and counted, and the client learns the state with its next change."""
+    if not state.get("sessionId"):
+        return  # a connection that creates its session later (createSession) has no state yet
+    try:
+        schedule(connection_id, state=state)
+    except errors.ServiceError:
+        metric("WelcomeUnscheduled")
+        logger.warning("welcome not scheduled: the state is told with its next change")
+
+
+def current_state(state: dict, shape: Callable[[dict, Session], list[dict]]) -> list[dict]:
+    """The messages `shape` makes of the session's state now, for the connection `state` describes; none
+    once the session is gone or ended (its sockets are told sessionEnded)."""
+    from ..data import sessions as stored_sessions
+
+    try:
+        session = stored_sessions.get(state["sessionId"], int(time.time()), consistent=True)
+    except errors.SessionNotFound:
+        return []
+    return [] if session.status == ENDED else shape(state, session)
+
+
+def deliver(connection_id: str, message: dict | None = None, current: Callable[[], list[dict]] | None = None,
+            deadline_seconds: float = DEADLINE_SECONDS) -> bool:
+    """Posts the message, then what `current` makes (called again before each attempt, so the newest state
+    is posted), retrying while the connection is not (yet) established; False if it never was (the handshake
+    failed after $connect, or the client left at once). True at once when there is nothing to post."""
     started = time.monotonic()
     wait = FIRST_WAIT_SECONDS
     attempts = 0
     while True:
+        messages = ([message] if message else []) + (current() if current else [])
+        if not messages:
+            return True
         attempts += 1
-        if management.post(connection_id, message):
+        if management.post(connection_id, messages[0]):
+            for more in messages[1:]:
+                management.post(connection_id, more)
             metric("WelcomeDelivered")
-            logger.info("welcome delivered", extra={"type": message.get("type"), "attempts": attempts,
+            logger.info("welcome delivered", extra={"types": [m.get("type") for m in messages], "attempts": attempts,
                                                     "waitedMs": round((time.monotonic() - started) * 1000)})
             return True
         if time.monotonic() - started + wait > deadline_seconds:

@@ -68,6 +68,17 @@ def audio_message(connection: dict, chunk) -> dict | None:
     return of(connection.get("dialect", NATIVE)).audio_message(chunk)
 
 
+def welcome_messages(state: dict, session) -> list[dict]:
+    """What a connection ({sessionId, role, dialect}) is told of the session's state once it is open."""
+    return of(state.get("dialect", NATIVE)).welcome_messages(state["role"], session)
+
+
+def welcome_state(request: WsRequest) -> dict:
+    """What the welcome function needs to shape the state for this connection."""
+    return {"sessionId": request.connection.sessionId, "role": request.connection.role,
+            "dialect": request.connection.dialect}
+
+
 def farewell(session_id: str, dialect: str) -> dict:
     """What a connection of this dialect is told before the teardown closes it."""
     return of(dialect).ended_message(session_id)

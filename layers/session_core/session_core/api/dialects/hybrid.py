@@ -15,9 +15,9 @@ import time
 from ... import errors
 from ...domain import ACTIVE, LISTENER, PAUSED, SPEAKER
 from ...platform.settings import settings
-from ...usecases import audio, membership, sessions, teardown
+from ...usecases import audio, membership, sessions, teardown, welcome
 from ..ws import WsRequest, require_speaker
-from . import renamed
+from . import renamed, welcome_state
 from .renamed import accept, own_session
 
 # The listener app reacts to broadcast*; the speaker is answered with the type file's speaker* names.
@@ -27,6 +27,7 @@ _CONTROLS = {"pauseBroadcast": ("pause", "speakerPaused"), "resumeBroadcast": ("
 
 def connect(request: WsRequest) -> None:
     membership.join(request.connection_id, request.connection, join_key=request.query.get("joinKey"))
+    welcome.schedule_state(request.connection_id, welcome_state(request))
 
 
 def _now_ms() -> int:
@@ -80,7 +81,10 @@ def end_session(request: WsRequest) -> None:
 def session_status(request: WsRequest) -> dict:
     """getSessionStatus [sessionId]: the speaker app polls it every 5 s for its listener count."""
     fields = accept(request, ("sessionId",))
-    session = sessions.get_session(own_session(request, fields, required=False))
+    return _session_status(sessions.get_session(own_session(request, fields, required=False)))
+
+
+def _session_status(session) -> dict:
     now = _now_ms()
     return {"type": "sessionStatus", "sessionId": session.sessionId, "isActive": session.status == ACTIVE,
             "status": session.status, "listenerCount": session.listenerCount,
@@ -146,6 +150,14 @@ def status_message(role: str, change) -> dict | None:
     if change.status_changed() and change.status in _LISTENER_NEWS:
         return {"type": _LISTENER_NEWS[change.status], "sessionId": change.sessionId, "timestamp": now}
     return None  # a count change: the listener app shows none
+
+
+def welcome_messages(role: str, session) -> list[dict]:
+    """The speaker app's count at once; the listener app's paused and muted notices, if the session is so."""
+    if role == SPEAKER:
+        return [_session_status(session)]
+    notices = [("broadcastPaused", session.status == PAUSED), ("broadcastMuted", session.muted)]
+    return [{"type": kind, "sessionId": session.sessionId, "timestamp": _now_ms()} for kind, so in notices if so]
 
 
 def ended_message(session_id: str) -> dict:

@@ -10,15 +10,17 @@ The old message names (renamed.py) are understood here too.
 
 from __future__ import annotations
 
-from ...usecases import audio, membership
+from ...usecases import audio, membership, welcome
 from ...usecases.teardown import ended_message  # noqa: F401 - this dialect's farewell
 from ..ws import WsRequest, require_speaker, status_reply
 from ..ws import status_message as native_status
-from . import renamed
+from . import renamed, welcome_state
 
 
 def connect(request: WsRequest) -> None:
     membership.join(request.connection_id, request.connection, join_key=request.query.get("joinKey"))
+    # The status at once, speaker and listener alike: only changes are broadcast.
+    welcome.schedule_state(request.connection_id, welcome_state(request))
 
 
 def send_audio(request: WsRequest) -> None:
@@ -53,7 +55,6 @@ def status_message(role: str, change) -> dict | None:
                          speaker_disconnected_at=change.speakerDisconnectedAt)
 
 
-
 def audio_message(chunk) -> dict:
     """The published listener message (the hybrid front-end's AudioMessage), with the session and language."""
     message = {"type": "audio", "sessionId": chunk.sessionId, "language": chunk.language,
@@ -62,3 +63,8 @@ def audio_message(chunk) -> dict:
     if chunk.transcript is not None:
         message["transcript"] = chunk.transcript
     return message
+
+
+def welcome_messages(role: str, session) -> list[dict]:
+    del role  # the same message for both
+    return [status_reply(session)]

@@ -23,7 +23,7 @@ from ... import errors
 from ...domain import ACTIVE, LISTENER, PAUSED, PUBLIC, QUALITY_TIERS, SUPPORTED_LANGUAGES
 from ...usecases import audio, membership, teardown, welcome
 from ..ws import WsRequest, require_speaker
-from . import renamed
+from . import renamed, welcome_state
 from .queries import CREATE, JOIN, REFRESH
 from .renamed import accept, own_session
 
@@ -39,7 +39,8 @@ def connect(request: WsRequest) -> None:
                                   join_key=request.query.get("joinKey"))
         message = _joined(request, session) if action == JOIN else _refreshed(request, session)
     try:
-        welcome.schedule(request.connection_id, message)
+        # A listener is then told a pause it joined in (sessionPaused).
+        welcome.schedule(request.connection_id, message, welcome_state(request) if who.role == LISTENER else None)
     except errors.ServiceError:
         # The handshake fails (5xx) and no $disconnect will come: undo the join (a created session ends with it).
         membership.abandon(request.connection_id, who)
@@ -51,6 +52,7 @@ def _joined(request: WsRequest, session) -> dict:
     return {"type": "sessionJoined", "sessionId": session.sessionId,
             "targetLanguage": who.targetLanguage or session.sourceLanguage, "sourceLanguage": session.sourceLanguage,
             "qualityTier": session.qualityTier, "listenerCount": session.listenerCount,
+            "speakerConnected": session.speakerConnectionId is not None,
             "connectionId": request.connection_id, "timestamp": int(time.time() * 1000)}
 
 
@@ -115,6 +117,13 @@ def status_message(role: str, change) -> dict | None:
         return {"type": _LISTENER_NEWS[change.status], "sessionId": change.sessionId,
                 "timestamp": int(time.time() * 1000)}
     return None  # the example speakers handle no status message
+
+
+def welcome_messages(role: str, session) -> list[dict]:
+    """A listener who joined a paused session is told so, as it would have been of the pause."""
+    if role == LISTENER and session.status == PAUSED:
+        return [{"type": "sessionPaused", "sessionId": session.sessionId, "timestamp": int(time.time() * 1000)}]
+    return []
 
 
 def ended_message(session_id: str) -> dict:
