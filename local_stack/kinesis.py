@@ -5,7 +5,7 @@ the stream on the embedded endpoint and invokes the function with batches shaped
 Honoured as AWS does: BatchSize, MaximumBatchingWindowInSeconds, StartingPosition (LATEST, TRIM_HORIZON),
 ParallelizationFactor (concurrent batches per shard, each partition key in one of them, so a key's records stay
 in order), MaximumRetryAttempts, FunctionResponseTypes: ReportBatchItemFailures (retried from the earliest
-failed record) and MaximumRecordAgeInSeconds (older records are not retried). Before it starts, the mapping
+failed record) and MaximumRecordAgeInSeconds (older records are discarded, retried or not). Before it starts, the mapping
 checks the function's role as Lambda does when the mapping is created: the reads it makes for the function
 (a consumer: kinesis:SubscribeToShard and DescribeStreamConsumer on the consumer, and the stream's reads).
 
@@ -71,7 +71,7 @@ def kinesis_mappings(template: Any) -> list[KinesisMapping]:
             continue  # not a Kinesis stream (DynamoDB streams: streams.py)
         function = template.function_of(props.get("FunctionName"), f"{logical_id}.FunctionName")
 
-        def number(name: str, default: float) -> float:
+        def number(name: str, default: float, props: dict = props) -> float:
             return float(template.resolve(props.get(name, default)))
 
         mappings.append(KinesisMapping(
@@ -210,8 +210,20 @@ class KinesisPoller:
                 batch.append(queue.get_nowait())
             await self._deliver(batch)
 
+    def _fresh(self, batch: list[dict]) -> list[dict]:
+        """The batch without the records older than MaximumRecordAgeInSeconds (Lambda discards them)."""
+        if self.mapping.max_record_age < 0:
+            return batch
+        oldest = time.time() - self.mapping.max_record_age
+        fresh = [r for r in batch if r["kinesis"]["approximateArrivalTimestamp"] >= oldest]
+        if len(fresh) < len(batch):
+            log.warning("kinesis %s: %d records older than MaximumRecordAgeInSeconds discarded", self.mapping.name,
+                        len(batch) - len(fresh))
+        return fresh
+
     async def _deliver(self, batch: list[dict]) -> None:
         attempts = 0
+        batch = self._fresh(batch)
         while batch:
             try:
                 result = await self._invoker.invoke(self.mapping.function, {"Records": batch})
@@ -228,13 +240,8 @@ class KinesisPoller:
                     log.warning("kinesis %s: batch of %d dropped after %d attempts: %s", self.mapping.name,
                                 len(batch), attempts, exc)
                     return
-                if self.mapping.max_record_age >= 0:
-                    oldest = batch[0]["kinesis"]["approximateArrivalTimestamp"]
-                    if time.time() - oldest > self.mapping.max_record_age:
-                        log.warning("kinesis %s: batch of %d dropped: older than MaximumRecordAgeInSeconds",
-                                    self.mapping.name, len(batch))
-                        return
                 await asyncio.sleep(min(2 ** attempts * 0.1, 5))
+                batch = self._fresh(batch)
 
     def _failed_from(self, batch: list[dict], result: Any) -> int | None:
         """The index of the earliest record the function reported failed (ReportBatchItemFailures); None

@@ -26,9 +26,9 @@ from .conflicts import TransactionConflicts
 from .console import ConsoleServer, console_config
 from .http_api import HttpGateway
 from .jwt_authorizer import JwtVerifier
+from .kinesis import KinesisPoller, kinesis_mappings, refusal
 from .lambdas import DEFAULT_MAX_CONCURRENCY, LambdaRuntime
 from .moto_server import moto_version_problem
-from .kinesis import KinesisPoller, kinesis_mappings, refusal
 from .stand_in import StandInPipeline
 from .streams import StreamPoller, stream_mappings
 from .template import DEFAULT_REGION, JwtAuthorizer, Template, TemplateError

@@ -84,13 +84,31 @@ def test_floor_audio_goes_to_the_source_language_and_the_original_listeners_in_o
     result = invoke.raw("audio_fanout", {"Records": [floor(session_id, s, f"pcm-{s}".encode(), str(100 + s))
                                                      for s in range(4)]})
     assert result == {"batchItemFailures": []}
+    # The batch's four chunks reach each listener as one message (one metering increment): the audio in
+    # order, numbered by the last chunk, timed by the first.
     for listener in (english, original):
-        assert audio_of(management_api, listener) == [(s, f"pcm-{s}".encode()) for s in range(4)]
+        assert audio_of(management_api, listener) == [(3, b"pcm-0pcm-1pcm-2pcm-3")]
         message = management_api.posts[listener][0]
-        assert message == {"type": "audio", "sessionId": session_id, "language": "en", "sequenceNumber": 0,
+        assert message == {"type": "audio", "sessionId": session_id, "language": "en", "sequenceNumber": 3,
                            "audioData": message["audioData"], "format": "pcm", "sampleRate": 16000, "channels": 1,
-                           "timestamp": 1700000000000}
+                           "timestamp": 1700000000000, "chunks": 4}
     assert management_api.posts[spanish] == []
+
+
+def test_one_chunk_is_one_message_and_a_backlog_is_merged_within_one_32_kb_increment(invoke, management_api,
+                                                                                     session_id):
+    management_api.reset()
+    listener = put_listener(session_id, "en")
+    invoke.raw("audio_fanout", {"Records": [floor(session_id, 0, b"a" * 3200, "1")]})
+    (alone,) = management_api.posts[listener]
+    assert alone["sequenceNumber"] == 0 and "chunks" not in alone
+    management_api.reset()
+    chunks = [bytes([s]) * 3200 for s in range(10)]  # 100 ms each
+    invoke.raw("audio_fanout", {"Records": [floor(session_id, s, chunk, str(10 + s)) for s, chunk in enumerate(chunks)]})
+    sent = management_api.posts[listener]
+    assert [(m["sequenceNumber"], m.get("chunks")) for m in sent] == [(6, 7), (9, 3)]
+    assert b"".join(base64.b64decode(m["audioData"]) for m in sent) == b"".join(chunks)
+    assert all(len(json.dumps(m)) <= 32 * 1024 for m in sent)
 
 
 def test_translated_audio_goes_to_exactly_its_language_in_each_dialects_shape(invoke, management_api, session_id):
@@ -102,7 +120,7 @@ def test_translated_audio_goes_to_exactly_its_language_in_each_dialects_shape(in
         translated(session_id, "es", 0, b"es-0", "1", transcript="hola", duration=100, timestamp=5),
         translated(session_id, "es", 1, b"es-1", "2")]})
     for listener in (native, old, hybrid):
-        assert audio_of(management_api, listener) == [(0, b"es-0"), (1, b"es-1")]
+        assert audio_of(management_api, listener) == [(1, b"es-0es-1")]
     assert management_api.posts[native][0]["transcript"] == "hola"
     assert management_api.posts[hybrid][0]["type"] == "audio"
     assert {k: management_api.posts[old][0][k] for k in ("type", "targetLanguage", "timestamp")} == {
@@ -153,7 +171,7 @@ def test_a_gone_listener_is_dropped_and_counted_off_one_still_connecting_is_kept
     management_api.gone |= {gone, connecting}
     invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "1"),
                                             translated(session_id, "es", 1, b"b", "2")]})
-    assert audio_of(management_api, live) == [(0, b"a"), (1, b"b")]
+    assert audio_of(management_api, live) == [(1, b"ab")]
     remaining = {c["connectionId"] for page in connections.listeners(session_id, "es") for c in page}
     assert remaining == {live, connecting}
     item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": f"SESSION#{session_id}"},

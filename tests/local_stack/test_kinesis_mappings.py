@@ -105,9 +105,10 @@ def test_a_reported_failure_retries_the_batch_from_that_record():
     assert recorder.batches == [["1", "2", "3"], ["2", "3"]]
 
 
-def test_a_failed_batch_older_than_the_maximum_record_age_is_not_retried():
-    recorder = Recorder(failures=["1"])
+def test_records_older_than_the_maximum_record_age_are_discarded_before_and_between_attempts():
+    recorder = Recorder(failures=["2"])
     poller = KinesisPoller(KinesisMapping(name="M", function="Reader", stream="Stream", report_item_failures=True,
                                           max_record_age=60), STREAM, None, recorder, "eu-west-1")
-    asyncio.run(poller._deliver([record("1", age=61)]))
-    assert recorder.batches == [["1"]]
+    asyncio.run(poller._deliver([record("1", age=61), record("2", age=59.95), record("3")]))
+    # "1" never goes; "2" fails, and is over a minute old by its retry: only "3" is retried.
+    assert recorder.batches == [["2", "3"], ["3"]]

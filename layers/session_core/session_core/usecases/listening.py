@@ -19,10 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-import time
 
 from ..data import connections as stored_connections
 from ..domain import SUPPORTED_LANGUAGES
@@ -37,6 +37,11 @@ SAMPLE_RATE = 16000
 CHANNELS = 1
 # A translated chunk's largest audio, decoded: a Kinesis record is at most 1 MiB.
 MAX_TRANSLATED_BYTES = 512 * 1024
+# Consecutive chunks of one batch are sent to a listener as one message of up to this much audio: 22,400 bytes
+# are 29,868 in base64, so the message stays within one of API Gateway's 32 KB metering increments (seven 100 ms
+# chunks). A batch holds more than one chunk of a language only when the fan-out is behind: merging them
+# catches up with a seventh of the posts.
+MERGED_BYTES = 22400
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,11 @@ class ListenerChunk:
     duration: int | None = None  # ms
     sampleRate: int = SAMPLE_RATE
     channels: int = CHANNELS
+    chunks: int = 1  # how many chunks of the stream this one merges (merged())
+
+    def size(self) -> int:
+        """Decoded bytes, from the base64 length."""
+        return len(self.audioData) * 3 // 4 - self.audioData[-2:].count("=")
 
 
 class Malformed(ValueError):
@@ -160,8 +170,32 @@ def deliver(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
             "failed": len(failed)}, failed
 
 
+def merged(chunks: list[ListenerChunk]) -> list[ListenerChunk]:
+    """Consecutive chunks joined into messages of at most MERGED_BYTES of audio each (a chunk larger than that
+    alone): the audio concatenated, numbered by its last chunk (a listener orders by it), timed by its first
+    (its latency is the oldest audio's), durations summed, transcripts joined."""
+    runs: list[list[ListenerChunk]] = []
+    for chunk in chunks:
+        if runs and sum(c.size() for c in runs[-1]) + chunk.size() <= MERGED_BYTES:
+            runs[-1].append(chunk)
+        else:
+            runs.append([chunk])
+    return [run[0] if len(run) == 1 else _joined(run) for run in runs]
+
+
+def _joined(run: list[ListenerChunk]) -> ListenerChunk:
+    first, last = run[0], run[-1]
+    audio = base64.b64encode(b"".join(base64.b64decode(c.audioData) for c in run)).decode()
+    durations = [c.duration for c in run]
+    transcripts = [c.transcript for c in run if c.transcript]
+    return ListenerChunk(first.sessionId, first.language, last.sequenceNumber, audio, first.timestamp, first.record,
+                         original=first.original, transcript=" ".join(transcripts) if transcripts else None,
+                         duration=sum(durations) if None not in durations else None, chunks=len(run))
+
+
 def _to_listeners(session_id: str, languages: list[str], chunks: list[ListenerChunk], shape: Shape,
                   pool: ThreadPoolExecutor) -> tuple[int, int]:
+    chunks = merged(chunks)
     listeners = {c["connectionId"]: c for language in languages
                  for page in stored_connections.listeners(session_id, language) for c in page}
     posting = [(c, pool.submit(_post_in_order, c, chunks, shape)) for c in listeners.values()]

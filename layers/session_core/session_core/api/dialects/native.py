@@ -62,6 +62,8 @@ def audio_message(chunk) -> dict:
                "sampleRate": chunk.sampleRate, "channels": chunk.channels, "timestamp": chunk.timestamp}
     if chunk.transcript is not None:
         message["transcript"] = chunk.transcript
+    if chunk.chunks > 1:  # several consecutive chunks in one message (the fan-out catching up)
+        message["chunks"] = chunk.chunks
     return message
 
 
