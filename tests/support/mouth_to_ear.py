@@ -123,7 +123,7 @@ window.__mouth = [];
 """
 
 # Listener page: every buffer the page schedules for playback, at the time it will be heard; plus the
-# pitch of each fully loud buffer (zero crossings), to tell the tone from anything else.
+# pitch of each 100 ms of it that is all tone (zero crossings), to tell the tones from anything else.
 LISTENER_TAP = _ONSETS + """
 window.__ear = [];
 window.__earPitches = [];
@@ -140,12 +140,16 @@ window.__earPitches = [];
     const samples = this.buffer.getChannelData(0);
     const rate = this.buffer.sampleRate;
     findOnsets(state, samples, rate, heard, window.__ear);
-    let loud = true, crossings = 0;
-    for (let i = 0; i < samples.length; i++) {
-      if (Math.abs(samples[i]) <= LOUD && Math.abs(samples[i - 1] ?? 1) <= LOUD && Math.abs(samples[i + 1] ?? 1) <= LOUD) loud = false;
-      if (i && (samples[i] < 0) !== (samples[i - 1] < 0)) crossings += 1;
+    // Per 100 ms window (a message may carry several chunks, tone and silence): the windows that are all tone.
+    const size = Math.round(rate * PITCH_S);
+    for (let start = 0; start + size <= samples.length; start += size) {
+      let loud = true, crossings = 0;
+      for (let i = start; i < start + size; i++) {
+        if (Math.abs(samples[i]) <= LOUD && Math.abs(samples[i - 1] ?? 1) <= LOUD && Math.abs(samples[i + 1] ?? 1) <= LOUD) loud = false;
+        if (i > start && (samples[i] < 0) !== (samples[i - 1] < 0)) crossings += 1;
+      }
+      if (loud) window.__earPitches.push(crossings / 2 / PITCH_S);
     }
-    if (loud) window.__earPitches.push(crossings / 2 / (samples.length / rate));
     return start.call(this, when, ...rest);
   };
 })();
