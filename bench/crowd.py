@@ -1,5 +1,5 @@
 """Status fan-out under a crowd (issue 25): N listeners (default 1,000) join one session in a burst with the
-local stack's AWS-like @connections latency on (30 ms a call, README "How close to AWS"); when half of them
+local stack's AWS-like @connections latency on (30 ms a call, local_stack/README.md "How close to AWS"); when half of them
 are in, the speaker pauses over its socket.
 
 - **pause -> listener told**: from the pause sent to each listener that had joined before it receiving the

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--ws-max-lifetime", type=float, default=7200.0,
                      help="seconds before any socket is closed, as API Gateway does (default 7200)")
     dev.add_argument("--ws-post-latency-ms", type=float, default=0.0, metavar="MS",
-                     help="hold each @connections call this long, as AWS's tens of ms do (README \"How close to "
+                     help="hold each @connections call this long, as AWS's tens of ms do (local_stack/README.md \"How close to "
                           "AWS\"; e.g. 30; default 0: about 1 ms)")
     dev.add_argument("--aws-port", type=_port, default=_env_port("LOCAL_AWS_PORT", 4566),
                      help="moto (AWS endpoint) port (env LOCAL_AWS_PORT, default 4566; 0 = any free port)")

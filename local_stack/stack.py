@@ -56,7 +56,7 @@ class StackConfig:
     region: str = DEFAULT_REGION
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    # Where AWS says no (README, "How close to AWS"): each function's IAM role, and DynamoDB
+    # Where AWS says no (local_stack/README.md, "How close to AWS"): each function's IAM role, and DynamoDB
     # transaction conflicts. Both on unless switched off (--no-iam, --no-transaction-conflicts).
     iam: bool = True
     transaction_conflicts: bool = True

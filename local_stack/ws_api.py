@@ -27,7 +27,7 @@
   `local_stack dev --ws-post-latency-ms D`, or `POST /{stage}/@faults/$latency?latencyMs=D` on a running
   stack (0 turns it off), holds every @connections call (POST, GET, DELETE) D ms before it is answered,
   each call on its own (concurrent calls overlap, as on AWS), so a fan-out's queueing shows locally.
-  README "How close to AWS" has the figure and where it comes from.
+  local_stack/README.md "How close to AWS" has the figure and where it comes from.
 - The Management API applies the caller's IAM role (iam.py): a function whose role does not
   allow `execute-api:ManageConnections` on the connection gets 403, as on AWS.
 """

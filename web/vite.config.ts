@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
@@ -5,7 +6,17 @@ import { defineConfig } from "vitest/config";
 const here = dirname(fileURLToPath(import.meta.url));
 
 // The console: static pages built to dist/console, with relative URLs so they can be served from any path.
+// Every page's <head> starts with console/head.html, written once (before Vite bundles what it links).
+const sharedHead = {
+  name: "shared-head",
+  transformIndexHtml: {
+    order: "pre" as const,
+    handler: (html: string) => html.replace("<!-- shared head -->", readFileSync(resolve(here, "console/head.html"), "utf8").trim()),
+  },
+};
+
 export default defineConfig({
+  plugins: [sharedHead],
   root: resolve(here, "console"),
   base: "./",
   publicDir: resolve(here, "console/public"),

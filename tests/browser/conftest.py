@@ -7,8 +7,6 @@ every test here fails with one line saying what to run: never a silent skip.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,15 +14,12 @@ import pytest
 from local_stack.console import CONSOLE_DIR
 from local_stack.launcher import LaunchError, running_stack
 from tests.e2e.conftest import LocalStackHandle
-from tests.support.audio import write_tone
+from tests.support.mouth_to_ear import chromium_args, find_chromium, write_bursts
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = "no Chromium found: install one with `apt-get install -y chromium` (as root), or set CHROMIUM_PATH"
-# The fake microphone plays this tone; the tests find it again in the PCM that reaches Kinesis.
-TONE_HZ = 440.0
-WAV_RATE = 48_000
-# One listener per session, so a second join is refused as "full".
-MAX_LISTENERS = 1
+# Two listeners per session (the source language's and a translation's), so a third join is refused as "full".
+MAX_LISTENERS = 2
+STAND_IN_LANGUAGE = "es"
 
 
 def pytest_collection_modifyitems(items):
@@ -32,13 +27,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.e2e)
-
-
-def find_chromium() -> str | None:
-    configured = os.environ.get("CHROMIUM_PATH")
-    if configured:
-        return configured if os.access(configured, os.X_OK) else None
-    return next((path for path in map(shutil.which, BROWSERS) if path), None)
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +44,9 @@ def console_stack(tmp_path_factory, chromium_path) -> LocalStackHandle:
     state_dir = tmp_path_factory.mktemp("console-stack")
     try:
         # alice creates a session in most tests and ends few: the per-user cap is tested elsewhere.
-        with running_stack(state_dir, "--parameter-overrides", f"MaxListenersPerSession={MAX_LISTENERS}",
-                           "MaxLiveSessionsPerUser=1000") as (info, process):
+        # The stand-in pipeline feeds the speaker's audio back as Spanish: a second language to hear.
+        with running_stack(state_dir, "--stand-in-pipeline", STAND_IN_LANGUAGE, "--parameter-overrides",
+                           f"MaxListenersPerSession={MAX_LISTENERS}", "MaxLiveSessionsPerUser=1000") as (info, process):
             yield LocalStackHandle(info, state_dir, process)
     except LaunchError as exc:
         pytest.fail(str(exc))
@@ -67,15 +56,12 @@ def console_stack(tmp_path_factory, chromium_path) -> LocalStackHandle:
 def browser(tmp_path_factory, chromium_path):
     from playwright.sync_api import sync_playwright
 
-    tone = tmp_path_factory.mktemp("microphone") / "tone.wav"
-    write_tone(tone, 5.0, rate=WAV_RATE, hz=TONE_HZ, amplitude=0.5 * 32767)  # the console must resample it
+    # The fake microphone plays 440 Hz bursts at 48 kHz (the console must resample them); the tests find
+    # them again in the PCM that reaches Kinesis and in what the listener pages play.
+    tone = tmp_path_factory.mktemp("microphone") / "bursts.wav"
+    write_bursts(tone)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-audio-capture={tone}", "--autoplay-policy=no-user-gesture-required",
-        ])
+        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=chromium_args(tone))
         try:
             yield browser
         finally:

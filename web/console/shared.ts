@@ -6,6 +6,9 @@ import {
   CognitoAuth,
   configFromEnv,
   type ConnectionState,
+  LIVE_STATE_WORDS,
+  liveState,
+  type LiveState,
   type ServerMessage,
   SessionApiError,
 } from "../src/index.js";
@@ -50,18 +53,57 @@ export const CONNECTION_WORDS: Record<ConnectionState, string> = {
   closed: "closed", failed: "closed (failed)",
 };
 
-/** Keeps the page's Status and Listeners facts up to date from the server's messages. */
-export function showStatus(message: ServerMessage): void {
-  if (message.type === "status") {
-    if (typeof message.status === "string") text("status", message.status);
-    if (typeof message.listenerCount === "number") text("listener-count", message.listenerCount);
-  } else if (message.type === "sessionEnded") {
-    text("status", "ended");
+/**
+ * Keeps the page's Status and Listeners facts up to date from the server's messages, and announces
+ * their changes.
+ */
+export function showStatus(message: ServerMessage): LiveState | undefined {
+  const state = liveState(message);
+  const changes: string[] = [];
+  if (state && byId("status").textContent !== LIVE_STATE_WORDS[state]) {
+    text("status", LIVE_STATE_WORDS[state]);
+    changes.push(`Status: ${LIVE_STATE_WORDS[state]}.`);
   }
+  const count = describeCount(message);
+  if (count !== undefined && byId("listener-count").textContent !== count) {
+    text("listener-count", count);
+    changes.push(`Listeners: ${count}.`);
+  }
+  if (changes.length) announce(changes.join(" "));
+  return state;
 }
 
-/** The service's own session ID pattern (layers/session_core/session_core/session_ids.py). */
-export const SESSION_ID = /^[a-z]{2,20}-[a-z]{2,20}-[0-9]{3}$/;
+/** Says `message` to screen readers (the page's polite live region), without moving focus. */
+export function announce(message: string): void {
+  const region = byId("announcer");
+  // The same words twice in a row are still announced: clear first, then set on the next frame.
+  region.textContent = "";
+  requestAnimationFrame(() => (region.textContent = message));
+}
+
+/** Moves focus to the next useful control once it is shown and enabled. */
+export function focusOn(id: string): void {
+  requestAnimationFrame(() => byId(id).focus());
+}
+
+const languageNames = new Intl.DisplayNames(["en"], { type: "language" });
+
+/** "fr" as "French (fr)": people pick names, the code stays visible for those who know it. */
+export function languageName(code: string): string {
+  return `${languageNames.of(code) ?? code} (${code})`;
+}
+
+/** "3 (English 1, French 2)" from a status message's counts. */
+export function describeCount(message: ServerMessage): string | undefined {
+  if (typeof message.listenerCount !== "number") return undefined;
+  const byLanguage = message.listenersByLanguage;
+  if (!byLanguage || typeof byLanguage !== "object" || !Object.keys(byLanguage).length) {
+    return String(message.listenerCount);
+  }
+  const parts = Object.entries(byLanguage as Record<string, number>).sort()
+    .map(([code, count]) => `${languageNames.of(code) ?? code} ${count}`);
+  return `${message.listenerCount} (${parts.join(", ")})`;
+}
 
 /** Wires a sign-in form to a CognitoAuth; calls `signedIn` once it succeeds. */
 export function signInForm(config: ConsoleConfig, auth: CognitoAuth, signedIn: () => void): void {

@@ -7,6 +7,7 @@ export { ENV_NAMES, checkConfig, configFromEnv, type BroadcastConfig } from "./c
 export { LANGUAGES, QUALITY_TIERS, type Access, type QualityTier, type Role, type Session, type SessionStatus } from "./models.js";
 export { RETRYABLE_STATUSES, SessionHttpService, type SessionHttpServiceOptions } from "./http.js";
 export {
+  DEFAULT_ACK_TIMEOUT,
   DEFAULT_HEARTBEAT_INTERVAL,
   DEFAULT_MAX_CONNECTION_AGE,
   DEFAULT_RECONNECT,
@@ -19,3 +20,16 @@ export {
   type WebSocketClientOptions,
 } from "./websocket.js";
 export { CHUNK_BYTES, CHUNK_MS, CHUNK_SAMPLES, Pcm16Encoder, SAMPLE_RATE, toInt16 } from "./audio.js";
+export {
+  DEFAULT_MAX_DELAY,
+  DEFAULT_TARGET_DELAY,
+  JitterBuffer,
+  PcmPlayer,
+  base64Decode,
+  pcm16ToFloat,
+  type JitterBufferOptions,
+  type PcmPlayerOptions,
+  type PlaybackContext,
+  type PlayedChunk,
+} from "./player.js";
+export { LIVE_STATE_WORDS, SESSION_ID, liveState, readSessionId, type LiveState, type SessionIdReading } from "./states.js";

@@ -16,7 +16,11 @@
  *  - `sessionEnded` stops the client (the message is delivered first). SPEAKER_REPLACED stops it with
  *    SpeakerReplaced (reconnecting would take the session back from the newer connection).
  *  - A heartbeat every `heartbeatInterval` keeps the 10-minute idle timeout away; two heartbeats in a
- *    row with nothing heard back mean the connection is dead, and it is replaced.
+ *    row with nothing heard back mean the connection is dead, and it is replaced. So does any heartbeat
+ *    left unanswered for `ackTimeout` seconds: a half-open link (the network went away without a close)
+ *    is noticed within seconds, not after TCP gives up.
+ *  - Each answered heartbeat measures the round trip (`roundTrip`) and the server clock's offset from
+ *    this one (`clockOffset`, from the fastest round trip: exact to half of it).
  *  - API Gateway closes every socket after 2 hours, so the connection is replaced after
  *    `maxConnectionAge` (1 h 55 min): sending stops, the server confirms what was sent (a heartbeat
  *    queued behind it is answered), the socket closes and a new one opens with a fresh token.
@@ -26,7 +30,8 @@
  *    order whenever a connection is open; the caller never waits for the network.
  *  - A sent message stays "unconfirmed" until a heartbeat sent after it is answered (answers come in
  *    order, so the server has handled everything before); a heartbeat follows every `confirmEvery`
- *    messages (50: 5 s of 100 ms chunks). When a connection drops, its unconfirmed messages go back to
+ *    messages (50: 5 s of 100 ms chunks). `confirmedChunks` counts the audio messages confirmed so far
+ *    (`onConfirmed` tells of each change): what the server has, not what was queued. When a connection drops, its unconfirmed messages go back to
  *    the front of the outbox and are sent again on the next connection, same seq: no gap and no
  *    reordering; a repeat may arrive (same seq, for the pipeline to drop).
  *  - While disconnected, audio waits in the outbox (up to `maxBufferedBytes`; beyond that sendAudio
@@ -54,6 +59,7 @@ export const DEFAULT_HEARTBEAT_INTERVAL = 30;
 export const DEFAULT_MAX_CONNECTION_AGE = 115 * 60;
 export const DEFAULT_RECONNECT: RetryPolicy = { maxRetries: 10, baseDelay: 0.5, maxDelay: 30, maxRetryAfter: 60 };
 export const UNANSWERED_HEARTBEATS_LIMIT = 2;
+export const DEFAULT_ACK_TIMEOUT = 10;
 export const FATAL_CLOSE_CODES: Record<number, string> = {
   1003: "unsupported data", 1007: "invalid message", 1008: "policy violation", 1009: "message too big",
 };
@@ -77,6 +83,8 @@ export interface WebSocketClientOptions {
   joinKey?: string;
   /** Seconds. */
   heartbeatInterval?: number;
+  /** Seconds a heartbeat may wait for its answer before the connection is taken for dead and replaced. */
+  ackTimeout?: number;
   maxConnectionAge?: number;
   openTimeout?: number;
   reconnect?: RetryPolicy;
@@ -100,6 +108,7 @@ interface Frame {
   text: string;
   serial: number; // set when sent
   acked?: () => void; // a settle() waiting for this heartbeat's answer
+  audio?: boolean;
 }
 
 type Listener<T> = (value: T) => void;
@@ -143,19 +152,27 @@ export class WebSocketClient {
   failure: BroadcastClientError | undefined;
   /** serverTime (ms) of the last heartbeatAck. */
   lastServerTime: number | undefined;
+  /** Milliseconds between the last answered heartbeat and its answer. */
+  roundTrip: number | undefined;
+  /** The server's clock minus this one (ms), from the fastest round trip so far. */
+  clockOffset: number | undefined;
+  /** Audio messages the server has confirmed (handled), across connections. */
+  confirmedChunks = 0;
 
   private readonly tokens: TokenManager | undefined;
-  private readonly options: Required<Pick<WebSocketClientOptions, "heartbeatInterval" | "maxConnectionAge" |
+  private readonly options: Required<Pick<WebSocketClientOptions, "heartbeatInterval" | "ackTimeout" | "maxConnectionAge" |
     "openTimeout" | "reconnect" | "connectRetries" | "maxBufferedBytes" | "confirmEvery">>;
   private readonly maxPiece: number;
   private readonly WS: typeof WebSocket;
   private readonly probe: (url: string) => Promise<boolean>;
   private readonly sleep: (seconds: number) => Promise<void>;
   private readonly random: () => number;
+  private readonly now: () => number;
+  private fastestRoundTrip = Infinity;
   private nextSeqValue: number;
   private readonly outbox: Frame[] = [];
   private unconfirmed: Frame[] = [];
-  private pendingHeartbeats: number[] = []; // serials of heartbeats sent on this connection, unanswered
+  private pendingHeartbeats: { serial: number; sentAt: number; timer: ReturnType<typeof setTimeout> }[] = [];
   private serial = 0;
   private sinceHeartbeat = 0; // messages sent since the last heartbeat
   private bufferedBytes = 0;
@@ -166,7 +183,8 @@ export class WebSocketClient {
   private started = false;
   private finished = false;
   private ended = false;
-  private readonly listeners = { message: new Set<Listener<ServerMessage>>(), state: new Set<Listener<ConnectionState>>() };
+  private readonly listeners = { message: new Set<Listener<ServerMessage>>(), state: new Set<Listener<ConnectionState>>(),
+    confirmed: new Set<Listener<number>>() };
   private stopped!: () => void;
   /** Settles when the client stops: session ended, closed, or failed (see `failure`). */
   readonly done: Promise<void> = new Promise((resolve) => (this.stopped = resolve));
@@ -192,6 +210,7 @@ export class WebSocketClient {
       : undefined;
     this.options = {
       heartbeatInterval: options.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL,
+      ackTimeout: options.ackTimeout ?? DEFAULT_ACK_TIMEOUT,
       maxConnectionAge: options.maxConnectionAge ?? DEFAULT_MAX_CONNECTION_AGE,
       openTimeout: options.openTimeout ?? 10,
       reconnect: options.reconnect ?? DEFAULT_RECONNECT,
@@ -204,6 +223,7 @@ export class WebSocketClient {
     this.probe = options.probe ?? probeHost;
     this.sleep = options.sleep ?? realSleep;
     this.random = options.random ?? Math.random;
+    this.now = options.now ?? Date.now;
     this.nextSeqValue = options.firstSeq ?? 0;
   }
 
@@ -237,6 +257,12 @@ export class WebSocketClient {
     return () => this.listeners.state.delete(listener);
   }
 
+  /** Called with `confirmedChunks` whenever the server confirms more audio. */
+  onConfirmed(listener: Listener<number>): () => void {
+    this.listeners.confirmed.add(listener);
+    return () => this.listeners.confirmed.delete(listener);
+  }
+
   /** Opens the first connection; throws PolicyViolation, ConnectionLost or AuthenticationFailed. */
   async connect(): Promise<void> {
     if (this.started) throw new Error("connect() can be called once");
@@ -258,7 +284,8 @@ export class WebSocketClient {
     for (let offset = 0; offset < chunk.length; offset += this.maxPiece) {
       const piece = chunk.subarray(offset, offset + this.maxPiece);
       const seq = first + frames.length;
-      frames.push({ text: JSON.stringify({ action: "sendAudio", seq, data: base64Encode(piece) }), serial: 0 });
+      frames.push({ text: JSON.stringify({ action: "sendAudio", seq, data: base64Encode(piece) }), serial: 0,
+        audio: true });
     }
     const size = frames.reduce((sum, frame) => sum + frame.text.length, 0);
     if (this.bufferedBytes + size > this.options.maxBufferedBytes) {
@@ -279,6 +306,24 @@ export class WebSocketClient {
   resume(): void {
     this.checkCanSend(true);
     this.enqueue([{ text: JSON.stringify({ action: "resume" }), serial: 0 }]);
+  }
+
+  /** Asks the server to mute the session: audio sent while muted is dropped, not kept. */
+  mute(): void {
+    this.checkCanSend(true);
+    this.enqueue([{ text: JSON.stringify({ action: "mute" }), serial: 0 }]);
+  }
+
+  unmute(): void {
+    this.checkCanSend(true);
+    this.enqueue([{ text: JSON.stringify({ action: "unmute" }), serial: 0 }]);
+  }
+
+  /** A listener's move to another language (the server answers `languageSwitched`). */
+  switchLanguage(targetLanguage: string): void {
+    if (this.role !== "listener") throw new Error("only a listener switches language");
+    this.checkCanSend(false);
+    this.enqueue([{ text: JSON.stringify({ action: "switchLanguage", targetLanguage }), serial: 0 }]);
   }
 
   /**
@@ -338,7 +383,7 @@ export class WebSocketClient {
       const frame = this.outbox.shift()!;
       frame.serial = ++this.serial;
       if (frame.text === HEARTBEAT) {
-        this.pendingHeartbeats.push(frame.serial);
+        this.awaitAnswer(ws, frame.serial);
         this.sinceHeartbeat = 0;
       }
       ws.send(frame.text);
@@ -350,7 +395,7 @@ export class WebSocketClient {
   /** A heartbeat outside the outbox: its answer confirms everything sent before it (and calls `acked`). */
   private sendHeartbeat(ws: WebSocket, acked?: () => void): void {
     const serial = ++this.serial;
-    this.pendingHeartbeats.push(serial);
+    this.awaitAnswer(ws, serial);
     this.sinceHeartbeat = 0;
     if (acked) {
       // Waited on: kept with the unconfirmed frames, whose confirmation calls back.
@@ -360,17 +405,43 @@ export class WebSocketClient {
     ws.send(HEARTBEAT);
   }
 
+  /** A heartbeat's answer is due within ackTimeout; without one the link is taken for dead. */
+  private awaitAnswer(ws: WebSocket, serial: number): void {
+    const timer = setTimeout(() => this.abandon(ws, "heartbeat unanswered"), this.options.ackTimeout * 1000);
+    this.pendingHeartbeats.push({ serial, sentAt: this.now(), timer });
+  }
+
+  private answered(serverTime: unknown): void {
+    const heartbeat = this.pendingHeartbeats.shift();
+    this.lastServerTime = typeof serverTime === "number" ? serverTime : undefined;
+    if (!heartbeat) return;
+    clearTimeout(heartbeat.timer);
+    const now = this.now();
+    this.roundTrip = now - heartbeat.sentAt;
+    if (this.lastServerTime !== undefined && this.roundTrip <= this.fastestRoundTrip) {
+      this.fastestRoundTrip = this.roundTrip;
+      this.clockOffset = this.lastServerTime - (heartbeat.sentAt + now) / 2;
+    }
+    this.confirm(heartbeat.serial);
+  }
+
   private confirm(upTo: number): void {
     const still: Frame[] = [];
+    let audio = 0;
     for (const frame of this.unconfirmed) {
       if (frame.serial <= upTo) {
         this.bufferedBytes -= frame.text.length;
+        if (frame.audio) audio += 1;
         frame.acked?.();
       } else {
         still.push(frame);
       }
     }
     this.unconfirmed = still;
+    if (audio) {
+      this.confirmedChunks += audio;
+      for (const listener of [...this.listeners.confirmed]) listener(this.confirmedChunks);
+    }
   }
 
   // ---------------------------------------------------------- connection
@@ -425,6 +496,7 @@ export class WebSocketClient {
 
   private stopTimers(): void {
     for (const timer of this.timers) clearTimeout(timer);
+    for (const heartbeat of this.pendingHeartbeats) clearTimeout(heartbeat.timer);
     this.timers = [];
   }
 
@@ -439,9 +511,7 @@ export class WebSocketClient {
     }
     if (typeof message !== "object" || message === null || Array.isArray(message)) return;
     if (message.type === "heartbeatAck") {
-      const serial = this.pendingHeartbeats.shift();
-      if (serial !== undefined) this.confirm(serial);
-      this.lastServerTime = typeof message.serverTime === "number" ? message.serverTime : undefined;
+      this.answered(message.serverTime);
       return;
     }
     for (const listener of [...this.listeners.message]) listener(message);

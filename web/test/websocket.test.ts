@@ -227,7 +227,8 @@ describe("keeping the connection", () => {
   beforeEach(() => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] }));
 
   it("sends a heartbeat before the 10-minute idle timeout", async () => {
-    const { live, ws } = await connected({ heartbeatInterval: 30 });
+    // Answers come up to 10 s late here: within the ackTimeout.
+    const { live, ws } = await connected({ heartbeatInterval: 30, ackTimeout: 15 });
     vi.advanceTimersByTime(29_000);
     expect(ws.sent).toEqual([]);
     vi.advanceTimersByTime(1_000);
@@ -247,6 +248,62 @@ describe("keeping the connection", () => {
     expect(ws.closedWith).toBe(1000);
     expect(live.state).toBe("reconnecting");
     expect(FakeWebSocket.instances).toHaveLength(2);
+  });
+
+  it("notices a half-open link within ackTimeout: a heartbeat left unanswered replaces the connection", async () => {
+    const { live, ws } = await connected({ heartbeatInterval: 5, ackTimeout: 4 });
+    vi.advanceTimersByTime(5_000);
+    expect(ws.sent).toEqual([HEARTBEAT]);
+    ws.receive({ type: "status", status: "active" }); // something else heard is not the answer
+    vi.advanceTimersByTime(3_999);
+    expect(live.state).toBe("open");
+    vi.advanceTimersByTime(1);
+    await settle();
+    expect(ws.closedWith).toBe(1000);
+    expect(live.state).toBe("reconnecting");
+    expect(FakeWebSocket.instances).toHaveLength(2);
+  });
+
+  it("keeps a connection whose heartbeats are answered in time, and measures the round trip", async () => {
+    const { live, ws } = await connected({ heartbeatInterval: 5, ackTimeout: 4 });
+    const now = Date.now();
+    vi.advanceTimersByTime(5_000);
+    vi.advanceTimersByTime(40);
+    ws.receive({ type: "heartbeatAck", serverTime: now + 5_000 + 20 + 700 }); // the server's clock is 700 ms ahead
+    expect(live.roundTrip).toBe(40);
+    expect(live.clockOffset).toBe(700);
+    const ack = setInterval(() => ws.ackHeartbeats(), 1_000);
+    vi.advanceTimersByTime(60_000);
+    clearInterval(ack);
+    expect(live.state).toBe("open");
+    expect(live.connections).toBe(1);
+  });
+
+  it("counts the audio the server confirmed, not what was queued", async () => {
+    const { live, ws } = await connected({ confirmEvery: 3 });
+    const told: number[] = [];
+    live.onConfirmed((count) => told.push(count));
+    for (let i = 0; i < 4; i++) live.sendAudio(new Uint8Array([i]));
+    live.pause();
+    expect(live.confirmedChunks).toBe(0);
+    ws.ackHeartbeats(); // the heartbeat after the third chunk
+    expect(live.confirmedChunks).toBe(3);
+    void live.settle(5);
+    ws.ackHeartbeats();
+    expect(live.confirmedChunks).toBe(4); // the pause is not audio
+    expect(told).toEqual([3, 4]);
+  });
+
+  it("sends mute and unmute for a speaker, switchLanguage for a listener", async () => {
+    const speaker = await connected();
+    speaker.live.mute();
+    speaker.live.unmute();
+    expect(speaker.ws.messages).toEqual([{ action: "mute" }, { action: "unmute" }]);
+    expect(() => speaker.live.switchLanguage("de")).toThrow("only a listener");
+    const listener = await connected({ role: "listener", tokenProvider: undefined });
+    listener.live.switchLanguage("de");
+    expect(listener.ws.messages).toEqual([{ action: "switchLanguage", targetLanguage: "de" }]);
+    expect(() => listener.live.mute()).toThrow("only a speaker");
   });
 
   it("replaces the connection before the 2-hour limit without losing or repeating audio", async () => {

@@ -1,0 +1,127 @@
+import { describe, expect, it } from "vitest";
+import { base64Encode, JitterBuffer, PcmPlayer, pcm16ToFloat, type PlaybackContext } from "../src/index.js";
+
+/** An AudioContext stand-in: a clock the test moves, and every buffer started on it. */
+class FakeContext {
+  currentTime = 0;
+  outputLatency = 0.02;
+  readonly destination = {} as AudioDestinationNode;
+  readonly started: { when: number; samples: Float32Array; rate: number }[] = [];
+
+  createBuffer(_channels: number, length: number, rate: number) {
+    const data = new Float32Array(length);
+    return { getChannelData: () => data, sampleRate: rate, length } as unknown as AudioBuffer;
+  }
+
+  createBufferSource() {
+    const started = this.started;
+    const node = {
+      buffer: null as AudioBuffer | null,
+      connect: () => undefined,
+      start(when: number) {
+        started.push({ when, samples: node.buffer!.getChannelData(0), rate: node.buffer!.sampleRate });
+      },
+    };
+    return node as unknown as AudioBufferSourceNode;
+  }
+}
+
+function pcm(...samples: number[]): string {
+  const bytes = new Uint8Array(samples.length * 2);
+  const view = new DataView(bytes.buffer);
+  samples.forEach((sample, i) => view.setInt16(i * 2, sample, true));
+  return base64Encode(bytes);
+}
+
+const chunk = (sequenceNumber: number, extra: Record<string, unknown> = {}) =>
+  ({ type: "audio", sequenceNumber, audioData: pcm(...Array(1600).fill(1000)), sampleRate: 16000, ...extra });
+
+describe("the jitter buffer", () => {
+  it("plays chunks back to back, targetDelay ahead of the clock from the first", () => {
+    const buffer = new JitterBuffer({ targetDelay: 0.08, maxDelay: 0.4 });
+    expect(buffer.schedule(0, 0.1, 10)).toBeCloseTo(10.08);
+    // The next two arrive late and together (a burst): still seamless, after the first.
+    expect(buffer.schedule(1, 0.1, 10.15)).toBeCloseTo(10.18);
+    expect(buffer.schedule(2, 0.1, 10.15)).toBeCloseTo(10.28);
+    expect(buffer.queued(10.15)).toBeCloseTo(0.23);
+    expect(buffer.underruns).toBe(0);
+  });
+
+  it("restarts targetDelay ahead after running dry, and counts it", () => {
+    const buffer = new JitterBuffer({ targetDelay: 0.05 });
+    buffer.schedule(0, 0.1, 0);
+    expect(buffer.schedule(1, 0.1, 3)).toBeCloseTo(3.05); // the speaker paused for three seconds
+    expect(buffer.underruns).toBe(1);
+  });
+
+  it("drops repeats and chunks overtaken by a later one: never twice, never backwards", () => {
+    const buffer = new JitterBuffer();
+    expect(buffer.schedule(5, 0.1, 0)).toBeDefined();
+    expect(buffer.schedule(5, 0.1, 0)).toBeUndefined();
+    expect(buffer.schedule(4, 0.1, 0)).toBeUndefined();
+    expect(buffer.schedule(7, 0.1, 0)).toBeDefined(); // a gap is played through: this is live audio
+    expect(buffer.dropped).toBe(2);
+  });
+
+  it("drops what would queue more than maxDelay, so the delay never builds up", () => {
+    const buffer = new JitterBuffer({ targetDelay: 0.1, maxDelay: 0.3 });
+    const starts = [0, 1, 2, 3, 4, 5].map((seq) => buffer.schedule(seq, 0.1, 0)); // a burst after a stall
+    expect(starts.map((start) => start === undefined ? undefined : Number(start.toFixed(2))))
+      .toEqual([0.1, 0.2, 0.3, undefined, undefined, undefined]);
+    expect(buffer.queued(0)).toBeCloseTo(0.4);
+    expect(buffer.dropped).toBe(3);
+  });
+
+  it("starts over after a reset, and refuses a maxDelay below the targetDelay", () => {
+    const buffer = new JitterBuffer();
+    buffer.schedule(9, 0.1, 0);
+    buffer.reset();
+    expect(buffer.schedule(0, 0.1, 1)).toBeDefined();
+    expect(() => new JitterBuffer({ targetDelay: 0.5, maxDelay: 0.2 })).toThrow(RangeError);
+  });
+});
+
+describe("the player", () => {
+  it("decodes 16-bit little-endian PCM", () => {
+    const bytes = new Uint8Array([0x00, 0x80, 0xff, 0x7f, 0x00, 0x00]);
+    expect(Array.from(pcm16ToFloat(bytes))).toEqual([-1, 32767 / 32768, 0]);
+  });
+
+  it("schedules each audio message's samples at 16 kHz, in order", () => {
+    const context = new FakeContext();
+    const player = new PcmPlayer(context as unknown as PlaybackContext, { targetDelay: 0.05 });
+    player.play(chunk(0));
+    context.currentTime = 0.02;
+    player.play(chunk(1));
+    expect(context.started.map((s) => Number(s.when.toFixed(3)))).toEqual([0.05, 0.15]);
+    expect(context.started[0]!.rate).toBe(16000);
+    expect(context.started[0]!.samples).toHaveLength(1600);
+    expect(context.started[0]!.samples[0]).toBeCloseTo(1000 / 32768);
+  });
+
+  it("measures the latency from the server's timestamp to the ear, on the server's clock", () => {
+    const context = new FakeContext();
+    let now = 1_000_000;
+    const player = new PcmPlayer(context as unknown as PlaybackContext, { targetDelay: 0.08, now: () => now });
+    // Sent by the server 30 ms ago by its clock, which is 500 ms ahead of this one.
+    const played = player.play(chunk(0, { timestamp: now + 500 - 30 }), 500);
+    // 30 ms on the way + 80 ms in the buffer + 20 ms of output latency.
+    expect(played).toEqual({ sequenceNumber: 0, latency: 130 });
+    expect(player.latency).toBe(130);
+    now += 100;
+    expect(player.play(chunk(1, { timestamp: now }))).toEqual({ sequenceNumber: 1, latency: undefined });
+    expect(player.lastArrival).toBe(now);
+  });
+
+  it("ignores what is not an audio chunk, and drops a repeated one", () => {
+    const context = new FakeContext();
+    const player = new PcmPlayer(context as unknown as PlaybackContext);
+    expect(player.play({ sequenceNumber: 0 })).toBeUndefined();
+    expect(player.play({ audioData: pcm(1) })).toBeUndefined();
+    expect(player.play({ sequenceNumber: 0, audioData: "" })).toBeUndefined();
+    player.play(chunk(3));
+    expect(player.play(chunk(3))).toBeUndefined();
+    expect(context.started).toHaveLength(1);
+    expect(player.buffer.dropped).toBe(1);
+  });
+});
