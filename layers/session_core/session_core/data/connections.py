@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from .. import errors
-from ..domain import ENDED, LINK, LISTENER, NATIVE, PUBLIC, SPEAKER
+from ..domain import ENDED, HYBRID, LINK, LISTENER, NATIVE, PUBLIC, SPEAKER
 from ..platform.observability import logger
 from .table import (
     CONNECTION_PREFIX,
@@ -57,7 +57,8 @@ _NO_KEY = "!"  # outside the key alphabet: equals no stored key
 def _connection_item(session_id: str, connection_id: str, role: str, user_id: str, target_language: str,
                      now: int, dialect: str) -> dict:
     # Only a listener is in the listening index (sparse): a speaker is sent no audio.
-    listening = {LISTENING: listening_key(session_id, target_language)} if role == LISTENER else {}
+    listening = {LISTENING: listening_key(session_id, target_language, referenced_delivery(dialect))} \
+        if role == LISTENER else {}
     return {
         **listening,
         **connection_key(session_id, connection_id),
@@ -189,7 +190,13 @@ def release_speaker(session_id: str, connection_id: str) -> bool:
     return True
 
 
-def switch_language(session_id: str, connection_id: str, language: str) -> None:
+def referenced_delivery(dialect: str) -> bool:
+    """Whether a listener of this dialect is sent referenced chunks rather than inline ones: the hybrid listener
+    client plays stored chunks by URL (docs/protocols.md "Audio to listeners")."""
+    return dialect == HYBRID
+
+
+def switch_language(session_id: str, connection_id: str, language: str, dialect: str) -> None:
     """Moves a listener to another language: its record, then the session's counts by language.
     Raises SessionNotFound if this listener's record is gone (its session ended)."""
     try:
@@ -199,7 +206,8 @@ def switch_language(session_id: str, connection_id: str, language: str) -> None:
                       ConditionExpression="attribute_exists(pk) AND #role = :listener",
                       ExpressionAttributeNames={"#role": "role", "#listening": LISTENING},
                       ExpressionAttributeValues={":language": {"S": language}, ":listener": {"S": LISTENER},
-                                                 ":listening": listening_key(session_id, language)},
+                                                 ":listening": listening_key(session_id, language,
+                                                                             referenced_delivery(dialect))},
                       ReturnValues="UPDATED_OLD")["Attributes"]["targetLanguage"]["S"]
     except ConditionFailed:
         raise errors.SessionNotFound("This connection is no longer part of a session.") from None
@@ -325,10 +333,12 @@ def pages(session_id: str, limit: int = 100):
         yield [_listed(i) for i in page.get("Items", [])]
 
 
-def listeners(session_id: str, language: str, limit: int = 1000):
+def listeners(session_id: str, language: str, limit: int = 1000, referenced: bool = False):
     """The listeners of one language ("": those who asked for the original), a page at a time, as pages() lists
-    them; from the listening index, so the other languages' listeners are not read."""
-    for page in query_index(LISTENING_INDEX, LISTENING, listening_key(session_id, language), Limit=limit, **_LISTED):
+    them; from the listening index, so the other languages' listeners are not read (nor, `referenced`, those sent
+    inline chunks, or the other way round)."""
+    for page in query_index(LISTENING_INDEX, LISTENING, listening_key(session_id, language, referenced), Limit=limit,
+                            **_LISTED):
         yield [_listed(i) for i in page.get("Items", [])]
 
 

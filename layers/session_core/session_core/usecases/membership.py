@@ -91,7 +91,7 @@ def switch_language(connection_id: str, who: ConnectionContext, language: object
         raise errors.ListenerOnly()
     if language not in SUPPORTED_LANGUAGES:
         raise errors.UnsupportedLanguage()
-    stored_connections.switch_language(session_of(connection_id, who), connection_id, language)
+    stored_connections.switch_language(session_of(connection_id, who), connection_id, language, who.dialect)
     return language
 
 
