@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.e2e.test_listener_audio import audio_messages, nothing_of_type, pcm, put_raw, put_translated
 from tests.e2e.test_websocket_api import Sockets, audio, heartbeat, new_session, of_type, receive, run
@@ -86,6 +87,35 @@ def test_a_hybrid_listener_gets_its_languages_translated_audio_by_url_and_inline
             await nothing_of_type(inline, "translatedAudio")
             await nothing_of_type(other, "translatedAudio")
             await nothing_of_type(hybrid, "audio")
+
+    run(scenario())
+
+
+def test_a_native_listener_who_chose_referenced_chunks_gets_them_and_keeps_them_across_a_language_switch(stack, http):
+    session_id = new_session(http, stack, sourceLanguage="en")["sessionId"]
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            listener = await sockets.listener(session_id, targetLanguage="fr", delivery="referenced")
+            await heartbeat(listener)
+            await listener.send(json.dumps({"action": "switchLanguage", "targetLanguage": "es"}))
+            await receive(listener, of_type("languageSwitched"))
+            await asyncio.to_thread(put_translated, stack, session_id, "es", 3, tone(3))
+            (message,) = await chunks_until(listener, 3200)
+            assert message["targetLanguage"] == "es" and message["sequenceNumber"] == 3
+            await nothing_of_type(listener, "audio")
+
+    run(scenario())
+
+
+def test_an_unknown_delivery_is_refused_at_connect(stack, http):
+    session_id = new_session(http, stack, sourceLanguage="en")["sessionId"]
+
+    async def scenario():
+        async with Sockets(stack) as sockets:
+            with pytest.raises(InvalidStatus) as refused:
+                await sockets.listener(session_id, targetLanguage="es", delivery="carrier-pigeon")
+            assert refused.value.response.status_code == 403
 
     run(scenario())
 

@@ -114,12 +114,15 @@ def test_a_failure_to_reach_the_listeners_is_reported_by_the_languages_first_rec
     assert result == {"batchItemFailures": [{"itemIdentifier": "7"}]}
 
 
-@pytest.mark.parametrize("dialect, referenced", [("hybrid", True), ("native", False), ("old", False)])
-def test_who_is_keyed_for_referenced_chunks_and_a_language_switch_keeps_it(session_id, dialect, referenced):  # noqa: F811
+@pytest.mark.parametrize("dialect, delivery, referenced", [
+    ("hybrid", "", True), ("native", "", False), ("old", "", False),
+    ("native", "referenced", True), ("hybrid", "inline", False)])  # a listener's choice at connect wins
+def test_who_is_keyed_for_referenced_chunks_and_a_language_switch_keeps_it(session_id, dialect, delivery,
+                                                                          referenced):  # noqa: F811
     from session_core.data import connections
 
     listener = put_listener(session_id, "es", dialect=dialect, counted=True)
-    connections.switch_language(session_id, listener, "fr", dialect)
+    connections.switch_language(session_id, listener, "fr", dialect, delivery)
 
     def keyed(as_referenced: bool) -> set[str]:
         return {c["connectionId"] for page in connections.listeners(session_id, "fr", referenced=as_referenced)

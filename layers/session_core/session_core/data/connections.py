@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from .. import errors
-from ..domain import ENDED, HYBRID, LINK, LISTENER, NATIVE, PUBLIC, SPEAKER
+from ..domain import ENDED, HYBRID, LINK, LISTENER, NATIVE, PUBLIC, REFERENCED, SPEAKER
 from ..platform.observability import logger
 from .table import (
     CONNECTION_PREFIX,
@@ -55,9 +55,9 @@ _NO_KEY = "!"  # outside the key alphabet: equals no stored key
 
 
 def _connection_item(session_id: str, connection_id: str, role: str, user_id: str, target_language: str,
-                     now: int, dialect: str) -> dict:
+                     now: int, dialect: str, delivery: str = "") -> dict:
     # Only a listener is in the listening index (sparse): a speaker is sent no audio.
-    listening = {LISTENING: listening_key(session_id, target_language, referenced_delivery(dialect))} \
+    listening = {LISTENING: listening_key(session_id, target_language, referenced_delivery(dialect, delivery))} \
         if role == LISTENER else {}
     return {
         **listening,
@@ -90,7 +90,7 @@ def _join_session(session_id: str, now: int, update: str, condition: str, values
 
 
 def add_listener(session_id: str, connection_id: str, user_id: str, target_language: str, max_listeners: int,
-                 dialect: str, join_key: str | None = None) -> dict | None:
+                 dialect: str, join_key: str | None = None, delivery: str = "") -> dict | None:
     """Records and counts the listener (in all and by language); the session item as it now is, or None if
     this connection had joined already (a retried $connect). `join_key`: None joins by the ID alone (a
     signed-in listener); a string (empty: none given) must be a link session's key."""
@@ -105,7 +105,8 @@ def add_listener(session_id: str, connection_id: str, user_id: str, target_langu
         otherwise = lambda item: _key_refusal(item, given)
     try:
         request("put_item", ConditionExpression="attribute_not_exists(pk)",
-                Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now, dialect))
+                Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now, dialect,
+                                          delivery))
     except ConditionFailed:
         return None
     try:
@@ -190,13 +191,13 @@ def release_speaker(session_id: str, connection_id: str) -> bool:
     return True
 
 
-def referenced_delivery(dialect: str) -> bool:
-    """Whether a listener of this dialect is sent referenced chunks rather than inline ones: the hybrid listener
-    client plays stored chunks by URL (docs/protocols.md "Audio to listeners")."""
-    return dialect == HYBRID
+def referenced_delivery(dialect: str, delivery: str = "") -> bool:
+    """Whether a listener is sent referenced chunks rather than inline ones: as it chose at connect (`delivery`),
+    or else as its dialect's client plays audio (the hybrid listener client: stored chunks by URL)."""
+    return delivery == REFERENCED if delivery else dialect == HYBRID
 
 
-def switch_language(session_id: str, connection_id: str, language: str, dialect: str) -> None:
+def switch_language(session_id: str, connection_id: str, language: str, dialect: str, delivery: str = "") -> None:
     """Moves a listener to another language: its record, then the session's counts by language.
     Raises SessionNotFound if this listener's record is gone (its session ended)."""
     try:
@@ -207,7 +208,7 @@ def switch_language(session_id: str, connection_id: str, language: str, dialect:
                       ExpressionAttributeNames={"#role": "role", "#listening": LISTENING},
                       ExpressionAttributeValues={":language": {"S": language}, ":listener": {"S": LISTENER},
                                                  ":listening": listening_key(session_id, language,
-                                                                             referenced_delivery(dialect))},
+                                                                             referenced_delivery(dialect, delivery))},
                       ReturnValues="UPDATED_OLD")["Attributes"]["targetLanguage"]["S"]
     except ConditionFailed:
         raise errors.SessionNotFound("This connection is no longer part of a session.") from None
