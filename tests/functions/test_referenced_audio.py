@@ -8,8 +8,11 @@ import wave
 import httpx
 import pytest
 
+from tests.functions import test_audio_fanout
+from tests.functions.test_audio_fanout import floor, kinesis_record, put_listener, translated
 from tests.support.lambdas import sample_event
-from tests.functions.test_audio_fanout import floor, put_listener, session_id, translated  # noqa: F401 - fixture
+
+session_id = test_audio_fanout.session_id  # the fixture: a session of alice's
 
 
 def referenced_posts(management_api, connection_id: str) -> list[dict]:
@@ -30,7 +33,7 @@ def test_the_sample_event_is_delivered(invoke, management_api):
 
 
 def test_a_batch_of_a_language_is_one_stored_chunk_posted_by_url_to_its_referenced_listeners_only(
-        invoke, management_api, session_id):  # noqa: F811
+        invoke, management_api, session_id):
     management_api.reset()
     hybrid, inline = put_listener(session_id, "es", dialect="hybrid"), put_listener(session_id, "es")
     other = put_listener(session_id, "fr", dialect="hybrid")
@@ -49,7 +52,7 @@ def test_a_batch_of_a_language_is_one_stored_chunk_posted_by_url_to_its_referenc
 
 
 def test_floor_audio_reaches_the_referenced_listeners_of_the_source_language_and_of_the_original(
-        invoke, management_api, session_id):  # noqa: F811
+        invoke, management_api, session_id):
     management_api.reset()
     english, original = put_listener(session_id, "en", dialect="hybrid"), put_listener(session_id, "", dialect="hybrid")
     invoke.raw("referenced_audio", {"Records": [floor(session_id, s, b"\x01\x00" * 800, str(200 + s)) for s in range(3)]})
@@ -60,7 +63,7 @@ def test_floor_audio_reaches_the_referenced_listeners_of_the_source_language_and
 
 
 def test_a_chunk_that_cannot_be_stored_is_counted_and_posted_to_nobody(invoke, management_api, session_id,
-                                                                     monkeypatch, capsys):  # noqa: F811
+                                                                     monkeypatch, capsys):
     from session_core.data import chunk_store
 
     management_api.reset()
@@ -84,9 +87,7 @@ def test_a_chunk_that_cannot_be_stored_is_counted_and_posted_to_nobody(invoke, m
 
 
 def test_malformed_records_are_skipped_and_counted_and_the_rest_delivered(invoke, management_api, session_id,
-                                                                         capsys):  # noqa: F811
-    from tests.functions.test_audio_fanout import kinesis_record
-
+                                                                         capsys):
     management_api.reset()
     listener = put_listener(session_id, "es", dialect="hybrid")
     capsys.readouterr()
@@ -103,7 +104,7 @@ def test_malformed_records_are_skipped_and_counted_and_the_rest_delivered(invoke
 
 
 def test_a_failure_to_reach_the_listeners_is_reported_by_the_languages_first_record(invoke, management_api,
-                                                                                    session_id, monkeypatch):  # noqa: F811
+                                                                                    session_id, monkeypatch):
     from session_core.data import connections
 
     management_api.reset()
@@ -118,7 +119,7 @@ def test_a_failure_to_reach_the_listeners_is_reported_by_the_languages_first_rec
     ("hybrid", "", True), ("native", "", False), ("old", "", False),
     ("native", "referenced", True), ("hybrid", "inline", False)])  # a listener's choice at connect wins
 def test_who_is_keyed_for_referenced_chunks_and_a_language_switch_keeps_it(session_id, dialect, delivery,
-                                                                          referenced):  # noqa: F811
+                                                                          referenced):
     from session_core.data import connections
 
     listener = put_listener(session_id, "es", dialect=dialect, counted=True)

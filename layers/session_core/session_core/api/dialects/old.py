@@ -140,4 +140,3 @@ def audio_message(chunk) -> dict:
 
 def referenced_message(chunk) -> None:
     del chunk  # the old listeners play inline audio only, and are never keyed for referenced chunks
-    return None
