@@ -1,7 +1,7 @@
 """Docker-free local stack: runs the SAM template's real handlers against moto.
 
 ``python -m local_stack dev`` reads template.yaml, starts moto in its own process, creates the
-template's tables, streams, state machines and Cognito pool, runs each function in pooled worker
+template's tables, streams, buckets, state machines and Cognito pool, runs each function in pooled worker
 subprocesses and serves the HTTP and WebSocket APIs with API Gateway's events, authorizers, CORS
 and limits. It imports none of the product's code: it runs it.
 

@@ -131,6 +131,7 @@ class Provisioned:
     users: list[LocalUser] = field(default_factory=list)
     streams: dict[str, str] = field(default_factory=dict)  # logical id -> Kinesis stream name
     state_machines: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
+    buckets: dict[str, str] = field(default_factory=dict)  # logical id -> S3 bucket name
 
 
 def api_params(api: Any, operation: str, props: dict, renames: dict[str, str] | None = None) -> dict:
@@ -240,6 +241,37 @@ def _stream_consumer(template: Template, logical_id: str, props: dict, ctx: _Con
                                               "StreamARN": str(props["StreamARN"])})
 
 
+def _bucket(template: Template, logical_id: str, props: dict, ctx: _Context) -> Physical:
+    """An S3 bucket with its encryption, lifecycle and CORS rules (the last answers a browser's GET locally as on
+    AWS). Its bucket policy is not applied: moto does not enforce one."""
+    name = str(props.get("BucketName") or f"{template.stack_name}-{logical_id}").lower()[:63]
+    s3 = ctx.client("s3")
+    region = template.region
+    s3.create_bucket(Bucket=name, **({} if region == "us-east-1" else
+                                     {"CreateBucketConfiguration": {"LocationConstraint": region}}))
+    encryption = props.get("BucketEncryption")
+    if encryption:
+        # CloudFormation says ServerSideEncryptionByDefault where the API says ApplyServerSideEncryptionByDefault.
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+            for rule in encryption["ServerSideEncryptionConfiguration"]]})
+    rules = (props.get("CorsConfiguration") or {}).get("CorsRules")
+    if rules:
+        # CloudFormation says MaxAge where the API says MaxAgeSeconds.
+        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [
+            {**{k: v for k, v in rule.items() if k not in ("MaxAge", "Id")},
+             **({"MaxAgeSeconds": int(rule["MaxAge"])} if "MaxAge" in rule else {})} for rule in rules]})
+    lifecycle = (props.get("LifecycleConfiguration") or {}).get("Rules")
+    if lifecycle:
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
+            {"ID": str(rule.get("Id", "rule")), "Status": rule["Status"], "Filter": {"Prefix": ""},
+             "Expiration": {"Days": int(rule["ExpirationInDays"])}}
+            for rule in lifecycle if "ExpirationInDays" in rule]})
+    ctx.result.buckets[logical_id] = name
+    return Physical(name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com",
+                           "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com"})
+
+
 def _state_machine(template: Template, logical_id: str, props: dict, ctx: _Context) -> Physical:
     """AWS::Serverless::StateMachine from its DefinitionUri file and DefinitionSubstitutions."""
     name = str(props.get("Name") or f"{template.stack_name}-{logical_id}")
@@ -281,6 +313,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::Kinesis::Stream": _stream,
     "AWS::Kinesis::StreamConsumer": _stream_consumer,
     "AWS::Serverless::StateMachine": _state_machine,
+    "AWS::S3::Bucket": _bucket,
 }
 
 

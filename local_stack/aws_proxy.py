@@ -31,6 +31,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from xml.sax.saxutils import escape
 
 import aiohttp
 from aiohttp import web
@@ -85,11 +86,11 @@ class AwsProxy:
         if request.method == "POST" and path == "/@faults":
             return await self._inject_fault(request)
         body = await request.read()
-        operation = operation_of(request.headers, path, body)
+        operation = operation_of(request.headers, path, body, request.method, request.query)
         held: list = []
         if operation:
             service, name = operation
-            signer = self.iam.signer(request.headers) if self.iam is not None else None
+            signer = self.iam.signer(request.headers, request.query) if self.iam is not None else None
             conflicts = self.conflicts if service == "dynamodb" else None
             # Read only when IAM or the conflicts need it: audio records are most of what passes here.
             payload = request_payload(request.headers, body) if signer or conflicts else {}
@@ -119,11 +120,16 @@ class AwsProxy:
     def _refusal(self, request: web.Request, service: str, name: str, path: str, payload: dict,
                  signer: Role | None) -> web.Response | None:
         if signer is not None:
-            denial = self.iam.denial(request.headers, requests_of(service, name, path, payload, self.region))
+            denial = self.iam.denial(request.headers, requests_of(service, name, path, payload, self.region),
+                                     request.query)
             if denial:
                 if service == "lambda":  # a REST API: its own status and shape
                     return web.json_response({"Message": denial, "Type": "User"}, status=403,
                                              headers={"x-amzn-ErrorType": "AccessDeniedException"})
+                if service == "s3":  # S3 answers in XML
+                    return web.Response(status=403, content_type="application/xml", body=(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>"
+                        f"<Message>{escape(denial)}</Message></Error>").encode())
                 return _json_error(400, {"__type": "com.amazon.coral.service#AccessDeniedException",
                                          "Message": denial}, request)
         caller = _caller(request)
@@ -140,7 +146,7 @@ class AwsProxy:
         return None
 
     def _function_of(self, request: web.Request) -> str | None:
-        role = self.iam.role_of(request.headers) if self.iam is not None else None
+        role = self.iam.role_of(request.headers, request.query) if self.iam is not None else None
         return role.function if role is not None else None
 
     def _take_fault(self, operation: str, mode: str, function: str | None) -> bool:

@@ -160,18 +160,22 @@ class Iam:
         self.roles = roles  # function logical id -> its role
         self._by_key = {access_key_for(lid): role for lid, role in roles.items()}
 
-    def role_of(self, headers: Any) -> Role | None:
-        """The function whose key signed the request (SigV4 Authorization header), or None."""
+    def role_of(self, headers: Any, query: Any = None) -> Role | None:
+        """The function whose key signed the request (SigV4 Authorization header, or a presigned URL's
+        X-Amz-Credential), or None."""
         match = _CREDENTIAL.search(headers.get("Authorization", ""))
-        return self._by_key.get(match.group(1)) if match else None
+        if match:
+            return self._by_key.get(match.group(1))
+        presigned = (query or {}).get("X-Amz-Credential", "")
+        return self._by_key.get(presigned.split("/", 1)[0]) if presigned else None
 
-    def signer(self, headers: Any) -> Role | None:
+    def signer(self, headers: Any, query: Any = None) -> Role | None:
         """The role IAM holds this request to: its signing function's, or None (not enforced, not a function)."""
-        return self.role_of(headers) if self.enforce else None
+        return self.role_of(headers, query) if self.enforce else None
 
-    def denial(self, headers: Any, requests: list[tuple[str, str]]) -> str | None:
+    def denial(self, headers: Any, requests: list[tuple[str, str]], query: Any = None) -> str | None:
         """The AccessDenied message for the first (action, resource) the signer may not do, or None."""
-        role = self.signer(headers)
+        role = self.signer(headers, query)
         if role is None:
             return None
         for action, resource in requests:
@@ -197,8 +201,12 @@ _TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "Delete
                      "ConditionCheck": "ConditionCheckItem"}
 
 
-def operation_of(headers: Any, path: str, body: bytes) -> tuple[str, str] | None:
+def operation_of(headers: Any, path: str, body: bytes, method: str = "POST",
+                 query: Any = None) -> tuple[str, str] | None:
     """(IAM service prefix, operation name) of an AWS API request, or None if it is not one we can read."""
+    s3 = _s3_operation(headers, path, method, query or {})
+    if s3:
+        return "s3", s3
     target = headers.get("X-Amz-Target", "")
     if "." in target:
         prefix, operation = target.rsplit(".", 1)
@@ -218,6 +226,21 @@ def operation_of(headers: Any, path: str, body: bytes) -> tuple[str, str] | None
 
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/")
+# The S3 object operations the functions make, by method (path-style requests: the local endpoint is an address).
+_S3_OBJECT = {"PUT": "PutObject", "GET": "GetObject", "HEAD": "GetObject", "DELETE": "DeleteObject"}
+
+
+def _s3_operation(headers: Any, path: str, method: str, query: Any) -> str | None:
+    """An S3 request's operation, told by its signature's scope (header or presigned URL): object requests only;
+    other S3 requests are read as "S3Request" (a role grants no such action, so they are refused)."""
+    scope = _SCOPE.search(headers.get("Authorization", "")) or _SCOPE.search(
+        "Credential=" + query.get("X-Amz-Credential", ""))
+    if not scope or scope.group(1) != "s3":
+        return None
+    bucket_and_key = path.lstrip("/").split("?", 1)[0].split("/", 1)
+    if len(bucket_and_key) == 2 and bucket_and_key[1] and not (set(query) & {"uploads", "uploadId", "acl", "tagging"}):
+        return _S3_OBJECT.get(method.upper(), "S3Request")
+    return "S3Request"
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
@@ -261,6 +284,8 @@ def requests_of(service: str, operation: str, path: str, payload: dict, region: 
         name = invoked_function(path) or ""
         arn = name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
         return [("lambda:InvokeFunction", arn)]
+    if service == "s3":
+        return [(f"s3:{operation}", f"arn:aws:s3:::{unquote(path.lstrip('/').split('?', 1)[0])}")]
     if service == "cognito-idp" and "UserPoolId" in payload:
         return [(f"cognito-idp:{operation}",
                  f"arn:aws:cognito-idp:{region}:{ACCOUNT_ID}:userpool/{payload['UserPoolId']}")]

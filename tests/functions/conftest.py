@@ -13,6 +13,7 @@ from tests.support.management_api import FakeManagementApi
 TABLE = "sessions-test"
 STREAM = "audio-test"
 TRANSLATED_STREAM_ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/translated-audio-test"
+CHUNK_BUCKET = "chunks-test"
 
 
 @pytest.fixture
@@ -73,6 +74,7 @@ def table(aws_endpoint, management_api, cognito):
             "TABLE_NAME": TABLE,
             "AUDIO_STREAM_NAME": STREAM,
             "TRANSLATED_AUDIO_STREAM_ARN": TRANSLATED_STREAM_ARN,
+            "CHUNK_BUCKET_NAME": CHUNK_BUCKET,
             "WEBSOCKET_MANAGEMENT_URL": management_api.url,
             "MAX_LISTENERS_PER_SESSION": "3",
             # Many tests create sessions as one user; the cap has its own tests (test_private_sessions.py).
@@ -99,6 +101,8 @@ def table(aws_endpoint, management_api, cognito):
                                                     "NonKeyAttributes": ["connectionId", "role", "connectedAt", "dialect"]}}],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("s3", endpoint_url=aws_endpoint).create_bucket(
+            Bucket=CHUNK_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint)
         kinesis.create_stream(StreamName=STREAM, ShardCount=1)
         # Records the teardown starts; the workflow itself runs in the end-to-end tests.

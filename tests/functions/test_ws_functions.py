@@ -120,7 +120,7 @@ def test_speaker_owning_the_session_is_admitted(invoke, session, users):
         assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
         assert policy["context"] == {"sessionId": session["sessionId"], "role": "speaker",
                                      "userId": users["alice"]["sub"], "targetLanguage": "", "legacy": False,
-                                     "dialect": "native"}
+                                     "dialect": "native", "delivery": ""}
 
 
 def test_without_a_role_the_owner_is_the_speaker_and_anyone_else_a_listener(invoke, session, users):
@@ -198,6 +198,7 @@ def test_anonymous_listeners_can_be_switched_off(invoke, session, setenv):
     ({"role": "listener"}, "INVALID_SESSION_ID"),
     ({"sessionId": "SESSION", "role": "admin"}, "INVALID_ROLE"),
     ({"sessionId": "SESSION", "role": "listener", "targetLanguage": "xx"}, "UNSUPPORTED_TARGET_LANGUAGE"),
+    ({"sessionId": "SESSION", "role": "listener", "delivery": "carrier-pigeon"}, "UNSUPPORTED_DELIVERY"),
     ({"sessionId": "SESSION", "action": "dance"}, "UNKNOWN_CONNECT_ACTION"),
     ({"action": "createSession", "sessionId": "SESSION", "token": "x"}, "SESSION_ID_WITH_CREATE"),
 ])

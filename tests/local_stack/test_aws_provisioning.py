@@ -38,6 +38,12 @@ Resources:
       SSESpecification: {SSEEnabled: true}
       TimeToLiveSpecification: {AttributeName: expiresAt, Enabled: true}
       PointInTimeRecoverySpecification: {PointInTimeRecoveryEnabled: true}
+  Chunks:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketEncryption: {ServerSideEncryptionConfiguration: [{ServerSideEncryptionByDefault: {SSEAlgorithm: AES256}}]}
+      LifecycleConfiguration: {Rules: [{Id: Expire, Status: Enabled, ExpirationInDays: 1}]}
+      CorsConfiguration: {CorsRules: [{AllowedMethods: [GET], AllowedOrigins: ["*"], MaxAge: 600}]}
   Named:
     Type: AWS::DynamoDB::Table
     Properties:
@@ -129,3 +135,16 @@ def test_a_busy_port_is_a_clear_error(provisioned):
     busy = aws.MotoProcess(int(endpoint.rsplit(":", 1)[1]))
     with pytest.raises(aws.AwsError, match="cannot listen"):
         asyncio.run(busy.start())
+
+
+def test_buckets_are_created_with_their_encryption_lifecycle_and_cors(provisioned):
+    template, endpoint, result = provisioned
+    assert result.buckets == {"Chunks": "local-chunks"}
+    assert result.physical["Chunks"].attrs["Arn"] == "arn:aws:s3:::local-chunks"
+    s3 = aws.client("s3", endpoint, template.region)
+    rule = s3.get_bucket_encryption(Bucket="local-chunks")["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    (expiry,) = s3.get_bucket_lifecycle_configuration(Bucket="local-chunks")["Rules"]
+    assert expiry["Expiration"] == {"Days": 1} and expiry["Status"] == "Enabled"
+    (cors,) = s3.get_bucket_cors(Bucket="local-chunks")["CORSRules"]
+    assert cors["AllowedMethods"] == ["GET"] and cors["MaxAgeSeconds"] == 600

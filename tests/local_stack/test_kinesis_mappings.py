@@ -34,9 +34,13 @@ def test_the_project_templates_audio_fanout_reads_both_audio_streams_through_the
     found = {m.name: m for m in kinesis_mappings(Template.load(ROOT / "template.yaml"))}
     assert {(m.function, m.stream, m.consumer) for m in found.values()} == {
         ("AudioFanoutFunction", "AudioStream", "AudioFanoutConsumer"),
-        ("AudioFanoutFunction", "TranslatedAudioStream", "TranslatedAudioFanoutConsumer")}
+        ("AudioFanoutFunction", "TranslatedAudioStream", "TranslatedAudioFanoutConsumer"),
+        # Referenced chunks: the streams directly, about 2 s of records a batch.
+        ("ReferencedAudioFunction", "AudioStream", None), ("ReferencedAudioFunction", "TranslatedAudioStream", None)}
     for mapping in found.values():
-        assert (mapping.batch_size, mapping.batching_window, mapping.parallelization) == (100, 0.0, 10)
+        inline = mapping.function == "AudioFanoutFunction"
+        assert (mapping.batch_size, mapping.batching_window, mapping.parallelization) == (
+            (100, 0.0, 10) if inline else (1000, 2.0, 10))
         assert (mapping.max_retries, mapping.max_record_age, mapping.report_item_failures) == (2, 60.0, True)
 
 

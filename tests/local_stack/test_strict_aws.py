@@ -76,6 +76,32 @@ def test_what_a_request_asks_for():
     assert operation_of({"X-Amz-Target": "DynamoDB_20120810.GetItem"}, "/", b"") == ("dynamodb", "GetItem")
 
 
+
+def test_what_an_s3_request_asks_for_signed_or_presigned():
+    signed = {"Authorization": "AWS4-HMAC-SHA256 Credential=ASIAKEY/20261207/eu-west-1/s3/aws4_request, "
+                               "SignedHeaders=host, Signature=x"}
+    path = "/chunks-bucket/chunks/s/en/1.wav"
+    assert operation_of(signed, path, b"RIFF", "PUT", {"x-id": "PutObject"}) == ("s3", "PutObject")
+    presigned = {"X-Amz-Credential": "ASIAKEY/20261207/eu-west-1/s3/aws4_request", "X-Amz-Signature": "x"}
+    assert operation_of({}, path, b"", "GET", presigned) == ("s3", "GetObject")
+    assert requests_of("s3", "GetObject", path, {}, REGION) == [("s3:GetObject", "arn:aws:s3:::chunks-bucket/chunks/s/en/1.wav")]
+    # Bucket-level and multipart requests are no object read or write: no role here grants them.
+    assert operation_of(signed, "/chunks-bucket", b"", "GET", {}) == ("s3", "S3Request")
+    assert operation_of(signed, path, b"", "POST", {"uploads": ""}) == ("s3", "S3Request")
+    # Unsigned, or signed for another service: not read as S3.
+    assert operation_of({}, path, b"", "GET", {}) is None
+
+
+def test_a_presigned_url_is_held_to_the_role_of_the_function_that_signed_it():
+    role = Role("Fn", "local-Fn", "local-FnRole", (Statement.parse(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/chunks/*"}, "t"),))
+    iam = Iam({"Fn": role})
+    query = {"X-Amz-Credential": f"{access_key_for('Fn')}/20261207/eu-west-1/s3/aws4_request"}
+    assert iam.role_of({}, query) is role
+    assert iam.denial({}, [("s3:GetObject", "arn:aws:s3:::b/chunks/x.wav")], query) is None
+    assert "s3:GetObject" in iam.denial({}, [("s3:GetObject", "arn:aws:s3:::b/other.wav")], query)
+
+
 @pytest.fixture(scope="module")
 def template_roles() -> dict[str, Role]:
     template = Template.load(ROOT / "template.yaml")

@@ -184,7 +184,8 @@ def test_no_function_uses_a_sam_stream_event_whose_managed_policy_reads_every_st
 def test_the_status_broadcast_reads_the_table_stream_through_an_explicit_mapping(template):
     mappings = {name: res["Properties"] for name, res in template["Resources"].items()
                 if res["Type"] == "AWS::Lambda::EventSourceMapping"}
-    assert sorted(mappings) == ["AudioFanoutEventSourceMapping", "StatusBroadcastEventSourceMapping",
+    assert sorted(mappings) == ["AudioFanoutEventSourceMapping", "ReferencedAudioEventSourceMapping",
+                                "ReferencedTranslatedAudioEventSourceMapping", "StatusBroadcastEventSourceMapping",
                                 "TranslatedAudioFanoutEventSourceMapping"]
     mapping = mappings["StatusBroadcastEventSourceMapping"]
     assert mapping["FunctionName"] == ref("StatusBroadcastFunction")
@@ -209,6 +210,36 @@ def test_the_audio_fanout_reads_each_audio_stream_through_an_enhanced_fanout_con
     assert mapping["MaximumBatchingWindowInSeconds"] == 0
     assert mapping["MaximumRecordAgeInSeconds"] == 60 and mapping["MaximumRetryAttempts"] <= 2
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+@pytest.mark.parametrize("name, stream", [("ReferencedAudioEventSourceMapping", "AudioStream"),
+                                          ("ReferencedTranslatedAudioEventSourceMapping", "TranslatedAudioStream")])
+def test_referenced_audio_reads_each_audio_stream_in_batches_of_about_two_seconds(template, name, stream):
+    mapping = template["Resources"][name]["Properties"]
+    assert mapping["FunctionName"] == ref("ReferencedAudioFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [stream, "Arn"]}
+    # The batching window is a chunk's length; the batch size (records of 100 ms) does not cut it shorter.
+    assert mapping["MaximumBatchingWindowInSeconds"] == 2 and mapping["BatchSize"] >= 10 * 2 * 10
+    assert mapping["MaximumRecordAgeInSeconds"] == 60 and mapping["MaximumRetryAttempts"] <= 2
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_the_chunk_bucket_is_private_encrypted_tls_only_short_lived_and_readable_from_browsers(template):
+    bucket = template["Resources"]["ChunkBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"][k] is True for k in (
+        "BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == 1
+    (cors,) = bucket["CorsConfiguration"]["CorsRules"]
+    assert "GET" in cors["AllowedMethods"] and cors["AllowedOrigins"]
+    policy = template["Resources"]["ChunkBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == ref("ChunkBucket")
+    (deny,) = policy["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # The URLs expire in minutes: a listener fetches a chunk within seconds of being told of it.
+    env = template["Resources"]["ReferencedAudioFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CHUNK_BUCKET_NAME"] == ref("ChunkBucket") and 30 <= int(env["CHUNK_URL_SECONDS"]) <= 600
 
 
 # ------------------------------------------------------ listener cap vs timeout

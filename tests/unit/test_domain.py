@@ -9,11 +9,13 @@ from session_core.domain import ConnectionContext
 
 
 def test_the_authorizers_context_round_trips():
-    context = ConnectionContext(sessionId="golden-eagle-427", role="listener", targetLanguage="es")
+    context = ConnectionContext(sessionId="golden-eagle-427", role="listener", targetLanguage="es",
+                                delivery="referenced")
     as_sent = {"principalId": "anonymous", **context.as_authorizer_context()}  # API Gateway adds principalId
     assert ConnectionContext.from_authorizer(as_sent) == context
     assert context.as_authorizer_context() == {"sessionId": "golden-eagle-427", "role": "listener", "userId": "",
-                                               "targetLanguage": "es", "legacy": False, "dialect": "native"}
+                                               "targetLanguage": "es", "legacy": False, "dialect": "native",
+                                               "delivery": "referenced"}
 
 
 @pytest.mark.parametrize(("sent", "legacy"), [(True, True), (False, False), ("true", True), ("false", False)])
@@ -26,6 +28,7 @@ def test_legacy_may_arrive_as_a_boolean_or_its_string(sent, legacy):
     {"role": "admin"},                                    # not a role
     {"role": "listener", "legacy": "yes"},                # not a boolean
     {"role": "listener", "legacy": 1},
+    {"role": "listener", "delivery": "carrier-pigeon"},   # not a delivery
     {"role": "speaker", "sessionId": 42},                 # not text
     {"role": "speaker", "userId": None},
     {"role": "speaker", "dialect": "klingon"},           # not a dialect

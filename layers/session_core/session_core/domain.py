@@ -28,6 +28,10 @@ SPEAKER, LISTENER = ROLES
 # front-end's (no role in its query); the old protocol's (an `action` in its query).
 DIALECTS: tuple[str, ...] = ("native", "hybrid", "old")
 NATIVE, HYBRID, OLD = DIALECTS
+# How a listener is sent audio (docs/protocols.md "Audio to listeners"): each chunk in a message, or a stored
+# chunk of about 2 s by URL; "" is its dialect's way (the hybrid listener client's is referenced, the others' inline).
+DELIVERIES: tuple[str, ...] = ("inline", "referenced")
+INLINE, REFERENCED = DELIVERIES
 # Who may join a session anonymously: whoever has its link (the join key), or anyone with its ID.
 ACCESS_MODES: tuple[str, ...] = ("link", "public")
 LINK, PUBLIC = ACCESS_MODES
@@ -49,6 +53,7 @@ class ConnectionContext:
     targetLanguage: str = ""
     legacy: bool = False  # the session lives as long as this (speaker) connection: created over the WebSocket
     dialect: str = NATIVE
+    delivery: str = ""  # a listener's choice of DELIVERIES ("": its dialect's)
 
     @classmethod
     def from_authorizer(cls, context: Mapping) -> ConnectionContext:
@@ -63,9 +68,11 @@ class ConnectionContext:
         legacy = context.get("legacy", False)
         if isinstance(legacy, str) and legacy in ("true", "false"):
             legacy = legacy == "true"
-        texts = {name: context.get(name, "") for name in ("sessionId", "userId", "targetLanguage")}
+        texts = {name: context.get(name, "") for name in ("sessionId", "userId", "targetLanguage", "delivery")}
         if not isinstance(legacy, bool) or not all(isinstance(value, str) for value in texts.values()):
             raise ValueError("not an authorizer context")
+        if texts["delivery"] not in ("", *DELIVERIES):
+            raise ValueError("no delivery")
         return cls(role=role, legacy=legacy, dialect=dialect, **texts)
 
     def as_authorizer_context(self) -> dict:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from .. import errors
-from ..domain import ENDED, LINK, LISTENER, NATIVE, PUBLIC, SPEAKER
+from ..domain import ENDED, HYBRID, LINK, LISTENER, NATIVE, PUBLIC, REFERENCED, SPEAKER
 from ..platform.observability import logger
 from .table import (
     CONNECTION_PREFIX,
@@ -55,9 +55,10 @@ _NO_KEY = "!"  # outside the key alphabet: equals no stored key
 
 
 def _connection_item(session_id: str, connection_id: str, role: str, user_id: str, target_language: str,
-                     now: int, dialect: str) -> dict:
+                     now: int, dialect: str, delivery: str = "") -> dict:
     # Only a listener is in the listening index (sparse): a speaker is sent no audio.
-    listening = {LISTENING: listening_key(session_id, target_language)} if role == LISTENER else {}
+    listening = {LISTENING: listening_key(session_id, target_language, referenced_delivery(dialect, delivery))} \
+        if role == LISTENER else {}
     return {
         **listening,
         **connection_key(session_id, connection_id),
@@ -89,7 +90,7 @@ def _join_session(session_id: str, now: int, update: str, condition: str, values
 
 
 def add_listener(session_id: str, connection_id: str, user_id: str, target_language: str, max_listeners: int,
-                 dialect: str, join_key: str | None = None) -> dict | None:
+                 dialect: str, join_key: str | None = None, delivery: str = "") -> dict | None:
     """Records and counts the listener (in all and by language); the session item as it now is, or None if
     this connection had joined already (a retried $connect). `join_key`: None joins by the ID alone (a
     signed-in listener); a string (empty: none given) must be a link session's key."""
@@ -104,7 +105,8 @@ def add_listener(session_id: str, connection_id: str, user_id: str, target_langu
         otherwise = lambda item: _key_refusal(item, given)
     try:
         request("put_item", ConditionExpression="attribute_not_exists(pk)",
-                Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now, dialect))
+                Item=_connection_item(session_id, connection_id, LISTENER, user_id, target_language, now, dialect,
+                                          delivery))
     except ConditionFailed:
         return None
     try:
@@ -189,7 +191,13 @@ def release_speaker(session_id: str, connection_id: str) -> bool:
     return True
 
 
-def switch_language(session_id: str, connection_id: str, language: str) -> None:
+def referenced_delivery(dialect: str, delivery: str = "") -> bool:
+    """Whether a listener is sent referenced chunks rather than inline ones: as it chose at connect (`delivery`),
+    or else as its dialect's client plays audio (the hybrid listener client: stored chunks by URL)."""
+    return delivery == REFERENCED if delivery else dialect == HYBRID
+
+
+def switch_language(session_id: str, connection_id: str, language: str, dialect: str, delivery: str = "") -> None:
     """Moves a listener to another language: its record, then the session's counts by language.
     Raises SessionNotFound if this listener's record is gone (its session ended)."""
     try:
@@ -199,7 +207,8 @@ def switch_language(session_id: str, connection_id: str, language: str) -> None:
                       ConditionExpression="attribute_exists(pk) AND #role = :listener",
                       ExpressionAttributeNames={"#role": "role", "#listening": LISTENING},
                       ExpressionAttributeValues={":language": {"S": language}, ":listener": {"S": LISTENER},
-                                                 ":listening": listening_key(session_id, language)},
+                                                 ":listening": listening_key(session_id, language,
+                                                                             referenced_delivery(dialect, delivery))},
                       ReturnValues="UPDATED_OLD")["Attributes"]["targetLanguage"]["S"]
     except ConditionFailed:
         raise errors.SessionNotFound("This connection is no longer part of a session.") from None
@@ -325,10 +334,12 @@ def pages(session_id: str, limit: int = 100):
         yield [_listed(i) for i in page.get("Items", [])]
 
 
-def listeners(session_id: str, language: str, limit: int = 1000):
+def listeners(session_id: str, language: str, limit: int = 1000, referenced: bool = False):
     """The listeners of one language ("": those who asked for the original), a page at a time, as pages() lists
-    them; from the listening index, so the other languages' listeners are not read."""
-    for page in query_index(LISTENING_INDEX, LISTENING, listening_key(session_id, language), Limit=limit, **_LISTED):
+    them; from the listening index, so the other languages' listeners are not read (nor, `referenced`, those sent
+    inline chunks, or the other way round)."""
+    for page in query_index(LISTENING_INDEX, LISTENING, listening_key(session_id, language, referenced), Limit=limit,
+                            **_LISTED):
         yield [_listed(i) for i in page.get("Items", [])]
 
 

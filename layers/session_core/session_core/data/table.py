@@ -61,9 +61,13 @@ LISTENING_INDEX = "ListenersByLanguage"
 LISTENING = "listening"
 
 
-def listening_key(session_id: str, language: str) -> dict:
-    """A listener's index key ("" = the source language, whatever it is called)."""
-    return {"S": f"{session_id}#{language}"}
+REFERENCED = "#referenced"
+
+
+def listening_key(session_id: str, language: str, referenced: bool = False) -> dict:
+    """A listener's index key ("" = the source language, whatever it is called). A listener sent referenced chunks
+    (usecases/referenced.py) is keyed apart, so each fan-out reads its own listeners and none of the other's."""
+    return {"S": f"{session_id}#{language}{REFERENCED if referenced else ''}"}
 
 
 LANGUAGE_COUNT_PREFIX = "listeners_"

@@ -39,6 +39,9 @@ class Settings:
     websocket_management_url: str
     teardown_state_machine_arn: str
     welcome_function_name: str
+    # Where referenced audio chunks are stored (data/chunk_store.py) and how long a chunk's URL is valid.
+    chunk_bucket_name: str
+    chunk_url_seconds: int
     # How old a connection is when the published clients are asked to refresh it (API Gateway closes it at 2 h).
     connection_refresh_seconds: int
     # Set by the SAM CLI in its containers; the HTTP functions then verify tokens themselves.
@@ -72,6 +75,8 @@ def settings() -> Settings:
         websocket_management_url=_text("WEBSOCKET_MANAGEMENT_URL"),
         teardown_state_machine_arn=_text("TEARDOWN_STATE_MACHINE_ARN"),
         welcome_function_name=_text("WELCOME_FUNCTION_NAME"),
+        chunk_bucket_name=_text("CHUNK_BUCKET_NAME"),
+        chunk_url_seconds=_whole_number("CHUNK_URL_SECONDS", 120),
         connection_refresh_seconds=_whole_number("CONNECTION_REFRESH_SECONDS", 100 * 60),
         sam_local=os.environ.get("AWS_SAM_LOCAL") == "true",
     )

@@ -19,7 +19,7 @@ reason (403). The reason goes to the log, never to the caller.
 from __future__ import annotations
 
 from .. import errors
-from ..domain import LISTENER, NATIVE, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
+from ..domain import DELIVERIES, LISTENER, NATIVE, OLD, SPEAKER, SUPPORTED_LANGUAGES, ConnectionContext
 from ..platform.auth import InvalidToken, configured_verifier
 from ..platform.settings import settings
 from ..session_ids import is_valid_session_id
@@ -75,8 +75,12 @@ def admit(query: dict[str, str], authorization_header: str | None = None, *, dia
         target = query.get("targetLanguage", "")
         if target and target not in SUPPORTED_LANGUAGES:
             raise Refused("UNSUPPORTED_TARGET_LANGUAGE")
+        # The old protocol's listeners play inline audio only: its clients never ask.
+        delivery = query.get("delivery", "") if dialect != OLD else ""
+        if delivery not in ("", *DELIVERIES):
+            raise Refused("UNSUPPORTED_DELIVERY")
         return ConnectionContext(sessionId=_well_formed(session_id), role=LISTENER, userId=user_id or "",
-                                 targetLanguage=target, dialect=dialect)
+                                 targetLanguage=target, dialect=dialect, delivery=delivery)
     raise Refused("INVALID_ROLE")
 
 

@@ -38,7 +38,8 @@ def join(connection_id: str, who: ConnectionContext, *, describe: bool = False,
     else:
         item = stored_connections.add_listener(who.sessionId, connection_id, who.userId, who.targetLanguage,
                                                settings().max_listeners, who.dialect,
-                                               join_key=None if who.userId else (join_key or ""))
+                                               join_key=None if who.userId else (join_key or ""),
+                                               delivery=who.delivery)
         metric("ListenerJoined")
     if not describe:
         return None
@@ -92,7 +93,8 @@ def switch_language(connection_id: str, who: ConnectionContext, language: object
         raise errors.ListenerOnly()
     if language not in SUPPORTED_LANGUAGES:
         raise errors.UnsupportedLanguage()
-    stored_connections.switch_language(session_of(connection_id, who), connection_id, language)
+    stored_connections.switch_language(session_of(connection_id, who), connection_id, language, who.dialect,
+                                       who.delivery)
     return language
 
 

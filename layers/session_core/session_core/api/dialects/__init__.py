@@ -79,6 +79,11 @@ def audio_message(connection: dict, chunk) -> dict | None:
     return of(connection.get("dialect", NATIVE)).audio_message(chunk)
 
 
+def referenced_message(connection: dict, chunk) -> dict | None:
+    """What a listener sent referenced chunks is told of a stored chunk, in its dialect (None: nothing)."""
+    return of(connection.get("dialect", NATIVE)).referenced_message(chunk)
+
+
 def farewell(session_id: str, dialect: str) -> dict:
     """What a connection of this dialect is told before the teardown closes it."""
     return of(dialect).ended_message(session_id)

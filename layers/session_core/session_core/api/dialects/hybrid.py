@@ -170,3 +170,10 @@ def audio_message(chunk) -> dict:
     from .native import audio_message
 
     return audio_message(chunk)
+
+
+def referenced_message(chunk) -> dict:
+    # The listener service's translatedAudio (it plays the chunk it fetches from the URL; duration in seconds).
+    from .native import referenced_message
+
+    return referenced_message(chunk)

@@ -70,3 +70,13 @@ def audio_message(chunk) -> dict:
     if chunk.chunks > 1:  # several consecutive chunks in one message (the fan-out catching up)
         message["chunks"] = chunk.chunks
     return message
+
+
+def referenced_message(chunk) -> dict:
+    """A stored chunk of about 2 s by URL: the hybrid listener client's translatedAudio, with the session."""
+    message = {"type": "translatedAudio", "sessionId": chunk.sessionId, "targetLanguage": chunk.language,
+               "url": chunk.url, "sequenceNumber": chunk.sequenceNumber, "timestamp": chunk.timestamp,
+               "duration": chunk.duration}
+    if chunk.transcript is not None:
+        message["transcript"] = chunk.transcript
+    return message

@@ -136,3 +136,7 @@ def audio_message(chunk) -> dict:
     return {"type": "audioData", "sessionId": chunk.sessionId, "targetLanguage": chunk.language,
             "audioData": chunk.audioData, "sequenceNumber": chunk.sequenceNumber, "format": "pcm",
             "sampleRate": chunk.sampleRate, "channels": chunk.channels, "timestamp": chunk.timestamp}
+
+
+def referenced_message(chunk) -> None:
+    del chunk  # the old listeners play inline audio only, and are never keyed for referenced chunks
