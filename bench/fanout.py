@@ -1,6 +1,7 @@
 """Audio fan-out (issue 23): one speaker sends 100 ms chunks (3,200 bytes) at 10 a second to a session of N
 listeners of its language (N = 1, 100, 1,000; BENCH_FANOUT_SIZES), through sendAudio, the audio stream and
-AudioFanoutFunction (docs/architecture.md "Audio to listeners").
+AudioFanoutFunction, and above AudioSliceThreshold listeners the slice stream and AudioSliceFunction
+(docs/architecture.md "Audio to listeners").
 
 - **chunk sent -> last listener received, N listeners**: per chunk, from its send to the last of the N
   listeners receiving it (every listener must receive every chunk); p50 and p95 over the chunks.

@@ -20,6 +20,7 @@ def test_env_local_json_matches_the_running_local_stack(stack):
     assert params["AUDIO_STREAM_NAME"] == stack["audioStreamName"]
     assert params["TRANSLATED_AUDIO_STREAM_ARN"] == stack["resources"]["TranslatedAudioStream"]["attrs"]["Arn"]
     assert params["CHUNK_BUCKET_NAME"] == stack["outputs"]["ChunkBucketName"]
+    assert params["AUDIO_SLICE_STREAM_NAME"] == stack["resources"]["AudioSliceStream"]["ref"]
     assert params["TEARDOWN_STATE_MACHINE_ARN"] in stack["stateMachines"].values()
     assert urlparse(params["WEBSOCKET_MANAGEMENT_URL"]).path == urlparse(stack["managementApiUrl"]).path
     assert urlparse(params["JWKS_URL"]).path == urlparse(stack["jwksUrl"]).path

@@ -30,15 +30,16 @@ def mappings(resources: str) -> list[KinesisMapping]:
     return kinesis_mappings(Template(load_yaml(dedent(HEAD) + indent(dedent(resources), "  ")), Path("/project")))
 
 
-def test_the_project_templates_audio_fanout_reads_both_audio_streams_through_their_consumers():
+def test_the_project_templates_audio_functions_read_their_streams_through_their_consumers():
     found = {m.name: m for m in kinesis_mappings(Template.load(ROOT / "template.yaml"))}
     assert {(m.function, m.stream, m.consumer) for m in found.values()} == {
         ("AudioFanoutFunction", "AudioStream", "AudioFanoutConsumer"),
         ("AudioFanoutFunction", "TranslatedAudioStream", "TranslatedAudioFanoutConsumer"),
+        ("AudioSliceFunction", "AudioSliceStream", "AudioSliceConsumer"),
         # Referenced chunks: the streams directly, about 2 s of records a batch.
         ("ReferencedAudioFunction", "AudioStream", None), ("ReferencedAudioFunction", "TranslatedAudioStream", None)}
     for mapping in found.values():
-        inline = mapping.function == "AudioFanoutFunction"
+        inline = mapping.function in ("AudioFanoutFunction", "AudioSliceFunction")
         assert (mapping.batch_size, mapping.batching_window, mapping.parallelization) == (
             (100, 0.0, 10) if inline else (1000, 2.0, 10))
         assert (mapping.max_retries, mapping.max_record_age, mapping.report_item_failures) == (2, 60.0, True)

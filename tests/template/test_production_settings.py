@@ -184,9 +184,9 @@ def test_no_function_uses_a_sam_stream_event_whose_managed_policy_reads_every_st
 def test_the_status_broadcast_reads_the_table_stream_through_an_explicit_mapping(template):
     mappings = {name: res["Properties"] for name, res in template["Resources"].items()
                 if res["Type"] == "AWS::Lambda::EventSourceMapping"}
-    assert sorted(mappings) == ["AudioFanoutEventSourceMapping", "ReferencedAudioEventSourceMapping",
-                                "ReferencedTranslatedAudioEventSourceMapping", "StatusBroadcastEventSourceMapping",
-                                "TranslatedAudioFanoutEventSourceMapping"]
+    assert sorted(mappings) == ["AudioFanoutEventSourceMapping", "AudioSliceEventSourceMapping",
+                                "ReferencedAudioEventSourceMapping", "ReferencedTranslatedAudioEventSourceMapping",
+                                "StatusBroadcastEventSourceMapping", "TranslatedAudioFanoutEventSourceMapping"]
     mapping = mappings["StatusBroadcastEventSourceMapping"]
     assert mapping["FunctionName"] == ref("StatusBroadcastFunction")
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["SessionsTable", "StreamArn"]}
@@ -198,18 +198,23 @@ def test_the_status_broadcast_reads_the_table_stream_through_an_explicit_mapping
     assert json.loads(pattern["Pattern"])["eventName"] == ["MODIFY"]
 
 
-@pytest.mark.parametrize("name, consumer, stream", [
-    ("AudioFanoutEventSourceMapping", "AudioFanoutConsumer", "AudioStream"),
-    ("TranslatedAudioFanoutEventSourceMapping", "TranslatedAudioFanoutConsumer", "TranslatedAudioStream")])
-def test_the_audio_fanout_reads_each_audio_stream_through_an_enhanced_fanout_consumer(template, name, consumer, stream):
+@pytest.mark.parametrize("name, consumer, stream, function", [
+    ("AudioFanoutEventSourceMapping", "AudioFanoutConsumer", "AudioStream", "AudioFanoutFunction"),
+    ("TranslatedAudioFanoutEventSourceMapping", "TranslatedAudioFanoutConsumer", "TranslatedAudioStream",
+     "AudioFanoutFunction"),
+    ("AudioSliceEventSourceMapping", "AudioSliceConsumer", "AudioSliceStream", "AudioSliceFunction")])
+def test_the_audio_fanout_reads_each_audio_stream_through_an_enhanced_fanout_consumer(template, name, consumer, stream,
+                                                                                      function):
     mapping = template["Resources"][name]["Properties"]
-    assert mapping["FunctionName"] == ref("AudioFanoutFunction")
+    assert mapping["FunctionName"] == ref(function)
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [consumer, "ConsumerARN"]}
     assert template["Resources"][consumer]["Properties"]["StreamARN"] == {"Fn::GetAtt": [stream, "Arn"]}
     # Audio is worth delivering at once or not at all: no batching window, no retries of stale audio.
     assert mapping["MaximumBatchingWindowInSeconds"] == 0
     assert mapping["MaximumRecordAgeInSeconds"] == 60 and mapping["MaximumRetryAttempts"] <= 2
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # A slice's (a session's, a language's) records stay in order across the shard's concurrent batches.
+    assert mapping["ParallelizationFactor"] == 10
 
 
 @pytest.mark.parametrize("name, stream", [("ReferencedAudioEventSourceMapping", "AudioStream"),

@@ -71,7 +71,15 @@ EXPECTED_GRANTS = {
        for consumer in ("AudioFanoutConsumer", "TranslatedAudioFanoutConsumer")}
     | {(f"kinesis:{action}", resource({"Fn::GetAtt": [stream, "Arn"]}))
        for action in ("DescribeStream", "DescribeStreamSummary", "GetRecords", "GetShardIterator", "ListShards")
-       for stream in ("AudioStream", "TranslatedAudioStream")},
+       for stream in ("AudioStream", "TranslatedAudioStream")}
+    # A crowd's chunks handed to the slice workers, and nothing else written to that stream.
+    | {("kinesis:PutRecords", resource({"Fn::GetAtt": ["AudioSliceStream", "Arn"]}))},
+    # The slice worker posts and drops gone listeners; it reads its one stream through its consumer, and no index.
+    "AudioSliceFunction": on_table("GetItem", "Query", "UpdateItem", "DeleteItem") | {connections("POST")}
+    | {(f"kinesis:{action}", resource({"Fn::GetAtt": ["AudioSliceConsumer", "ConsumerARN"]}))
+       for action in ("SubscribeToShard", "DescribeStreamConsumer")}
+    | {(f"kinesis:{action}", resource({"Fn::GetAtt": ["AudioSliceStream", "Arn"]}))
+       for action in ("DescribeStream", "DescribeStreamSummary", "GetRecords", "GetShardIterator", "ListShards")},
     # The same reads and posts for the listeners of referenced chunks; its two mappings read the audio streams
     # directly (no consumer); it stores chunks and signs the URLs to them (GetObject: what a URL is checked against).
     "ReferencedAudioFunction": on_table("GetItem", "Query", "UpdateItem", "DeleteItem") | {connections("POST")}
@@ -107,7 +115,7 @@ def test_the_permission_table_covers_every_function(functions):
 
 # Per audio frame, a trace would cost more than the frame's compute (docs/performance.md): sendAudio is traced
 # only when its caller's trace is sampled (PassThrough), which API Gateway WebSocket requests never are.
-PASS_THROUGH_TRACING = {"WsSendAudioFunction", "AudioFanoutFunction"}
+PASS_THROUGH_TRACING = {"WsSendAudioFunction", "AudioFanoutFunction", "AudioSliceFunction"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_GRANTS))

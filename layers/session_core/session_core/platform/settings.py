@@ -31,6 +31,10 @@ class Settings:
     audio_stream_name: str
     # The stream through which the pipeline hands over translated audio (its records are told from the floor's by it).
     translated_audio_stream_arn: str
+    # The fan-out's workers' stream (usecases/slices.py); unset: every language is posted inline.
+    audio_slice_stream_name: str
+    audio_slice_threshold: int  # listeners of one language above which its chunks go to the workers in slices
+    audio_slice_listeners: int  # listeners a slice holds, about
     legacy_creation_enabled: bool
     allow_anonymous_listeners: bool
     jwt_issuer: str
@@ -67,6 +71,9 @@ def settings() -> Settings:
         pause_buffer_seconds=_whole_number("PAUSE_BUFFER_SECONDS", 30, minimum=0),
         audio_stream_name=_text("AUDIO_STREAM_NAME"),
         translated_audio_stream_arn=_text("TRANSLATED_AUDIO_STREAM_ARN"),
+        audio_slice_stream_name=_text("AUDIO_SLICE_STREAM_NAME"),
+        audio_slice_threshold=_whole_number("AUDIO_SLICE_THRESHOLD", 100),
+        audio_slice_listeners=_whole_number("AUDIO_SLICE_LISTENERS", 64),
         legacy_creation_enabled=_switch("LEGACY_WEBSOCKET_SESSION_CREATION", "enabled", on="enabled", off="disabled"),
         allow_anonymous_listeners=_switch("ALLOW_ANONYMOUS_LISTENERS", "true", on="true", off="false"),
         jwt_issuer=_text("JWT_ISSUER"),

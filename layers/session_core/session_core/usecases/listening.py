@@ -11,7 +11,8 @@ Two inputs, both Kinesis streams read by one fan-out function (docs/architecture
 
 The listeners of a language are one Query of the listening index (data/connections.listeners), read once a
 batch per (session, language). Each listener is posted its chunks of the batch one after the other (its order),
-the listeners in parallel. A post that answers 410 drops the record as the status broadcast does.
+the listeners in parallel. A post that answers 410 drops the record as the status broadcast does. A language
+with more listeners than AUDIO_SLICE_THRESHOLD is handed to the slice workers instead (usecases/slices.py).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def deliver(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
     groups: dict[tuple[str, str, bool], list[ListenerChunk]] = {}
     for chunk in chunks:
         groups.setdefault((chunk.sessionId, chunk.language, chunk.original), []).append(chunk)
-    sent = gone = 0
+    sent = gone = sliced = 0
     failed: list[str] = []
     with ThreadPoolExecutor(POST_THREADS) as pool:
         for (session_id, language, original), group in groups.items():
@@ -163,11 +164,13 @@ def deliver(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
                 logger.exception("audio fan-out failed", extra={"sessionId": session_id, "language": language})
                 failed.append(group[0].record)
                 continue
-            sent, gone = sent + delivery[0], gone + delivery[1]
+            sent, gone, sliced = sent + delivery[0], gone + delivery[1], sliced + delivery[2]
     if sent:
         metric("AudioPostedToListeners", sent)
-    return {"chunks": len(chunks), "groups": len(groups), "sent": sent, "gone": gone, "malformed": malformed,
-            "failed": len(failed)}, failed
+    if sliced:
+        metric("AudioSliceRecordsPut", sliced)
+    return {"chunks": len(chunks), "groups": len(groups), "sent": sent, "gone": gone, "sliced": sliced,
+            "malformed": malformed, "failed": len(failed)}, failed
 
 
 def merged(chunks: list[ListenerChunk]) -> list[ListenerChunk]:
@@ -190,15 +193,28 @@ def _joined(run: list[ListenerChunk]) -> ListenerChunk:
     transcripts = [c.transcript for c in run if c.transcript]
     return ListenerChunk(first.sessionId, first.language, last.sequenceNumber, audio, first.timestamp, first.record,
                          original=first.original, transcript=" ".join(transcripts) if transcripts else None,
-                         duration=sum(durations) if None not in durations else None, chunks=len(run))
+                         duration=sum(durations) if None not in durations else None,
+                         chunks=sum(c.chunks for c in run))
 
 
 def _to_listeners(session_id: str, languages: list[str], chunks: list[ListenerChunk], shape: Shape,
-                  pool: ThreadPoolExecutor) -> tuple[int, int]:
+                  pool: ThreadPoolExecutor) -> tuple[int, int, int]:
+    """(posted, gone, slice records put): a crowd goes to the slice workers (usecases/slices.py), others are
+    posted here, at the lowest latency."""
     chunks = merged(chunks)
     listeners = {c["connectionId"]: c for language in languages
                  for page in stored_connections.listeners(session_id, language) for c in page}
-    posting = [(c, pool.submit(_post_in_order, c, chunks, shape)) for c in listeners.values()]
+    if settings().audio_slice_stream_name and len(listeners) > settings().audio_slice_threshold:
+        from . import slices  # it builds on this module
+
+        return 0, 0, slices.dispatch(session_id, chunks[0].language, list(listeners.values()), chunks)
+    return (*post_each(session_id, [(c, chunks) for c in listeners.values()], shape, pool), 0)
+
+
+def post_each(session_id: str, plan: list[tuple[dict, list[ListenerChunk]]], shape: Shape,
+              pool: ThreadPoolExecutor) -> tuple[int, int]:
+    """Posts each connection its chunks in order, the connections in parallel; gone ones dropped: (posted, gone)."""
+    posting = [(c, pool.submit(_post_in_order, c, chunks, shape)) for c, chunks in plan]
     sent, gone = 0, []
     connecting_since = int(time.time()) - CONNECTING_SECONDS
     for connection, post in posting:
