@@ -3,6 +3,8 @@ the status messages say so, and the welcome function tells a connection the sess
 in the connection's dialect. Invoked against moto and a stand-in Management API; the whole path (the
 table's stream, the asynchronous welcome) runs in tests/e2e/test_live_states.py."""
 
+import time
+
 import boto3
 import pytest
 
@@ -147,3 +149,18 @@ def test_a_speakers_connect_and_disconnect_are_told_to_everyone_even_in_a_large_
     # A reconnect that replaced the speaker's connection changes no one's state: nothing to tell.
     assert broadcast.changed_sessions([record({"speakerConnectionId": {"S": "c-1"}},
                                               {"speakerConnectionId": {"S": "c-2"}})]) == {}
+
+
+def test_the_welcome_of_a_client_that_left_at_once_stops_retrying(invoke, session, management_api, emf):
+    # A connection that closed before its welcome was posted answers 410 forever, as one not yet open does; its
+    # record, removed by $disconnect, tells the two apart, so the welcome does not hold a function for 5 s.
+    session_id = session["sessionId"]
+    brief = new_connection()
+    assert connect(invoke, listener(session), brief) == 200
+    assert disconnect(invoke, listener(session), brief) == 200
+    management_api.gone.add(brief)
+    emf.clear()
+    started = time.monotonic()
+    welcome(invoke, brief, session_id, "listener")
+    assert time.monotonic() - started < 1.5
+    assert management_api.posts[brief] == [] and emf.total("WelcomeUndelivered") == 1

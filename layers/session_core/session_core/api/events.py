@@ -49,7 +49,8 @@ def welcome_step(shape: Callable[[dict, object], list[dict]]) -> Callable[[dict,
         logger.append_keys(connectionId=event.get("connectionId"))
         state = event.get("state")
         welcome.deliver(event["connectionId"], event.get("message"),
-                        (lambda: welcome.current_state(state, shape)) if state else None)
+                        (lambda: welcome.current_state(state, shape)) if state else None,
+                        gone=welcome.left(state, event["connectionId"]))
 
     return lambda_handler
 

@@ -68,11 +68,27 @@ def current_state(state: dict, shape: Callable[[dict, Session], list[dict]]) -> 
     return [] if session.status == ENDED else shape(state, session)
 
 
+def left(state: dict | None, connection_id: str) -> Callable[[], bool] | None:
+    """Whether the client already left (its $disconnect removed its record): a 410 then means gone, not
+    "not yet open". None when the connection has no session record to ask (nothing to tell them apart by)."""
+    if not (state and state.get("sessionId")):
+        return None
+    from ..data import connections
+
+    return lambda: connections.listed(state["sessionId"], connection_id) is None
+
+
+# A handshake's 410s last as long as $connect takes to return: asking whether the client left costs a read,
+# so only once the post has been refused this many times.
+ATTEMPTS_BEFORE_ASKING = 3
+
+
 def deliver(connection_id: str, message: dict | None = None, current: Callable[[], list[dict]] | None = None,
-            deadline_seconds: float = DEADLINE_SECONDS) -> bool:
+            deadline_seconds: float = DEADLINE_SECONDS, gone: Callable[[], bool] | None = None) -> bool:
     """Posts the message, then what `current` makes (called again before each attempt, so the newest state
     is posted), retrying while the connection is not (yet) established; False if it never was (the handshake
-    failed after $connect, or the client left at once). True at once when there is nothing to post."""
+    failed after $connect, or the client left at once: `gone()` says so, and the retrying stops there
+    instead of holding the function for the whole deadline). True at once when there is nothing to post."""
     started = time.monotonic()
     wait = FIRST_WAIT_SECONDS
     attempts = 0
@@ -88,6 +104,10 @@ def deliver(connection_id: str, message: dict | None = None, current: Callable[[
             logger.info("welcome delivered", extra={"types": [m.get("type") for m in messages], "attempts": attempts,
                                                     "waitedMs": round((time.monotonic() - started) * 1000)})
             return True
+        if gone is not None and attempts >= ATTEMPTS_BEFORE_ASKING and gone():
+            metric("WelcomeUndelivered")
+            logger.info("welcome not delivered: the client left", extra={"attempts": attempts})
+            return False
         if time.monotonic() - started + wait > deadline_seconds:
             metric("WelcomeUndelivered")
             logger.warning("welcome not delivered: the connection never opened", extra={"attempts": attempts})
