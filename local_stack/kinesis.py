@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .serving import Invoker
+from .streams import deliver, failed_from
 
 log = logging.getLogger("local_stack")
 
@@ -222,32 +223,9 @@ class KinesisPoller:
         return fresh
 
     async def _deliver(self, batch: list[dict]) -> None:
-        attempts = 0
-        batch = self._fresh(batch)
-        while batch:
-            try:
-                result = await self._invoker.invoke(self.mapping.function, {"Records": batch})
-                failed = self._failed_from(batch, result)
-                if failed is None:
-                    return
-                batch = batch[failed:]
-                raise RuntimeError(f"{len(batch)} records from a failed one")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                attempts += 1
-                if 0 <= self.mapping.max_retries < attempts:
-                    log.warning("kinesis %s: batch of %d dropped after %d attempts: %s", self.mapping.name,
-                                len(batch), attempts, exc)
-                    return
-                await asyncio.sleep(min(2 ** attempts * 0.1, 5))
-                batch = self._fresh(batch)
+        await deliver(self._invoker, self.mapping.function, batch, max_retries=self.mapping.max_retries,
+                      failed_from=self._failed_from, label=f"kinesis {self.mapping.name}", fresh=self._fresh)
 
     def _failed_from(self, batch: list[dict], result: Any) -> int | None:
-        """The index of the earliest record the function reported failed (ReportBatchItemFailures); None
-        when it reported none (or the mapping does not read reports)."""
-        if not self.mapping.report_item_failures or not isinstance(result, dict):
-            return None
-        reported = {str(f.get("itemIdentifier")) for f in result.get("batchItemFailures") or [] if isinstance(f, dict)}
-        indexes = [i for i, record in enumerate(batch) if record["kinesis"]["sequenceNumber"] in reported]
-        return min(indexes) if indexes else None
+        return failed_from(batch, result, self.mapping.report_item_failures,
+                           lambda record: record["kinesis"]["sequenceNumber"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,30 +183,50 @@ class StreamPoller:
                 await asyncio.sleep(POLL_INTERVAL)
 
     async def _deliver(self, batch: list[dict]) -> None:
-        attempts = 0
-        while True:
-            try:
-                result = await self._invoker.invoke(self.mapping.function, {"Records": batch})
-                failed = self._failed_from(batch, result)
-                if failed is None:
-                    return
-                batch = batch[failed:]
-                raise RuntimeError(f"{len(batch)} records from a failed one")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                attempts += 1
-                if 0 <= self.mapping.max_retries < attempts:
-                    log.warning("stream %s: batch of %d dropped after %d attempts: %s", self.mapping.function,
-                                len(batch), attempts, exc)
-                    return
-                await asyncio.sleep(min(2 ** attempts * 0.1, 5))
+        await deliver(self._invoker, self.mapping.function, batch, max_retries=self.mapping.max_retries,
+                      failed_from=self._failed_from, label=f"stream {self.mapping.function}")
 
     def _failed_from(self, batch: list[dict], result: Any) -> int | None:
-        """The index of the earliest record the function reported failed (ReportBatchItemFailures); None
-        when it reported none (or the mapping does not read reports)."""
-        if not self.mapping.report_item_failures or not isinstance(result, dict):
-            return None
-        reported = {str(f.get("itemIdentifier")) for f in result.get("batchItemFailures") or [] if isinstance(f, dict)}
-        indexes = [i for i, record in enumerate(batch) if str(record["dynamodb"].get("SequenceNumber")) in reported]
-        return min(indexes) if indexes else None
+        return failed_from(batch, result, self.mapping.report_item_failures,
+                           lambda record: str(record["dynamodb"].get("SequenceNumber")))
+
+
+# Lambda's handling of a batch, the same for every stream it reads (DynamoDB here, Kinesis in kinesis.py).
+
+
+def failed_from(batch: list[dict], result: Any, report_item_failures: bool,
+                sequence_of: Callable[[dict], str]) -> int | None:
+    """The index of the earliest record the function reported failed (ReportBatchItemFailures); None
+    when it reported none (or the mapping does not read reports)."""
+    if not report_item_failures or not isinstance(result, dict):
+        return None
+    reported = {str(f.get("itemIdentifier")) for f in result.get("batchItemFailures") or [] if isinstance(f, dict)}
+    indexes = [i for i, record in enumerate(batch) if sequence_of(record) in reported]
+    return min(indexes) if indexes else None
+
+
+async def deliver(invoker: Invoker, function: str, batch: list[dict], *, max_retries: int,
+                  failed_from: Callable[[list[dict], Any], int | None], label: str,
+                  fresh: Callable[[list[dict]], list[dict]] = lambda batch: batch) -> None:
+    """Invokes `function` with the batch until it succeeds, as Lambda does: a reported failure retries the
+    batch from the earliest failed record, an error retries it whole, with backoff, `max_retries` times at most
+    (-1: until `fresh`, the records not yet too old to deliver, leaves none)."""
+    attempts = 0
+    batch = fresh(batch)
+    while batch:
+        try:
+            result = await invoker.invoke(function, {"Records": batch})
+            failed = failed_from(batch, result)
+            if failed is None:
+                return
+            batch = batch[failed:]
+            raise RuntimeError(f"{len(batch)} records from a failed one")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            attempts += 1
+            if 0 <= max_retries < attempts:
+                log.warning("%s: batch of %d dropped after %d attempts: %s", label, len(batch), attempts, exc)
+                return
+            await asyncio.sleep(min(2 ** attempts * 0.1, 5))
+            batch = fresh(batch)
