@@ -35,8 +35,10 @@ def loud_pitches(chunks: list[bytes]) -> list[float]:
     pitches = []
     for chunk in chunks:
         values = struct.unpack(f"<{len(chunk) // 2}h", chunk)
-        if min(max(abs(v) for v in values[i:i + 160]) for i in range(0, len(values), 160)) < 1000:
-            continue  # a 10 ms stretch without tone
+        # A 1 ms stretch without tone: a burst's edge (even a few ms of it would pull the pitch off by more than the
+        # 4 % tone_of allows) or its silence. 1 ms holds at least 0.4 of a period of the lowest tone, never quiet.
+        if min(max(abs(v) for v in values[i:i + 16]) for i in range(0, len(values), 16)) < 1000:
+            continue
         crossings = sum(1 for a, b in itertools.pairwise(values) if (a < 0) != (b < 0))
         pitches.append(crossings / 2 / (len(values) / SAMPLE_RATE))
     return pitches
