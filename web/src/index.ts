@@ -22,10 +22,12 @@ export {
 export { CHUNK_BYTES, CHUNK_MS, CHUNK_SAMPLES, Pcm16Encoder, SAMPLE_RATE, toInt16 } from "./audio.js";
 export {
   DEFAULT_MAX_DELAY,
+  DEFAULT_MIN_DELAY,
   DEFAULT_TARGET_DELAY,
   JitterBuffer,
   PcmPlayer,
   base64Decode,
+  cutQuiet,
   pcm16ToFloat,
   type JitterBufferOptions,
   type PcmPlayerOptions,

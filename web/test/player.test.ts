@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { base64Encode, JitterBuffer, PcmPlayer, pcm16ToFloat, type PlaybackContext } from "../src/index.js";
+import { base64Encode, cutQuiet, JitterBuffer, PcmPlayer, pcm16ToFloat, type PlaybackContext } from "../src/index.js";
 
 /** An AudioContext stand-in: a clock the test moves, and every buffer started on it. */
 class FakeContext {
@@ -72,6 +72,26 @@ describe("the jitter buffer", () => {
     expect(buffer.dropped).toBe(3);
   });
 
+  it("lowers targetDelay to the jitter it sees, and raises it at once when it runs dry", () => {
+    const buffer = new JitterBuffer({ targetDelay: 0.08, minDelay: 0.03, maxDelay: 0.25 });
+    let now = 0;
+    // 30 chunks, 100 ms apart, each up to 10 ms late: the target comes down to its least (10 ms + 10 ms < 30 ms).
+    for (let seq = 0; seq < 30; seq++) buffer.schedule(seq, 0.1, (now = seq * 0.1 + (seq % 3) * 0.005));
+    expect(buffer.targetDelay).toBe(0.03);
+    expect(buffer.underruns).toBe(0);
+    // One chunk 150 ms late (the queue held 80 ms, the first target): it finds the buffer dry, and the
+    // restart waits for that much jitter.
+    expect(buffer.schedule(30, 0.1, (now = 3.0 + 0.15))).toBeCloseTo(now + buffer.targetDelay);
+    expect(buffer.underruns).toBe(1);
+    expect(buffer.targetDelay).toBeGreaterThan(0.15);
+    // 50 calm chunks later the late one is forgotten; after a pause (3 s of nothing) nothing is learnt.
+    for (let seq = 31; seq < 81; seq++) buffer.schedule(seq, 0.1, (now += 0.1));
+    expect(buffer.targetDelay).toBeLessThan(0.06);
+    const before = buffer.targetDelay;
+    buffer.schedule(81, 0.1, now + 3);
+    expect(buffer.targetDelay).toBe(before);
+  });
+
   it("starts over after a reset, and refuses a maxDelay below the targetDelay", () => {
     const buffer = new JitterBuffer();
     buffer.schedule(9, 0.1, 0);
@@ -125,3 +145,56 @@ describe("the player", () => {
     expect(player.buffer.dropped).toBe(1);
   });
 });
+
+describe("draining a late chunk's surplus", () => {
+  const quiet = (n: number) => new Float32Array(n);
+  const loud = (n: number) => Float32Array.from({ length: n }, (_, i) => (i % 2 ? 0.5 : -0.5));
+  const joined = (...parts: Float32Array[]) => {
+    const out = new Float32Array(parts.reduce((sum, part) => sum + part.length, 0));
+    parts.reduce((at, part) => (out.set(part, at), at + part.length), 0);
+    return out;
+  };
+
+  it("cuts only quiet samples, keeping 32 at each end of a quiet stretch, and no more than asked", () => {
+    const samples = joined(loud(100), quiet(400), loud(100));
+    const cut = cutQuiet(samples, 1000);
+    expect(cut).toHaveLength(100 + 64 + 100);
+    expect(Array.from(cut.subarray(0, 100))).toEqual(Array.from(samples.subarray(0, 100)));
+    expect(Array.from(cut.subarray(164))).toEqual(Array.from(samples.subarray(500)));
+    expect(cutQuiet(samples, 50)).toHaveLength(600 - 50);
+    expect(cutQuiet(loud(1600), 1000)).toHaveLength(1600); // unbroken sound: nothing to cut
+    expect(cutQuiet(samples, 0)).toBe(samples);
+  });
+
+  it("brings the delay back to targetDelay after a late chunk, in the next quiet chunks", () => {
+    const context = new FakeContext();
+    const player = new PcmPlayer(context as unknown as PlaybackContext, { targetDelay: 0.08, maxDelay: 0.5 });
+    const silent = (seq: number) => ({ type: "audio", sequenceNumber: seq, audioData: pcm(...Array(1600).fill(0)) });
+    player.play(chunk(0)); // queued: 0.08 + 0.1
+    context.currentTime = 0.3; // the next chunk is 200 ms late: the buffer ran dry and restarts 80 ms ahead
+    player.play(chunk(1));
+    context.currentTime = 0.31; // chunk 2 was held up with it: now 270 ms are queued
+    player.play(chunk(2));
+    expect(player.buffer.queued(context.currentTime)).toBeCloseTo(0.27);
+    // Loud: never cut, the surplus stays (90 ms later, 180 ms are queued: 100 ms too many).
+    context.currentTime = 0.4;
+    player.play(chunk(3));
+    expect(context.started[3]!.samples).toHaveLength(1600);
+    // Quiet, 50 ms later: 230 ms queued, 150 ms too many; all but 32 samples at each end can go.
+    context.currentTime = 0.45;
+    player.play(silent(4));
+    expect(context.started[4]!.samples).toHaveLength(64);
+    expect(player.drained).toBeCloseTo(1536 / 16000);
+    // The next quiet chunk takes the rest (234 - 50 - 80 = 104 ms too many), as far as its edges allow.
+    context.currentTime = 0.5;
+    player.play(silent(5));
+    expect(context.started[5]!.samples).toHaveLength(64);
+    // 100 ms on, the queue is back within 10 ms of targetDelay: the next quiet chunk is left whole.
+    context.currentTime = 0.6;
+    expect(player.buffer.queued(context.currentTime)).toBeCloseTo(0.088);
+    expect(player.buffer.targetDelay).toBe(0.08); // seven chunks: too few to judge the jitter by
+    player.play(silent(6));
+    expect(context.started[6]!.samples).toHaveLength(1600);
+  });
+});
+

@@ -1,9 +1,10 @@
 // AudioWorklet processor: hands the microphone's mono samples (at the context's rate) to the page in
-// batches of about 20 ms; the page resamples them to 16 kHz 16-bit PCM (src/audio.ts).
+// batches of 256 frames (about 5 ms at 48 kHz: a chunk leaves as soon as its last sample is captured, not up
+// to 20 ms later); the page resamples them to 16 kHz 16-bit PCM (src/audio.ts).
 class PcmCapture extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.batch = new Float32Array(1024);
+    this.batch = new Float32Array(256);
     this.filled = 0;
   }
 
@@ -14,7 +15,7 @@ class PcmCapture extends AudioWorkletProcessor {
         this.batch[this.filled++] = channel[i];
         if (this.filled === this.batch.length) {
           this.port.postMessage(this.batch, [this.batch.buffer]);
-          this.batch = new Float32Array(1024);
+          this.batch = new Float32Array(256);
           this.filled = 0;
         }
       }
