@@ -10,6 +10,9 @@ Tests use the ``stack`` fixture::
         stack["tableName"], stack.info            # stack.json content
         stack.token("bob", access=True)           # cached Cognito tokens
         stack.log("CreateSessionFunction")        # that function's log so far
+
+and ``http``, an httpx client on the stack's HTTP API (one per module). A second stack with other template
+parameters runs beside the first in a ``StackInBackground``. What the WebSocket tests share is in ws_helpers.py.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 import deployed
 from local_stack.aws import client as aws_client
 from local_stack.aws import initiate_auth
-from local_stack.launcher import LaunchError, running_stack
+from local_stack.launcher import STARTUP_TIMEOUT, LaunchError, running_stack
 
 # The deployed stack to test (its region: DEPLOYED_REGION, or boto3's default); unset: the local stack.
 DEPLOYED_STACK = os.environ.get("DEPLOYED_STACK") or None
@@ -176,3 +181,45 @@ def stack(tmp_path_factory) -> LocalStackHandle:
     except LaunchError as exc:
         pytest.fail(str(exc))
     assert not (state_dir / "stack.json").exists(), "stack.json is removed on a clean shutdown"
+
+
+@pytest.fixture(scope="module")
+def http(stack):
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        yield client
+
+
+class StackInBackground:
+    """A second local stack, started on a thread while the tests of the first one run (its start-up is
+    mostly waiting on processes), and stopped when the module is done."""
+
+    def __init__(self, state_dir, *args: str) -> None:
+        self.handle: LocalStackHandle | None = None
+        self.error: BaseException | None = None
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(state_dir, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, state_dir, args) -> None:
+        try:
+            with running_stack(state_dir, *args) as (info, process):
+                self.handle = LocalStackHandle(info, state_dir, process)
+                self._ready.set()
+                self._stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported by the fixtures
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    def wait(self) -> LocalStackHandle:
+        self._ready.wait(STARTUP_TIMEOUT + 30)
+        if self.handle is None:
+            pytest.fail(f"the second local stack did not start: {self.error}")
+        return self.handle
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(120)
+        if self.error:
+            pytest.fail(f"the second local stack did not stop cleanly: {self.error}")
+

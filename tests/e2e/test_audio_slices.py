@@ -15,7 +15,7 @@ import pytest
 from local_stack.launcher import running_stack
 from tests.e2e.conftest import LocalStackHandle, eventually
 from tests.e2e.test_listener_audio import audio_messages, nothing_of_type, pcm
-from tests.e2e.test_websocket_api import Sockets, audio, heartbeat, new_session, run
+from tests.e2e.ws_helpers import Sockets, audio, heartbeat, new_session, run
 
 LISTENERS = 12  # above the threshold of 3: 8 slices of about 2 (slices.slice_count)
 CHUNKS = 20

@@ -14,7 +14,7 @@ import pytest
 
 from local_stack.launcher import running_stack
 from tests.e2e.conftest import LocalStackHandle, eventually
-from tests.e2e.test_websocket_api import (
+from tests.e2e.ws_helpers import (
     Sockets,
     ask,
     audio,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.e2e.test_websocket_api import Sockets, ask, heartbeat, new_session, of_type, receive, run
+from tests.e2e.ws_helpers import Sockets, ask, heartbeat, new_session, of_type, receive, run
 
 TOLD_WITHIN = 1.0  # seconds, locally (issue: "each within a second")
 WAIT = 10.0  # how long a test waits at most, so that a late message fails with its delay, not a timeout

@@ -4,7 +4,8 @@ the old protocol's design document and its Python and JavaScript example clients
 real WebSocket connections. docs/protocols.md has the table these tests hold the server to.
 
 What each test asserts is what the client's own code reacts to: the type it switches on and the fields it
-reads. Our own clients' vocabulary is tested in test_websocket_api.py and stays unchanged.
+reads. Our own clients' vocabulary is tested in test_ws_*.py (the old one in test_ws_legacy.py) and stays
+unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.test_websocket_api import (
+from tests.e2e.ws_helpers import (
     Sockets,
     eventually_async,
     heartbeat,

@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.e2e.test_listener_audio import audio_messages, nothing_of_type, pcm, put_raw, put_translated
-from tests.e2e.test_websocket_api import Sockets, audio, heartbeat, new_session, of_type, receive, run
+from tests.e2e.ws_helpers import Sockets, audio, heartbeat, new_session, of_type, receive, run
 
 BROWSER = "http://localhost:3002"  # the console's origin: where the listener page fetches chunks from
 CHUNK_WAIT = 15.0  # a chunk is posted once its 2 s batching window closes; the shared machine adds its own delay

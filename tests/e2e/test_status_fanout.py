@@ -12,7 +12,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.test_websocket_api import Sockets, ask, of_type, receive, run
+from tests.e2e.ws_helpers import Sockets, ask, of_type, receive, run
 
 pytestmark = pytest.mark.local_only("switches the local stack's @connections latency")
 

@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus
 
 from local_stack.iam import access_key_for
 from tests.e2e.conftest import LocalStackHandle
-from tests.e2e.test_websocket_api import (
+from tests.e2e.ws_helpers import (
     BROADCAST_WAIT,
     JOIN_KEYS,
     Sockets,

@@ -25,8 +25,7 @@ from botocore.exceptions import ClientError
 from websockets.exceptions import InvalidStatus
 from websockets.sync import client as ws_client
 
-from tests.e2e.conftest import DEPLOYED_STACK
-from tests.e2e.test_websocket_api import _StackInBackground
+from tests.e2e.conftest import DEPLOYED_STACK, StackInBackground
 
 from .conftest import new_session, suite, ws_url
 
@@ -163,8 +162,8 @@ def _capped_stack_in_background(request, tmp_path_factory):
                                  if item.module is module.obj):
         yield None
         return
-    starter = _StackInBackground(tmp_path_factory.mktemp("capped-stack"), "--parameter-overrides",
-                                 f"MaxLiveSessionsPerUser={CAP}", "AllowSelfSignUp=true")
+    starter = StackInBackground(tmp_path_factory.mktemp("capped-stack"), "--parameter-overrides",
+                                f"MaxLiveSessionsPerUser={CAP}", "AllowSelfSignUp=true")
     yield starter
     starter.stop()
 
