@@ -12,7 +12,8 @@ server on this machine (bench.websocket's), i.e. what any browser audio path ove
 twice (speaker -> server, server -> listener) before any service work, buffering or playback.
 
 Below the row: the listener page's own latency figure (the server's receive time of each chunk -> heard,
-via the heartbeat's clock offset; what the page shows), sampled once a second.
+via the heartbeat's clock offset; what the page shows), sampled once a second; and the jitter buffer's share:
+how far ahead of the audio clock each chunk is scheduled.
 """
 
 from __future__ import annotations
@@ -85,13 +86,14 @@ def _measure(info: dict, chromium: str, wav: Path, echo_url: str) -> dict:
                     page_latencies.append(float(shown.removesuffix(" ms")))
             mouth = speaker.evaluate("window.__mouth")
             ear = listener.evaluate("window.__ear")
+            ahead = listener.evaluate("window.__ahead")
             delays = pair(mouth, ear)[WARMUP:]
             echo = listener.evaluate(_ECHO, [echo_url, ECHOES])
             speaker.click("#end")
             speaker.click("#end-yes")
             speaker.wait_for_function("document.getElementById('status').textContent === 'Ended'", timeout=60_000)
             return {"delays": delays, "mouth": len(mouth), "ear": len(ear), "echo": echo,
-                    "page": page_latencies[WARMUP:]}
+                    "page": page_latencies[WARMUP:], "ahead": ahead[len(ahead) // 10:]}
         finally:
             browser.close()
 
@@ -115,4 +117,7 @@ def run(info: dict) -> list[dict]:
             met=delays["n"] > 0 and delays["p95"] <= GOAL_MS) | {"delays_ms": [round(d) for d in result["delays"]]},
         row("↳ the listener page's own figure: server receive -> heard (sampled once a second)",
             summary(result["page"])),
+        # What the jitter buffer holds: the part of the delay the player chooses (after the first tenth).
+        row("↳ of which the jitter buffer: each chunk scheduled this far ahead of the audio clock",
+            summary(result["ahead"])),
     ]

@@ -123,10 +123,12 @@ window.__mouth = [];
 """
 
 # Listener page: every buffer the page schedules for playback, at the time it will be heard; plus the
-# pitch of each 100 ms of it that is all tone (zero crossings), to tell the tones from anything else.
+# pitch of each 100 ms of it that is all tone (zero crossings), to tell the tones from anything else; and how
+# far ahead of the clock each buffer is scheduled (the jitter buffer's share of the delay, ms).
 LISTENER_TAP = _ONSETS + """
 window.__ear = [];
 window.__earPitches = [];
+window.__ahead = [];
 (() => {
   const start = AudioBufferSourceNode.prototype.start;
   const state = { quiet: Infinity };
@@ -137,6 +139,7 @@ window.__earPitches = [];
       ? performance.timeOrigin + stamp.performanceTime + (Math.max(when, stamp.contextTime) - stamp.contextTime) * 1000
       : clockNow() + Math.max(0, when - context.currentTime) * 1000;
     const heard = at + (context.outputLatency || context.baseLatency || 0) * 1000;
+    window.__ahead.push(Math.max(0, when - context.currentTime) * 1000);
     const samples = this.buffer.getChannelData(0);
     const rate = this.buffer.sampleRate;
     findOnsets(state, samples, rate, heard, window.__ear);
