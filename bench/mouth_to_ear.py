@@ -12,8 +12,10 @@ server on this machine (bench.websocket's), i.e. what any browser audio path ove
 twice (speaker -> server, server -> listener) before any service work, buffering or playback.
 
 Below the row: the listener page's own latency figure (the server's receive time of each chunk -> heard,
-via the heartbeat's clock offset; what the page shows), sampled once a second; and the jitter buffer's share:
-how far ahead of the audio clock each chunk is scheduled.
+via the heartbeat's clock offset; what the page shows), sampled once a second; then the delay stage by stage:
+the speaker page's send -> the service's receive time -> the listener page's arrival (one machine, one clock),
+the jitter buffer (how far ahead of the audio clock each chunk is scheduled) and the output latency. Before the
+send: the onset waits for the end of its 100 ms chunk (50 ms on average).
 """
 
 from __future__ import annotations
@@ -87,15 +89,34 @@ def _measure(info: dict, chromium: str, wav: Path, echo_url: str) -> dict:
             mouth = speaker.evaluate("window.__mouth")
             ear = listener.evaluate("window.__ear")
             ahead = listener.evaluate("window.__ahead")
+            output = listener.evaluate("window.__output")
+            sent = speaker.evaluate("window.__sent")
+            arrivals = listener.evaluate("window.__arrivals")
             delays = pair(mouth, ear)[WARMUP:]
             echo = listener.evaluate(_ECHO, [echo_url, ECHOES])
             speaker.click("#end")
             speaker.click("#end-yes")
             speaker.wait_for_function("document.getElementById('status').textContent === 'Ended'", timeout=60_000)
             return {"delays": delays, "mouth": len(mouth), "ear": len(ear), "echo": echo,
-                    "page": page_latencies[WARMUP:], "ahead": ahead[len(ahead) // 10:]}
+                    "page": page_latencies[WARMUP:], "ahead": ahead[len(ahead) // 10:], "output": output,
+                    "stages": _stages(sent, arrivals[len(arrivals) // 10:])}
         finally:
             browser.close()
+
+
+def _stages(sent: dict, arrivals: list[dict]) -> dict[str, list[float]]:
+    """Per chunk, on the one clock of this machine: page sent -> the service received it (the gateway, its queue,
+    the invocation), and received -> the listener page has it (sendAudio's writes, the stream, the fan-out)."""
+    inbound, outbound = [], []
+    for arrival in arrivals:
+        left = sent.get(str(arrival["seq"]))
+        if left is not None and isinstance(arrival["received"], int | float):
+            inbound.append(arrival["received"] - left)
+            outbound.append(arrival["at"] - arrival["received"])
+    if not inbound:
+        raise RuntimeError(f"no chunk followed from the speaker page to the listener page ({len(sent)} sent, "
+                           f"{len(arrivals)} arrived)")
+    return {"inbound": inbound, "outbound": outbound}
 
 
 def run(info: dict) -> list[dict]:
@@ -117,7 +138,12 @@ def run(info: dict) -> list[dict]:
             met=delays["n"] > 0 and delays["p95"] <= GOAL_MS) | {"delays_ms": [round(d) for d in result["delays"]]},
         row("↳ the listener page's own figure: server receive -> heard (sampled once a second)",
             summary(result["page"])),
-        # What the jitter buffer holds: the part of the delay the player chooses (after the first tenth).
-        row("↳ of which the jitter buffer: each chunk scheduled this far ahead of the audio clock",
+        # Where the time goes, stage by stage (after the first tenth), on this machine's one clock.
+        row("↳ stage: the speaker page sends a chunk -> the service receives it (gateway, its queue, invocation)",
+            summary(result["stages"]["inbound"])),
+        row("↳ stage: the service receives it -> the listener page has it (sendAudio, stream, fan-out, gateway)",
+            summary(result["stages"]["outbound"])),
+        row("↳ stage: the jitter buffer, each chunk scheduled this far ahead of the audio clock",
             summary(result["ahead"])),
+        row("↳ stage: the output latency the listener page's audio context reports", summary(result["output"])),
     ]

@@ -120,6 +120,17 @@ window.__mouth = [];
     }
   };
 })();
+// When each audio chunk leaves the page, by its seq (the listener's message carries it as sequenceNumber).
+window.__sent = {};
+(() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === "string" && data.startsWith('{"action":"sendAudio"')) {
+      window.__sent[JSON.parse(data).seq] = clockNow();
+    }
+    return send.call(this, data);
+  };
+})();
 """
 
 # Listener page: every buffer the page schedules for playback, at the time it will be heard; plus the
@@ -129,6 +140,22 @@ LISTENER_TAP = _ONSETS + """
 window.__ear = [];
 window.__earPitches = [];
 window.__ahead = [];
+window.__output = [];
+// Each audio message as it reaches the page: its sequenceNumber, the service's receive time, when it came.
+window.__arrivals = [];
+(() => {
+  const Original = window.WebSocket;
+  window.WebSocket = class extends Original {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (event) => {
+        if (typeof event.data !== "string" || !event.data.includes('"audioData"')) return;
+        const message = JSON.parse(event.data);
+        if (message.type === "audio") window.__arrivals.push({ seq: message.sequenceNumber, received: message.timestamp, at: clockNow() });
+      });
+    }
+  };
+})();
 (() => {
   const start = AudioBufferSourceNode.prototype.start;
   const state = { quiet: Infinity };
@@ -140,6 +167,7 @@ window.__ahead = [];
       : clockNow() + Math.max(0, when - context.currentTime) * 1000;
     const heard = at + (context.outputLatency || context.baseLatency || 0) * 1000;
     window.__ahead.push(Math.max(0, when - context.currentTime) * 1000);
+    window.__output.push((context.outputLatency || context.baseLatency || 0) * 1000);
     const samples = this.buffer.getChannelData(0);
     const rate = this.buffer.sampleRate;
     findOnsets(state, samples, rate, heard, window.__ear);
