@@ -185,7 +185,7 @@ def test_the_worker_drops_gone_listeners_and_keeps_one_still_connecting(invoke, 
     invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "1")]})
     assert invoke.raw("audio_slice", {"Records": slice_records(slice_stream)}) == {"batchItemFailures": []}
     assert all(audio_of(management_api, c) == [(0, b"a")] for c in live)
-    remaining = {c["connectionId"] for page in connections.listeners(session_id, "es") for c in page}
+    remaining = {c.connectionId for page in connections.listeners(session_id, "es") for c in page}
     assert remaining == {*live, connecting}
     item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": f"SESSION#{session_id}"},
                                                                    "sk": {"S": "META"}})["Item"]
@@ -205,7 +205,7 @@ def test_a_failed_slice_reports_its_first_record_and_the_other_slices_are_posted
     post_each = slices.post_each
 
     def failing_slice(session, plan, shape, pool):
-        if any(slices.slice_of(connection["connectionId"], 4) == failing for connection, _ in plan):
+        if any(slices.slice_of(connection.connectionId, 4) == failing for connection, _ in plan):
             raise RuntimeError("the table is unavailable")
         return post_each(session, plan, shape, pool)
 

@@ -29,7 +29,7 @@ from .table import (
 
 __all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "State", "WrittenState", "claim_broadcast", "create",
            "end_by_service", "finish_teardown", "forget_live", "from_item", "get", "live_sessions", "owner_of",
-           "read_raw", "update", "written_states"]
+           "read", "update", "written_states"]
 
 # A session is listed for the sweep this long after it expires: long enough for a sweep to tear it down.
 LIVE_LISTING_GRACE_SECONDS = 3 * 3600
@@ -67,7 +67,7 @@ _READERS = {"sessionId": _TEXT, "speakerId": _TEXT, "sourceLanguage": _TEXT, "qu
             "maxBufferTimeout": lambda v: float(v["N"]), "listenerCount": _NUMBER, "createdAt": _NUMBER,
             "updatedAt": _NUMBER, "expiresAt": _NUMBER, "version": _NUMBER, "endedAt": _NUMBER,
             "resumedAt": _NUMBER, "access": _TEXT, "joinKey": _TEXT, "bufferedChunks": _NUMBER, "muted": _FLAG,
-            "speakerConnectionId": _TEXT, "speakerDisconnectedAt": _NUMBER}
+            "speakerConnectionId": _TEXT, "speakerDisconnectedAt": _NUMBER, "teardownCompletedAt": _NUMBER}
 
 
 def from_item(item: dict) -> Session:
@@ -114,9 +114,10 @@ def forget_live(session_id: str) -> None:
     request("delete_item", Key=live_key(session_id))
 
 
-def read_raw(session_id: str) -> dict | None:
-    """The session item as stored (strongly consistent), expired or not; None once TTL deleted it."""
-    return request("get_item", Key=session_key(session_id), ConsistentRead=True).get("Item")
+def read(session_id: str) -> Session | None:
+    """The session as stored (strongly consistent), expired or not; None once TTL deleted it."""
+    item = request("get_item", Key=session_key(session_id), ConsistentRead=True).get("Item")
+    return from_item(item) if item else None
 
 
 def end_by_service(session_id: str, now: int) -> bool:

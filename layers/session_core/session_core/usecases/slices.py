@@ -24,6 +24,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import errors
+from ..domain import Connection
 from ..platform.aws import call
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
@@ -49,20 +50,20 @@ def slice_of(connection_id: str, slices: int) -> int:
     return zlib.crc32(connection_id.encode()) % slices
 
 
-def dispatch(session_id: str, language: str, listeners: list[dict], chunks: list[ListenerChunk]) -> int:
+def dispatch(session_id: str, language: str, listeners: list[Connection], chunks: list[ListenerChunk]) -> int:
     """Puts the chunks for every slice of the listeners; how many records were put. Raises ServiceUnavailable
     when a record could not be put (the batch is retried from its first record: those put go again)."""
     slices = slice_count(len(listeners), settings().audio_slice_listeners)
-    members: dict[int, list[dict]] = {}
+    members: dict[int, list[Connection]] = {}
     for connection in listeners:
-        members.setdefault(slice_of(connection["connectionId"], slices), []).append(connection)
+        members.setdefault(slice_of(connection.connectionId, slices), []).append(connection)
     put = 0
     # A slice's n-th record is put only once every slice's (n-1)-th is in: a retried record never overtakes the
     # next one of its slice.
     for piece in _pieces(chunks):
         entries = [{"PartitionKey": f"{session_id}#{language}#{number}",
                     "Data": json.dumps({"sessionId": session_id, "language": language, "slice": number,
-                                        "listeners": connections,
+                                        "listeners": [dataclasses.asdict(c) for c in connections],
                                         "chunks": [dataclasses.asdict(c) for c in piece]},
                                        separators=(",", ":")).encode()}
                    for number, connections in sorted(members.items())]
@@ -147,12 +148,13 @@ def post(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
             "failed": len(failed)}, failed
 
 
-def _plan(payloads: list[dict]) -> list[tuple[dict, list[ListenerChunk]]]:
+def _plan(payloads: list[dict]) -> list[tuple[Connection, list[ListenerChunk]]]:
     """Each listener of the slice's records with its chunks in order (a listener who joined the slice later
     has only the later ones), consecutive chunks merged."""
-    plan: dict[str, tuple[dict, list[ListenerChunk]]] = {}
+    plan: dict[str, tuple[Connection, list[ListenerChunk]]] = {}
     for payload in payloads:
         chunks = [ListenerChunk(**c) for c in payload["chunks"]]
-        for connection in payload["listeners"]:
-            plan.setdefault(connection["connectionId"], (connection, []))[1].extend(chunks)
+        for listed in payload["listeners"]:
+            connection = Connection(**listed)
+            plan.setdefault(connection.connectionId, (connection, []))[1].extend(chunks)
     return [(connection, merged(chunks)) for connection, chunks in plan.values()]
