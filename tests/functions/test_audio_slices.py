@@ -133,12 +133,13 @@ def test_a_slice_keeps_its_order_across_records_and_a_late_joiner_gets_only_the_
 
 
 def test_a_refused_slice_record_is_put_again_alone(invoke, management_api, session_id, slice_stream, monkeypatch):
+    from session_core.data import audio_stream
     from session_core.usecases import slices
 
     management_api.reset()
     listeners = [put_listener(session_id, "es") for _ in range(5)]
     occupied = sorted({slices.slice_of(c, 4) for c in listeners})  # 4 slices; by chance one may have none
-    requests, real = [], slices.call
+    requests, real = [], audio_stream.call
 
     def throttling_once(service, operation, **parameters):
         requests.append([entry["PartitionKey"] for entry in parameters["Records"]])
@@ -148,7 +149,7 @@ def test_a_refused_slice_record_is_put_again_alone(invoke, management_api, sessi
                     + refused["Records"]}
         return real(service, operation, **parameters)
 
-    monkeypatch.setattr(slices, "call", throttling_once)
+    monkeypatch.setattr(audio_stream, "call", throttling_once)
     assert invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "1")]}) == {
         "batchItemFailures": []}
     assert requests == [[f"{session_id}#es#{s}" for s in occupied], [f"{session_id}#es#{occupied[0]}"]]
@@ -157,6 +158,7 @@ def test_a_refused_slice_record_is_put_again_alone(invoke, management_api, sessi
 
 def test_slice_records_that_cannot_be_put_fail_their_language_only(invoke, management_api, session_id, slice_stream,
                                                                    monkeypatch):
+    from session_core.data import audio_stream
     from session_core.usecases import slices
 
     management_api.reset()
@@ -164,7 +166,7 @@ def test_slice_records_that_cannot_be_put_fail_their_language_only(invoke, manag
     for _ in range(5):
         put_listener(session_id, "es")
     french = put_listener(session_id, "fr")
-    monkeypatch.setattr(slices, "call", lambda service, operation, **parameters: {
+    monkeypatch.setattr(audio_stream, "call", lambda service, operation, **parameters: {
         "FailedRecordCount": len(parameters["Records"]),
         "Records": [{"ErrorCode": "InternalFailure"} for _ in parameters["Records"]]})
     result = invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "10"),

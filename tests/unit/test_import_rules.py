@@ -97,5 +97,6 @@ def test_aws_failures_are_translated_in_one_place():
 
 
 def test_only_the_data_wing_speaks_dynamodb():
-    # Its requests (table.py, and Powertools' idempotency records) and its stream's records (sessions.py).
-    assert modules_matching(r'"dynamodb"') == {"data/table.py", "data/idempotency.py", "data/sessions.py"}
+    # Its requests (table.py, which also hands Powertools' idempotency records its client) and its stream's
+    # records (sessions.py).
+    assert modules_matching(r'"dynamodb"') == {"data/table.py", "data/sessions.py"}

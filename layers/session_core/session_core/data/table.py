@@ -21,7 +21,7 @@ import zlib
 
 from .. import errors
 from ..domain import ENDED
-from ..platform.aws import Declined, call
+from ..platform.aws import Declined, call, client
 from ..platform.settings import settings
 
 META = "META"
@@ -96,6 +96,11 @@ def legacy_key(connection_id: str) -> dict:
 
 def user_sessions_key(user_id: str) -> dict:
     return {"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "SESSIONS"}}
+
+
+def dynamodb_client():
+    """The DynamoDB client, for a library that sends its own requests (Powertools' idempotency records)."""
+    return client("dynamodb")
 
 
 def request(operation: str, **parameters) -> dict:

@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import errors
-from ..data import audio_buffer
+from ..data import audio_buffer, audio_stream
 from ..data import sessions as stored_sessions
 from ..domain import ACTIVE, ENDED, MUTE, PAUSE, PAUSED, RESUME, UNMUTE
-from ..platform.aws import call
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings
 
@@ -167,11 +165,7 @@ def _put(session: Session, chunk: Chunk, received_ms: int, previous: str | None)
         record["chunkId"] = chunk.chunk_id
     if chunk.client_timestamp is not None:
         record["clientTimestamp"] = chunk.client_timestamp
-    request = {"StreamName": settings().audio_stream_name, "PartitionKey": session.sessionId,
-               "Data": json.dumps(record).encode()}
-    if previous:
-        request["SequenceNumberForOrdering"] = previous
-    return call("kinesis", "put_record", **request)["SequenceNumber"]
+    return audio_stream.forward(session.sessionId, record, after=previous)
 
 
 # The speaker's controls over the WebSocket, by name, as (session attribute, value).

@@ -24,8 +24,8 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import errors
+from ..data import audio_stream
 from ..domain import Connection
-from ..platform.aws import call
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
 from .broadcast import POST_THREADS
@@ -99,8 +99,7 @@ def _requests(entries: list[dict]) -> list[list[dict]]:
 def _put(entries: list[dict]) -> None:
     """PutRecords, the records it refused (throttled: ProvisionedThroughputExceeded) put again, alone."""
     for attempt in range(PUT_ATTEMPTS):
-        answer = call("kinesis", "put_records", StreamName=settings().audio_slice_stream_name, Records=entries)
-        refused = [entry for entry, result in zip(entries, answer["Records"], strict=True) if "ErrorCode" in result]
+        refused = audio_stream.put_slices(entries)
         if not refused:
             return
         metric("AudioSliceRecordsRefused", len(refused))

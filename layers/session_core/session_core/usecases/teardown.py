@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +14,8 @@ from ..data import connections as stored_connections
 from ..data import live_sessions
 from ..data import sessions as stored_sessions
 from ..domain import LISTENER
-from ..platform import management
-from ..platform.aws import Declined, call
+from ..platform import management, workflow
 from ..platform.observability import MetricUnit, logger, metric
-from ..platform.settings import settings
 
 if TYPE_CHECKING:
     from ..domain import Session
@@ -49,27 +46,17 @@ def execution_name(session: Session, attempt: int = 1) -> str:
 def start(session: Session) -> None:
     """Starts the teardown of an ended session; a second start is harmless while one runs or after one
     succeeded, and starts a new one after one failed, timed out or was stopped."""
-    machine = settings().required("teardown_state_machine_arn")
     for attempt in range(1, MAX_ATTEMPTS + 1):
         name = execution_name(session, attempt)
-        try:
-            call("stepfunctions", "start_execution", expected=("ExecutionAlreadyExists",),
-                 stateMachineArn=machine, name=name, input=json.dumps({"sessionId": session.sessionId}))
+        if workflow.start(name, {"sessionId": session.sessionId}):
             if attempt > 1:
                 logger.warning("teardown started again", extra={"executionName": name, "attempt": attempt})
             return
-        except Declined:
-            pass  # this name was used: by a teardown that runs, succeeded, or did not succeed
-        execution = call("stepfunctions", "describe_execution", executionArn=execution_arn(machine, name))
-        if execution["status"] not in NOT_DONE:
+        # This name was used: by a teardown that runs, succeeded, or did not succeed.
+        if workflow.status(name) not in NOT_DONE:
             return
     logger.error("teardown attempts exhausted", extra={"attempts": MAX_ATTEMPTS})
     raise errors.ServiceUnavailable()
-
-
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    # arn:aws:states:region:account:stateMachine:Name -> arn:aws:states:region:account:execution:Name:name
-    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 def ended_message(session_id: str) -> dict:
