@@ -22,6 +22,7 @@ from collections.abc import Callable
 from .. import errors
 from ..domain import ENDED, HYBRID, LINK, LISTENER, NATIVE, PUBLIC, REFERENCED, SPEAKER, Connection
 from ..platform.observability import logger
+from .sessions import why_refused
 from .table import (
     CONNECTION_PREFIX,
     LANGUAGE_COUNT_PREFIX,
@@ -38,7 +39,6 @@ from .table import (
     request,
     session_key,
     session_partition,
-    why_refused,
 )
 
 # API Gateway closes every connection after 2 hours; the record outlives it a little.

@@ -17,14 +17,12 @@ from .table import (
     LIVE_SHARDS,
     META,
     ConditionFailed,
-    SessionAlreadyEnded,
     broadcast_key,
     live_key,
     live_partition,
     query_partition,
     request,
     session_key,
-    why_refused,
 )
 
 __all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "State", "WrittenState", "claim_broadcast", "create",
@@ -69,6 +67,34 @@ def from_item(item: dict) -> Session:
     fields["languageCounts"] = {name[len(LANGUAGE_COUNT_PREFIX):]: int(value["N"]) for name, value in item.items()
                                 if name.startswith(LANGUAGE_COUNT_PREFIX) and "N" in value}
     return Session(**fields)
+
+
+def why_refused(session: dict | None, now: int, *, caller_id: str | None = None,
+                not_owner: type[errors.ServiceError] = errors.Forbidden) -> errors.ServiceError | None:
+    """Why a write conditioned on a live (and, given `caller_id`, the caller's own) session failed, told from
+    the session item DynamoDB returned with the failure: missing or expired (TTL deletes lazily), someone
+    else's, or ended. None: none of these, so the write's own further condition failed."""
+    if session is None or int(session["expiresAt"]["N"]) <= now:
+        return errors.SessionNotFound()
+    if caller_id is not None and session["speakerId"]["S"] != caller_id:
+        return not_owner()
+    if session["status"]["S"] == ENDED:
+        return SessionAlreadyEnded(session)
+    return None
+
+
+class SessionAlreadyEnded(errors.SessionEnded):
+    """SESSION_ENDED, carrying the ended session as the failed write returned it: callers that
+    act on an ended session (restarting its teardown) need no second read, nor the right to one."""
+
+    def __init__(self, item: dict) -> None:
+        super().__init__()
+        self.item = item
+
+    @property
+    def session(self) -> Session:
+        # Built on demand: a refusal is told from a few of the item's attributes.
+        return from_item(self.item)
 
 
 class SessionIdTaken(Exception):
