@@ -31,6 +31,7 @@ from ..data import sessions as stored_sessions
 from ..domain import ACTIVE, ENDED, MUTE, PAUSE, PAUSED, RESUME, UNMUTE
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings
+from . import sessions
 
 if TYPE_CHECKING:
     from ..domain import Session
@@ -182,11 +183,11 @@ def control(session_id: str, speaker_id: str, command: str) -> Session:
 
 def set_status(session_id: str, speaker_id: str, status: str) -> Session:
     """pause/resume from the speaker's socket; a resume forwards the buffer at once."""
-    session = stored_sessions.update(session_id, speaker_id, {"status": status}, int(time.time()))
+    session = sessions.change(session_id, speaker_id, {"status": status})
     flush(session)
     return session
 
 
 def set_muted(session_id: str, speaker_id: str, muted: bool) -> Session:
     """mute/unmute from the speaker's socket: while muted, audio is dropped (see receive)."""
-    return stored_sessions.update(session_id, speaker_id, {"muted": muted}, int(time.time()))
+    return sessions.change(session_id, speaker_id, {"muted": muted})
