@@ -174,7 +174,7 @@ def test_a_gone_listener_is_dropped_and_counted_off_one_still_connecting_is_kept
     invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "1"),
                                             translated(session_id, "es", 1, b"b", "2")]})
     assert audio_of(management_api, live) == [(1, b"ab")]
-    remaining = {c["connectionId"] for page in connections.listeners(session_id, "es") for c in page}
+    remaining = {c.connectionId for page in connections.listeners(session_id, "es") for c in page}
     assert remaining == {live, connecting}
     item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": f"SESSION#{session_id}"},
                                                                    "sk": {"S": "META"}})["Item"]
@@ -208,6 +208,6 @@ def test_a_language_switch_moves_the_listener_in_the_index(invoke, session_id):
 
     listener = put_listener(session_id, "es", counted=True)
     connections.switch_language(session_id, listener, "fr", "native")
-    in_language = {language: {c["connectionId"] for page in connections.listeners(session_id, language) for c in page}
+    in_language = {language: {c.connectionId for page in connections.listeners(session_id, language) for c in page}
                    for language in ("es", "fr")}
     assert in_language == {"es": set(), "fr": {listener}}

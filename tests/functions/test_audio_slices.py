@@ -133,12 +133,13 @@ def test_a_slice_keeps_its_order_across_records_and_a_late_joiner_gets_only_the_
 
 
 def test_a_refused_slice_record_is_put_again_alone(invoke, management_api, session_id, slice_stream, monkeypatch):
+    from session_core.data import audio_stream
     from session_core.usecases import slices
 
     management_api.reset()
     listeners = [put_listener(session_id, "es") for _ in range(5)]
     occupied = sorted({slices.slice_of(c, 4) for c in listeners})  # 4 slices; by chance one may have none
-    requests, real = [], slices.call
+    requests, real = [], audio_stream.call
 
     def throttling_once(service, operation, **parameters):
         requests.append([entry["PartitionKey"] for entry in parameters["Records"]])
@@ -148,7 +149,7 @@ def test_a_refused_slice_record_is_put_again_alone(invoke, management_api, sessi
                     + refused["Records"]}
         return real(service, operation, **parameters)
 
-    monkeypatch.setattr(slices, "call", throttling_once)
+    monkeypatch.setattr(audio_stream, "call", throttling_once)
     assert invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "1")]}) == {
         "batchItemFailures": []}
     assert requests == [[f"{session_id}#es#{s}" for s in occupied], [f"{session_id}#es#{occupied[0]}"]]
@@ -157,6 +158,7 @@ def test_a_refused_slice_record_is_put_again_alone(invoke, management_api, sessi
 
 def test_slice_records_that_cannot_be_put_fail_their_language_only(invoke, management_api, session_id, slice_stream,
                                                                    monkeypatch):
+    from session_core.data import audio_stream
     from session_core.usecases import slices
 
     management_api.reset()
@@ -164,7 +166,7 @@ def test_slice_records_that_cannot_be_put_fail_their_language_only(invoke, manag
     for _ in range(5):
         put_listener(session_id, "es")
     french = put_listener(session_id, "fr")
-    monkeypatch.setattr(slices, "call", lambda service, operation, **parameters: {
+    monkeypatch.setattr(audio_stream, "call", lambda service, operation, **parameters: {
         "FailedRecordCount": len(parameters["Records"]),
         "Records": [{"ErrorCode": "InternalFailure"} for _ in parameters["Records"]]})
     result = invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "10"),
@@ -185,7 +187,7 @@ def test_the_worker_drops_gone_listeners_and_keeps_one_still_connecting(invoke, 
     invoke.raw("audio_fanout", {"Records": [translated(session_id, "es", 0, b"a", "1")]})
     assert invoke.raw("audio_slice", {"Records": slice_records(slice_stream)}) == {"batchItemFailures": []}
     assert all(audio_of(management_api, c) == [(0, b"a")] for c in live)
-    remaining = {c["connectionId"] for page in connections.listeners(session_id, "es") for c in page}
+    remaining = {c.connectionId for page in connections.listeners(session_id, "es") for c in page}
     assert remaining == {*live, connecting}
     item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": f"SESSION#{session_id}"},
                                                                    "sk": {"S": "META"}})["Item"]
@@ -205,7 +207,7 @@ def test_a_failed_slice_reports_its_first_record_and_the_other_slices_are_posted
     post_each = slices.post_each
 
     def failing_slice(session, plan, shape, pool):
-        if any(slices.slice_of(connection["connectionId"], 4) == failing for connection, _ in plan):
+        if any(slices.slice_of(connection.connectionId, 4) == failing for connection, _ in plan):
             raise RuntimeError("the table is unavailable")
         return post_each(session, plan, shape, pool)
 

@@ -126,7 +126,7 @@ def test_who_is_keyed_for_referenced_chunks_and_a_language_switch_keeps_it(sessi
     connections.switch_language(session_id, listener, "fr", dialect, delivery)
 
     def keyed(as_referenced: bool) -> set[str]:
-        return {c["connectionId"] for page in connections.listeners(session_id, "fr", referenced=as_referenced)
+        return {c.connectionId for page in connections.listeners(session_id, "fr", referenced=as_referenced)
                 for c in page}
 
     assert (listener in keyed(True), listener in keyed(False)) == (referenced, not referenced)

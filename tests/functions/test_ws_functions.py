@@ -824,11 +824,12 @@ def test_a_native_connection_does_not_speak_the_published_dialects(invoke, sessi
 def test_status_changes_are_told_in_each_connections_dialect(invoke, session, users, management_api):
     from session_core.api import dialects
     from session_core.data.sessions import State
+    from session_core.domain import Connection
     from session_core.usecases.broadcast import StatusChange
 
     paused = StatusChange(session["sessionId"], "paused", 2, False, {"es": 2}, State("active", 2, False, True),
                           speaker="speaker-connection")
-    told = {(dialect, role): dialects.status_message({"role": role, "dialect": dialect}, paused)
+    told = {(dialect, role): dialects.status_message(Connection("c", role, dialect=dialect), paused)
             for dialect in ("native", "hybrid", "old") for role in ("speaker", "listener")}
     assert told[("native", "listener")] == {"type": "status", "sessionId": session["sessionId"], "status": "paused",
                                             "listenerCount": 2, "listenersByLanguage": {"es": 2},
@@ -838,11 +839,11 @@ def test_status_changes_are_told_in_each_connections_dialect(invoke, session, us
     assert told[("hybrid", "speaker")]["languageDistribution"] == {"es": 2}
     assert told[("old", "listener")]["type"] == "sessionPaused" and told[("old", "speaker")] is None
     count_only = StatusChange(session["sessionId"], "active", 3, False, {"es": 3}, State("active", 2, False))
-    assert dialects.status_message({"role": "listener", "dialect": "hybrid"}, count_only) is None
-    assert dialects.status_message({"role": "listener", "dialect": "old"}, count_only) is None
+    assert dialects.status_message(Connection("c", "listener", dialect="hybrid"), count_only) is None
+    assert dialects.status_message(Connection("c", "listener", dialect="old"), count_only) is None
     muted = StatusChange(session["sessionId"], "active", 2, True, {}, State("active", 2, False))
-    assert dialects.status_message({"role": "listener", "dialect": "hybrid"}, muted)["type"] == "broadcastMuted"
-    assert dialects.status_message({"role": "listener", "dialect": "native"}, muted)["muted"] is True
+    assert dialects.status_message(Connection("c", "listener", dialect="hybrid"), muted)["type"] == "broadcastMuted"
+    assert dialects.status_message(Connection("c", "listener", dialect="native"), muted)["muted"] is True
 
 
 def live_sessions_of(user_sub: str) -> list[dict]:

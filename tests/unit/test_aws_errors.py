@@ -1,11 +1,11 @@
-"""The one translation of AWS failures (platform/aws.py) and the one reading of a refused write (data/table.py)."""
+"""The one translation of AWS failures (platform/aws.py) and the one reading of a refused write (data/sessions.py)."""
 
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from session_core import errors
-from session_core.data import table
+from session_core.data import sessions, table
 from session_core.platform import aws
 from session_core.platform.settings import settings
 
@@ -76,19 +76,19 @@ def session_item(*, expires_at: int = NOW + 60, speaker: str = "alice", status: 
     (session_item(status="ended"), errors.SessionEnded),
 ])
 def test_why_a_write_on_a_live_owned_session_was_refused(item, refusal):
-    assert isinstance(table.why_refused(item, NOW, caller_id="alice"), refusal)
+    assert isinstance(sessions.why_refused(item, NOW, caller_id="alice"), refusal)
 
 
 def test_an_ended_session_comes_back_with_the_refusal():
     ended = session_item(status="ended")
-    assert table.why_refused(ended, NOW, caller_id="alice").item is ended
+    assert sessions.why_refused(ended, NOW, caller_id="alice").item is ended
 
 
 def test_a_speakers_join_to_someone_elses_session_is_not_session_owner():
-    assert isinstance(table.why_refused(session_item(speaker="bob"), NOW, caller_id="alice",
+    assert isinstance(sessions.why_refused(session_item(speaker="bob"), NOW, caller_id="alice",
                                         not_owner=errors.NotSessionOwner), errors.NotSessionOwner)
 
 
 def test_without_a_caller_ownership_is_not_asked_and_a_live_session_leaves_the_writes_own_condition():
-    assert table.why_refused(session_item(speaker="bob"), NOW) is None
-    assert table.why_refused(session_item(), NOW, caller_id="alice") is None
+    assert sessions.why_refused(session_item(speaker="bob"), NOW) is None
+    assert sessions.why_refused(session_item(), NOW, caller_id="alice") is None

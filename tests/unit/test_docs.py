@@ -92,3 +92,57 @@ def test_the_committed_bench_reports_are_the_cited_ones_and_the_newest():
     assert not uncited, f"bench reports no document cites: {uncited}"
     assert git("check-ignore", "-q", "bench/results/report-20991231-235959.md").returncode == 0
     assert git("check-ignore", "-q", "bench/results/latest.md").returncode == 1
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+LAYER_PACKAGE = ROOT / "layers" / "session_core" / "session_core"
+# A file or folder named in backticks: a path with a folder, or a file name with an extension.
+PATH_LIKE = re.compile(r"[\w<>.-]+(/[\w<>.-]*)+|[\w<>-]+\.(py|yaml|json|md)")
+
+
+def where_to_change_what() -> list[str]:
+    """Each backticked name in the table of architecture.md's "Where to change what" that looks like a path."""
+    stream = tokens(ARCHITECTURE)
+    start = next(i for i, (opening, inline) in enumerate(itertools.pairwise(stream))
+                 if opening.type == "heading_open" and inline.content == "Where to change what")
+    names = []
+    for token in stream[start + 3:]:
+        if token.type == "heading_open":
+            break
+        if token.type == "inline" and token.map is not None:
+            names += [child.content for child in token.children or []
+                      if child.type == "code_inline" and PATH_LIKE.fullmatch(child.content)]
+    return names
+
+
+def named_path_exists(name: str) -> bool:
+    """A wing path is under the layer's package, anything else under the repository; `<name>` is any one."""
+    pattern = re.sub(r"<[^>]+>", "*", name.rstrip("/"))
+    return any(any(base.glob(pattern)) for base in (LAYER_PACKAGE, ROOT))
+
+
+def test_every_path_in_where_to_change_what_exists():
+    names = where_to_change_what()
+    assert len(names) > 20  # the table was found and read
+    assert [name for name in names if not named_path_exists(name)] == []
+
+
+def test_the_path_check_sees_a_path_that_is_gone():
+    assert named_path_exists("usecases/sessions.py") and named_path_exists("functions/<name>/app.py")
+    assert not named_path_exists("usecases/teardown_starter.py")
+    assert not named_path_exists("data/repository/")
+
+
+def test_the_wings_table_names_every_module_of_the_layer():
+    # Rows "| <wing> | `module.py`, ... | concept |": a package (`dialects/`) stands for its modules.
+    named = set()
+    for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines():
+        row = re.match(r"\| (shared|api|usecases|data|platform) \| ([^|]+) \|", line)
+        if row:
+            folder = "" if row[1] == "shared" else f"{row[1]}/"
+            named |= {folder + name for name in re.findall(r"`([\w/.]+)`", row[2])}
+    modules = {path.relative_to(LAYER_PACKAGE).as_posix() for path in LAYER_PACKAGE.rglob("*.py")
+               if path.name != "__init__.py"}
+    unnamed = {m for m in modules if m not in named and not any(m.startswith(n) for n in named if n.endswith("/"))}
+    assert unnamed == set()
+    assert {n for n in named if not n.endswith("/")} <= modules

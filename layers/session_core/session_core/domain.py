@@ -79,6 +79,17 @@ class ConnectionContext:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One of a session's WebSocket connections as every use case reads it: from its item (data/connections.py,
+    also for the teardown workflow's Query page) or from a slice record (usecases/slices.py)."""
+
+    connectionId: str
+    role: str
+    connectedAt: int = 0  # a record written before connectedAt existed: never waited for
+    dialect: str = NATIVE  # a record written before dialects existed speaks the native one
+
+
 # Marks a field that is internal bookkeeping, never part of the API body.
 _INTERNAL = {"api": False}
 
@@ -115,6 +126,8 @@ class Session:
     # The speaker's open connection, if any, and when its last one closed (docs/protocols.md, "Live states").
     speakerConnectionId: str | None = field(default=None, metadata=_INTERNAL)
     speakerDisconnectedAt: int | None = field(default=None, metadata=_INTERNAL)
+    # When the teardown workflow finished (data/sessions.finish_teardown): the sweep stops visiting it.
+    teardownCompletedAt: int | None = field(default=None, metadata=_INTERNAL)
 
     def language_distribution(self) -> dict[str, int]:
         """Listeners by language, the source language under its own code."""

@@ -20,8 +20,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from .. import errors
-from ..domain import ENDED, HYBRID, LINK, LISTENER, NATIVE, PUBLIC, REFERENCED, SPEAKER
+from ..domain import ENDED, HYBRID, LINK, LISTENER, NATIVE, PUBLIC, REFERENCED, SPEAKER, Connection
 from ..platform.observability import logger
+from .sessions import why_refused
 from .table import (
     CONNECTION_PREFIX,
     LANGUAGE_COUNT_PREFIX,
@@ -38,7 +39,6 @@ from .table import (
     request,
     session_key,
     session_partition,
-    why_refused,
 )
 
 # API Gateway closes every connection after 2 hours; the record outlives it a little.
@@ -250,19 +250,19 @@ def _update_session_if(session_id: str, **update) -> bool:
     return True
 
 
-def drop(session_id: str, connections: list[dict]) -> None:
+def drop(session_id: str, connections: list[Connection]) -> None:
     """Deletes these connections' records, 25 a request (BatchWriteItem), counting nothing: a crowd of gone
     sockets (the 2-hour limit) is too many for a write pair each. The caller recounts."""
-    delete_all([connection_key(session_id, connection["connectionId"]) for connection in connections])
+    delete_all([connection_key(session_id, connection.connectionId) for connection in connections])
 
 
-def remove_gone(session_id: str, connections: list[dict], each=map) -> int:
+def remove_gone(session_id: str, connections: list[Connection], each=map) -> int:
     """Deletes these connections' records (`each` maps the deletes, a thread pool's map runs them at once) and
     counts off the listeners among them that were still there, by language too, in one write: exact, since each
     record guards its own count (a $disconnect racing this finds it gone, or this finds its record gone). If the
     count is already lower than that (it drifted), it is recounted from the records instead. The listeners
     counted off."""
-    removed = [record for record in each(lambda c: _forget(session_id, c["connectionId"]), connections) if record]
+    removed = [record for record in each(lambda c: _forget(session_id, c.connectionId), connections) if record]
     languages = Counter(record.get("targetLanguage", {"S": ""})["S"] for record in removed
                         if record["role"]["S"] == LISTENER)
     total = sum(languages.values())
@@ -321,17 +321,16 @@ def recount(session_id: str) -> int | None:
 _LISTED = {"ProjectionExpression": "connectionId, #role, connectedAt, dialect", "ExpressionAttributeNames": {"#role": "role"}}
 
 
-def _listed(item: dict) -> dict:
-    # Records written before dialects existed speak the native one.
-    return {"connectionId": item["connectionId"]["S"], "role": item["role"]["S"],
-            "connectedAt": int(item.get("connectedAt", {"N": "0"})["N"]),
-            "dialect": item.get("dialect", {"S": NATIVE})["S"]}
+def from_item(item: dict) -> Connection:
+    """A connection item (whole, or projected as _LISTED projects it) as every caller reads it."""
+    return Connection(item["connectionId"]["S"], item["role"]["S"], int(item.get("connectedAt", {"N": "0"})["N"]),
+                      item.get("dialect", {"S": NATIVE})["S"])
 
 
 def pages(session_id: str, limit: int = 100):
-    """The session's connections, a page at a time: [{connectionId, role, connectedAt, dialect}, ...]."""
+    """The session's connections, a page at a time (lists of Connection)."""
     for page in query_items(session_partition(session_id), CONNECTION_PREFIX, Limit=limit, **_LISTED):
-        yield [_listed(i) for i in page.get("Items", [])]
+        yield [from_item(i) for i in page.get("Items", [])]
 
 
 def listeners(session_id: str, language: str, limit: int = 1000, referenced: bool = False):
@@ -340,13 +339,13 @@ def listeners(session_id: str, language: str, limit: int = 1000, referenced: boo
     inline chunks, or the other way round)."""
     for page in query_index(LISTENING_INDEX, LISTENING, listening_key(session_id, language, referenced), Limit=limit,
                             **_LISTED):
-        yield [_listed(i) for i in page.get("Items", [])]
+        yield [from_item(i) for i in page.get("Items", [])]
 
 
 def listed(session_id: str, connection_id: str) -> dict | None:
     """One connection of the session as pages() lists it; None if its record is gone."""
     item = request("get_item", Key=connection_key(session_id, connection_id), ConsistentRead=True, **_LISTED).get("Item")
-    return _listed(item) if item else None
+    return from_item(item) if item else None
 
 
 # A legacy connection created its session after $connect, so the

@@ -24,8 +24,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from .. import errors
-from ..platform.aws import client
 from ..platform.settings import settings
+from .table import dynamodb_client
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 REPLAY_WINDOW_SECONDS = 3600
@@ -54,7 +54,7 @@ def _persistence() -> DynamoDBPersistenceLayer:
         key_attr="pk",
         sort_key_attr="sk",
         expiry_attr="expiresAt",  # the table's TTL attribute removes old records
-        boto3_client=client("dynamodb"),
+        boto3_client=dynamodb_client(),
     )
 
 

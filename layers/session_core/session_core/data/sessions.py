@@ -17,66 +17,84 @@ from .table import (
     LIVE_SHARDS,
     META,
     ConditionFailed,
-    SessionAlreadyEnded,
     broadcast_key,
     live_key,
     live_partition,
     query_partition,
     request,
     session_key,
-    why_refused,
 )
 
 __all__ = ["LiveSession", "SessionAlreadyEnded", "SessionIdTaken", "State", "WrittenState", "claim_broadcast", "create",
            "end_by_service", "finish_teardown", "forget_live", "from_item", "get", "live_sessions", "owner_of",
-           "read_raw", "update", "written_states"]
+           "read", "update", "written_states"]
 
 # A session is listed for the sweep this long after it expires: long enough for a sweep to tear it down.
 LIVE_LISTING_GRACE_SECONDS = 3 * 3600
 
 
+# Each attribute of a session item, with the Python type of its field: the one table both to_item (writing)
+# and from_item (reading) use. Numbers are written as DynamoDB strings, read back by their field's type.
+_FIELDS: dict[str, type] = {
+    "sessionId": str, "speakerId": str, "sourceLanguage": str, "qualityTier": str, "status": str,
+    "partialResultsEnabled": bool, "minStabilityThreshold": float, "maxBufferTimeout": float, "listenerCount": int,
+    "createdAt": int, "updatedAt": int, "expiresAt": int, "version": int, "endedAt": int, "resumedAt": int,
+    "access": str, "joinKey": str, "bufferedChunks": int, "muted": bool, "speakerConnectionId": str,
+    "speakerDisconnectedAt": int, "teardownCompletedAt": int}
+_TAGS = {str: "S", bool: "BOOL", int: "N", float: "N"}
+
+
+def _attribute(kind: type, value: object) -> dict:
+    return {"N": str(value)} if _TAGS[kind] == "N" else {_TAGS[kind]: value}
+
+
+def _value(kind: type, attribute: dict) -> object:
+    return kind(attribute[_TAGS[kind]])
+
+
 def to_item(session: Session) -> dict:
-    item = {
-        **session_key(session.sessionId),
-        "sessionId": {"S": session.sessionId},
-        "speakerId": {"S": session.speakerId},
-        "sourceLanguage": {"S": session.sourceLanguage},
-        "qualityTier": {"S": session.qualityTier},
-        "status": {"S": session.status},
-        "partialResultsEnabled": {"BOOL": session.partialResultsEnabled},
-        "minStabilityThreshold": {"N": str(session.minStabilityThreshold)},
-        "maxBufferTimeout": {"N": str(session.maxBufferTimeout)},
-        "listenerCount": {"N": str(session.listenerCount)},
-        "createdAt": {"N": str(session.createdAt)},
-        "updatedAt": {"N": str(session.updatedAt)},
-        "expiresAt": {"N": str(session.expiresAt)},
-        "version": {"N": str(session.version)},
-        "access": {"S": session.access},
-    }
-    if session.joinKey is not None:
-        item["joinKey"] = {"S": session.joinKey}
-    if session.endedAt is not None:
-        item["endedAt"] = {"N": str(session.endedAt)}
-    return item
-
-
-# How each attribute of a session item becomes a field (absent attributes keep the field's default).
-_NUMBER, _TEXT, _FLAG = (lambda v: int(v["N"])), (lambda v: v["S"]), (lambda v: v["BOOL"])
-_READERS = {"sessionId": _TEXT, "speakerId": _TEXT, "sourceLanguage": _TEXT, "qualityTier": _TEXT, "status": _TEXT,
-            "partialResultsEnabled": _FLAG, "minStabilityThreshold": lambda v: float(v["N"]),
-            "maxBufferTimeout": lambda v: float(v["N"]), "listenerCount": _NUMBER, "createdAt": _NUMBER,
-            "updatedAt": _NUMBER, "expiresAt": _NUMBER, "version": _NUMBER, "endedAt": _NUMBER,
-            "resumedAt": _NUMBER, "access": _TEXT, "joinKey": _TEXT, "bufferedChunks": _NUMBER, "muted": _FLAG,
-            "speakerConnectionId": _TEXT, "speakerDisconnectedAt": _NUMBER}
+    """The session as created: its API fields that have a value. The internal ones (the buffer's count, mute,
+    the speaker's connection, the counts by language) are written by the updates that change them."""
+    return {**session_key(session.sessionId),
+            **{name: _attribute(_FIELDS[name], value) for name, value in session.api_fields().items()
+               if value is not None}}
 
 
 def from_item(item: dict) -> Session:
     # The item is this service's own writing, so it is read field by field, without a validating model (pydantic
     # would cost a third of a cold start to every function that reads a session).
-    fields = {name: read(item[name]) for name, read in _READERS.items() if name in item}
+    fields = {name: _value(kind, item[name]) for name, kind in _FIELDS.items() if name in item}
     fields["languageCounts"] = {name[len(LANGUAGE_COUNT_PREFIX):]: int(value["N"]) for name, value in item.items()
                                 if name.startswith(LANGUAGE_COUNT_PREFIX) and "N" in value}
     return Session(**fields)
+
+
+def why_refused(session: dict | None, now: int, *, caller_id: str | None = None,
+                not_owner: type[errors.ServiceError] = errors.Forbidden) -> errors.ServiceError | None:
+    """Why a write conditioned on a live (and, given `caller_id`, the caller's own) session failed, told from
+    the session item DynamoDB returned with the failure: missing or expired (TTL deletes lazily), someone
+    else's, or ended. None: none of these, so the write's own further condition failed."""
+    if session is None or int(session["expiresAt"]["N"]) <= now:
+        return errors.SessionNotFound()
+    if caller_id is not None and session["speakerId"]["S"] != caller_id:
+        return not_owner()
+    if session["status"]["S"] == ENDED:
+        return SessionAlreadyEnded(session)
+    return None
+
+
+class SessionAlreadyEnded(errors.SessionEnded):
+    """SESSION_ENDED, carrying the ended session as the failed write returned it: callers that
+    act on an ended session (restarting its teardown) need no second read, nor the right to one."""
+
+    def __init__(self, item: dict) -> None:
+        super().__init__()
+        self.item = item
+
+    @property
+    def session(self) -> Session:
+        # Built on demand: a refusal is told from a few of the item's attributes.
+        return from_item(self.item)
 
 
 class SessionIdTaken(Exception):
@@ -114,9 +132,10 @@ def forget_live(session_id: str) -> None:
     request("delete_item", Key=live_key(session_id))
 
 
-def read_raw(session_id: str) -> dict | None:
-    """The session item as stored (strongly consistent), expired or not; None once TTL deleted it."""
-    return request("get_item", Key=session_key(session_id), ConsistentRead=True).get("Item")
+def read(session_id: str) -> Session | None:
+    """The session as stored (strongly consistent), expired or not; None once TTL deleted it."""
+    item = request("get_item", Key=session_key(session_id), ConsistentRead=True).get("Item")
+    return from_item(item) if item else None
 
 
 def end_by_service(session_id: str, now: int) -> bool:

@@ -1,4 +1,4 @@
-"""The sessions table: every item key, the one way a request reaches it, and the one reading of a refused write.
+"""The sessions table: every item key and the one way a request reaches it.
 
 Item layout (one table shared by the HTTP and WebSocket APIs):
   pk = "SESSION#<sessionId>", sk = "META"                        the session
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import zlib
 
-from .. import errors
-from ..domain import ENDED
-from ..platform.aws import Declined, call
+from ..platform.aws import Declined, call, client
 from ..platform.settings import settings
 
 META = "META"
@@ -98,6 +96,11 @@ def user_sessions_key(user_id: str) -> dict:
     return {"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "SESSIONS"}}
 
 
+def dynamodb_client():
+    """The DynamoDB client, for a library that sends its own requests (Powertools' idempotency records)."""
+    return client("dynamodb")
+
+
 def request(operation: str, **parameters) -> dict:
     """One DynamoDB request on the sessions table. A failed condition raises ConditionFailed (with the item
     DynamoDB returned, if asked for); any other failure ServiceUnavailable."""
@@ -153,33 +156,3 @@ def _pages(query: dict):
         if "LastEvaluatedKey" not in page:
             return
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def why_refused(session: dict | None, now: int, *, caller_id: str | None = None,
-                not_owner: type[errors.ServiceError] = errors.Forbidden) -> errors.ServiceError | None:
-    """Why a write conditioned on a live (and, given `caller_id`, the caller's own) session failed, told from
-    the session item DynamoDB returned with the failure: missing or expired (TTL deletes lazily), someone
-    else's, or ended. None: none of these, so the write's own further condition failed."""
-    if session is None or int(session["expiresAt"]["N"]) <= now:
-        return errors.SessionNotFound()
-    if caller_id is not None and session["speakerId"]["S"] != caller_id:
-        return not_owner()
-    if session["status"]["S"] == ENDED:
-        return SessionAlreadyEnded(session)
-    return None
-
-
-class SessionAlreadyEnded(errors.SessionEnded):
-    """SESSION_ENDED, carrying the ended session as the failed write returned it: callers that
-    act on an ended session (restarting its teardown) need no second read, nor the right to one."""
-
-    def __init__(self, item: dict) -> None:
-        super().__init__()
-        self.item = item
-
-    @property
-    def session(self):
-        # Built on demand, and imported here: sessions.py imports this module.
-        from .sessions import from_item
-
-        return from_item(self.item)

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import errors
-from ..data import audio_buffer
+from ..data import audio_buffer, audio_stream
 from ..data import sessions as stored_sessions
 from ..domain import ACTIVE, ENDED, MUTE, PAUSE, PAUSED, RESUME, UNMUTE
-from ..platform.aws import call
 from ..platform.observability import MetricUnit, logger, metric
 from ..platform.settings import settings
+from . import sessions
 
 if TYPE_CHECKING:
     from ..domain import Session
@@ -167,11 +166,7 @@ def _put(session: Session, chunk: Chunk, received_ms: int, previous: str | None)
         record["chunkId"] = chunk.chunk_id
     if chunk.client_timestamp is not None:
         record["clientTimestamp"] = chunk.client_timestamp
-    request = {"StreamName": settings().audio_stream_name, "PartitionKey": session.sessionId,
-               "Data": json.dumps(record).encode()}
-    if previous:
-        request["SequenceNumberForOrdering"] = previous
-    return call("kinesis", "put_record", **request)["SequenceNumber"]
+    return audio_stream.forward(session.sessionId, record, after=previous)
 
 
 # The speaker's controls over the WebSocket, by name, as (session attribute, value).
@@ -188,11 +183,11 @@ def control(session_id: str, speaker_id: str, command: str) -> Session:
 
 def set_status(session_id: str, speaker_id: str, status: str) -> Session:
     """pause/resume from the speaker's socket; a resume forwards the buffer at once."""
-    session = stored_sessions.update(session_id, speaker_id, {"status": status}, int(time.time()))
+    session = sessions.change(session_id, speaker_id, {"status": status})
     flush(session)
     return session
 
 
 def set_muted(session_id: str, speaker_id: str, muted: bool) -> Session:
     """mute/unmute from the speaker's socket: while muted, audio is dropped (see receive)."""
-    return stored_sessions.update(session_id, speaker_id, {"muted": muted}, int(time.time()))
+    return sessions.change(session_id, speaker_id, {"muted": muted})

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from ..data import connections as stored_connections
 from ..data import sessions as stored_sessions
 from ..data.sessions import State
-from ..domain import ENDED, SPEAKER
+from ..domain import ENDED, SPEAKER, Connection
 from ..platform import management
 from ..platform.observability import logger, metric
 
@@ -85,7 +85,7 @@ class StatusChange(NamedTuple):
 
 
 # What a connection ({connectionId, role, connectedAt, dialect}) is told of a change; None: nothing.
-Shape = Callable[[dict, StatusChange], "dict | None"]
+Shape = Callable[[Connection, StatusChange], "dict | None"]
 
 
 def changed_sessions(records: list[dict]) -> dict[str, StatusChange]:
@@ -115,19 +115,19 @@ def _ordinal(sequence: str) -> int:
     return int(sequence) if sequence.isdigit() else 0
 
 
-def broadcast(session_id: str, message: dict | Callable[[dict], dict | None], only: str | None = None) -> Delivery:
+def broadcast(session_id: str, message: dict | Callable[[Connection], dict | None], only: str | None = None) -> Delivery:
     """Posts `message` (or what it makes of each connection) to each connection of the session, or to the
     connection `only` names; drops the gone ones (at most MAX_DROPS, their deletes at once, their count taken
     off in one write). A gone listener whose record this removed counts as ListenerLeft (its own $disconnect
     then finds nothing)."""
     sent = connecting = 0
-    gone: list[dict] = []
+    gone: list[Connection] = []
     connecting_since = int(time.time()) - CONNECTING_SECONDS
     shaped = message if callable(message) else (lambda connection: message)
     with ThreadPoolExecutor(POST_THREADS) as pool:
         # Every page's posts are queued as soon as it is read, not after the page before has been posted:
         # the next Query overlaps the posts, and no page waits for the slowest post of the one before.
-        posting = [(c, pool.submit(management.offer, c["connectionId"], m))
+        posting = [(c, pool.submit(management.offer, c.connectionId, m))
                    for page in _pages(session_id, only) for c in page if (m := shaped(c)) is not None]
         for connection, post in posting:
             delivered = post.result()
@@ -135,7 +135,7 @@ def broadcast(session_id: str, message: dict | Callable[[dict], dict | None], on
                 sent += 1
             elif delivered is None:
                 continue  # a transient failure on one socket must not hold back the others
-            elif connection["connectedAt"] > connecting_since:
+            elif connection.connectedAt > connecting_since:
                 connecting += 1
             else:
                 gone.append(connection)
@@ -152,12 +152,12 @@ def _pages(session_id: str, only: str | None):
         yield [c for c in [stored_connections.listed(session_id, only)] if c is not None]
 
 
-def drop_gone(session_id: str, gone: list[dict], pool: ThreadPoolExecutor) -> None:
+def drop_gone(session_id: str, gone: list[Connection], pool: ThreadPoolExecutor) -> None:
     """Drops the records of gone sockets (their count taken off in one write); a speaker among them released."""
     listeners = stored_connections.remove_gone(session_id, gone, pool.map)
     for connection in gone:
-        if connection["role"] == SPEAKER:
-            stored_connections.release_speaker(session_id, connection["connectionId"])
+        if connection.role == SPEAKER:
+            stored_connections.release_speaker(session_id, connection.connectionId)
     if listeners:
         metric("ListenerLeft", listeners)  # only those whose record this removed: each leave counts once
 

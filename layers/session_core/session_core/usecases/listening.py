@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..data import connections as stored_connections
-from ..domain import SUPPORTED_LANGUAGES
+from ..domain import SUPPORTED_LANGUAGES, Connection
 from ..platform import management
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
@@ -143,7 +143,7 @@ def _translated(record: dict) -> ListenerChunk:
 
 
 # What a listener's connection ({connectionId, role, connectedAt, dialect}) is sent of a chunk; None: nothing.
-Shape = Callable[[dict, ListenerChunk], "dict | None"]
+Shape = Callable[[Connection, ListenerChunk], "dict | None"]
 
 
 def deliver(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
@@ -202,7 +202,7 @@ def _to_listeners(session_id: str, languages: list[str], chunks: list[ListenerCh
     """(posted, gone, slice records put): a crowd goes to the slice workers (usecases/slices.py), others are
     posted here, at the lowest latency."""
     chunks = merged(chunks)
-    listeners = {c["connectionId"]: c for language in languages
+    listeners = {c.connectionId: c for language in languages
                  for page in stored_connections.listeners(session_id, language) for c in page}
     if settings().audio_slice_stream_name and len(listeners) > settings().audio_slice_threshold:
         from . import slices  # it builds on this module
@@ -211,7 +211,7 @@ def _to_listeners(session_id: str, languages: list[str], chunks: list[ListenerCh
     return (*post_each(session_id, [(c, chunks) for c in listeners.values()], shape, pool), 0)
 
 
-def post_each(session_id: str, plan: list[tuple[dict, list[ListenerChunk]]], shape: Shape,
+def post_each(session_id: str, plan: list[tuple[Connection, list[ListenerChunk]]], shape: Shape,
               pool: ThreadPoolExecutor) -> tuple[int, int]:
     """Posts each connection its chunks in order, the connections in parallel; gone ones dropped: (posted, gone)."""
     posting = [(c, pool.submit(_post_in_order, c, chunks, shape)) for c, chunks in plan]
@@ -221,21 +221,21 @@ def post_each(session_id: str, plan: list[tuple[dict, list[ListenerChunk]]], sha
         delivered, closed = post.result()
         sent += delivered
         # A 410 from a socket still within its $connect window keeps its record (docs/architecture.md).
-        if closed and connection["connectedAt"] <= connecting_since:
+        if closed and connection.connectedAt <= connecting_since:
             gone.append(connection)
     if gone:
         drop_gone(session_id, gone[:MAX_DROPS], pool)
     return sent, len(gone)
 
 
-def _post_in_order(connection: dict, chunks: list[ListenerChunk], shape: Shape) -> tuple[int, bool]:
+def _post_in_order(connection: Connection, chunks: list[ListenerChunk], shape: Shape) -> tuple[int, bool]:
     """Posts the chunks to one listener, one after the other: (how many were sent, whether it is gone)."""
     sent = 0
     for chunk in chunks:
         message = shape(connection, chunk)
         if message is None:
             continue
-        delivered = management.offer(connection["connectionId"], message)
+        delivered = management.offer(connection.connectionId, message)
         if delivered is False:
             return sent, True  # gone: the rest of its chunks would be answered 410 too
         sent += bool(delivered)

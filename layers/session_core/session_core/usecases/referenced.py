@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..data import chunk_store
 from ..data import connections as stored_connections
+from ..domain import Connection
 from ..platform import management
 from ..platform.observability import logger, metric
 from .broadcast import CONNECTING_SECONDS, MAX_DROPS, POST_THREADS, drop_gone
@@ -38,7 +39,7 @@ class StoredChunk:
 
 
 # What a listener's connection ({connectionId, role, connectedAt, dialect}) is sent of a stored chunk; None: nothing.
-Shape = Callable[[dict, StoredChunk], "dict | None"]
+Shape = Callable[[Connection, StoredChunk], "dict | None"]
 
 
 def deliver(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
@@ -88,7 +89,7 @@ def _store(group: list[ListenerChunk]) -> StoredChunk:
 
 
 def _to_listeners(chunk: StoredChunk, languages: list[str], shape: Shape, pool: ThreadPoolExecutor) -> tuple[int, int]:
-    listeners = {c["connectionId"]: c for language in languages
+    listeners = {c.connectionId: c for language in languages
                  for page in stored_connections.listeners(chunk.sessionId, language, referenced=True) for c in page}
     posting = [(c, pool.submit(_post, c, chunk, shape)) for c in listeners.values()]
     sent, gone = 0, []
@@ -97,13 +98,13 @@ def _to_listeners(chunk: StoredChunk, languages: list[str], shape: Shape, pool: 
         delivered = post.result()
         sent += bool(delivered)
         # A 410 from a socket still within its $connect window keeps its record (docs/architecture.md).
-        if delivered is False and connection["connectedAt"] <= connecting_since:
+        if delivered is False and connection.connectedAt <= connecting_since:
             gone.append(connection)
     if gone:
         drop_gone(chunk.sessionId, gone[:MAX_DROPS], pool)
     return sent, len(gone)
 
 
-def _post(connection: dict, chunk: StoredChunk, shape: Shape) -> bool | None:
+def _post(connection: Connection, chunk: StoredChunk, shape: Shape) -> bool | None:
     message = shape(connection, chunk)
-    return None if message is None else management.offer(connection["connectionId"], message)
+    return None if message is None else management.offer(connection.connectionId, message)

@@ -113,16 +113,25 @@ def get_session(session_id: str, viewer_id: str | None = None) -> Session:
 
 def update_session(session_id: str, caller_id: str, request: UpdateSessionRequest,
                    expected_version: int | None = None) -> Session:
-    session_id = checked_session_id(session_id)
+    """PATCH /sessions/{id}."""
+    return change(checked_session_id(session_id), caller_id, request.changes(), expected_version)
+
+
+def change(session_id: str, caller_id: str, changes: dict[str, str | bool],
+           expected_version: int | None = None) -> Session:
+    """The one way the owner changes a live session, whoever asks: PATCH, and the speaker's pause, resume, mute
+    and unmute over the WebSocket (usecases/audio.py, which also forwards a resume's paused audio at once; after
+    a PATCH the next chunk does). One conditional write; an end also frees the owner's place and starts the
+    teardown, again if the session had ended already (a retry whose first try failed after the write)."""
     try:
-        session = stored_sessions.update(session_id, caller_id, request.changes(), _now(), expected_version)
+        session = stored_sessions.update(session_id, caller_id, changes, _now(), expected_version)
     except SessionAlreadyEnded as ended:
-        if request.status == ENDED:
+        if changes.get("status") == ENDED:
             # The owner retrying an end whose place release or teardown start may have failed.
             live_sessions.release(caller_id, session_id)
             _start_teardown(ended.session)
         raise
-    if request.status == ENDED:
+    if changes.get("status") == ENDED:
         metric("SessionEnded")
         live_sessions.release(caller_id, session_id)
         _start_teardown(session)

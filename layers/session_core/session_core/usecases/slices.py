@@ -24,7 +24,8 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import errors
-from ..platform.aws import call
+from ..data import audio_stream
+from ..domain import Connection
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
 from .broadcast import POST_THREADS
@@ -49,20 +50,20 @@ def slice_of(connection_id: str, slices: int) -> int:
     return zlib.crc32(connection_id.encode()) % slices
 
 
-def dispatch(session_id: str, language: str, listeners: list[dict], chunks: list[ListenerChunk]) -> int:
+def dispatch(session_id: str, language: str, listeners: list[Connection], chunks: list[ListenerChunk]) -> int:
     """Puts the chunks for every slice of the listeners; how many records were put. Raises ServiceUnavailable
     when a record could not be put (the batch is retried from its first record: those put go again)."""
     slices = slice_count(len(listeners), settings().audio_slice_listeners)
-    members: dict[int, list[dict]] = {}
+    members: dict[int, list[Connection]] = {}
     for connection in listeners:
-        members.setdefault(slice_of(connection["connectionId"], slices), []).append(connection)
+        members.setdefault(slice_of(connection.connectionId, slices), []).append(connection)
     put = 0
     # A slice's n-th record is put only once every slice's (n-1)-th is in: a retried record never overtakes the
     # next one of its slice.
     for piece in _pieces(chunks):
         entries = [{"PartitionKey": f"{session_id}#{language}#{number}",
                     "Data": json.dumps({"sessionId": session_id, "language": language, "slice": number,
-                                        "listeners": connections,
+                                        "listeners": [dataclasses.asdict(c) for c in connections],
                                         "chunks": [dataclasses.asdict(c) for c in piece]},
                                        separators=(",", ":")).encode()}
                    for number, connections in sorted(members.items())]
@@ -98,8 +99,7 @@ def _requests(entries: list[dict]) -> list[list[dict]]:
 def _put(entries: list[dict]) -> None:
     """PutRecords, the records it refused (throttled: ProvisionedThroughputExceeded) put again, alone."""
     for attempt in range(PUT_ATTEMPTS):
-        answer = call("kinesis", "put_records", StreamName=settings().audio_slice_stream_name, Records=entries)
-        refused = [entry for entry, result in zip(entries, answer["Records"], strict=True) if "ErrorCode" in result]
+        refused = audio_stream.put_slices(entries)
         if not refused:
             return
         metric("AudioSliceRecordsRefused", len(refused))
@@ -147,12 +147,13 @@ def post(records: list[dict], shape: Shape) -> tuple[dict, list[str]]:
             "failed": len(failed)}, failed
 
 
-def _plan(payloads: list[dict]) -> list[tuple[dict, list[ListenerChunk]]]:
+def _plan(payloads: list[dict]) -> list[tuple[Connection, list[ListenerChunk]]]:
     """Each listener of the slice's records with its chunks in order (a listener who joined the slice later
     has only the later ones), consecutive chunks merged."""
-    plan: dict[str, tuple[dict, list[ListenerChunk]]] = {}
+    plan: dict[str, tuple[Connection, list[ListenerChunk]]] = {}
     for payload in payloads:
         chunks = [ListenerChunk(**c) for c in payload["chunks"]]
-        for connection in payload["listeners"]:
-            plan.setdefault(connection["connectionId"], (connection, []))[1].extend(chunks)
+        for listed in payload["listeners"]:
+            connection = Connection(**listed)
+            plan.setdefault(connection.connectionId, (connection, []))[1].extend(chunks)
     return [(connection, merged(chunks)) for connection, chunks in plan.values()]

@@ -53,22 +53,22 @@ def _sweep_safely(live: LiveSession) -> str:
 def sweep(live: LiveSession, now: int | None = None) -> str:
     """Puts one session right; what was done."""
     now = now or int(time.time())
-    item = stored_sessions.read_raw(live.sessionId)
-    if item is None:  # deleted by TTL: its sockets may still be recorded
+    session = stored_sessions.read(live.sessionId)
+    if session is None:  # deleted by TTL: its sockets may still be recorded
         if next(iter(stored_connections.pages(live.sessionId, limit=1)), []):
             teardown.start(live)
             return "tornDown"
         stored_sessions.forget_live(live.sessionId)
         return "forgotten"
-    if "teardownCompletedAt" in item:
+    if session.teardownCompletedAt is not None:
         stored_sessions.forget_live(live.sessionId)
         return "forgotten"
-    if item["status"]["S"] == ENDED:
+    if session.status == ENDED:
         teardown.start(live)
         return "teardownResumed"
-    if int(item["expiresAt"]["N"]) <= now:
+    if session.is_expired(now):
         return _end(live, now, "expired")
-    speaker = item.get("speakerConnectionId", {}).get("S")
+    speaker = session.speakerConnectionId
     if speaker and stored_connections.legacy_session_of(speaker) == live.sessionId and not _open(speaker, live, now):
         return _end(live, now, "speakerGone")
     _drop_gone(live.sessionId, now)
@@ -90,25 +90,25 @@ def _open(connection_id: str, live: LiveSession, now: int) -> bool:
         return True
     for page in stored_connections.pages(live.sessionId):
         for connection in page:
-            if connection["connectionId"] == connection_id:
-                return connection["connectedAt"] > now - broadcast.CONNECTING_SECONDS
+            if connection.connectionId == connection_id:
+                return connection.connectedAt > now - broadcast.CONNECTING_SECONDS
     return False
 
 
 def _drop_gone(session_id: str, now: int) -> None:
     connections = [c for page in stored_connections.pages(session_id, limit=1000) for c in page
-                   if c["connectedAt"] <= now - broadcast.CONNECTING_SECONDS]
+                   if c.connectedAt <= now - broadcast.CONNECTING_SECONDS]
     shares = -(-len(connections) // PROBES_PER_SWEEP)
     if shares > 1:
         turn = (now // SWEEP_PERIOD_SECONDS) % shares
-        connections = [c for c in connections if zlib.crc32(c["connectionId"].encode()) % shares == turn]
+        connections = [c for c in connections if zlib.crc32(c.connectionId.encode()) % shares == turn]
     with ThreadPoolExecutor(PROBE_THREADS) as pool:
-        gone = [c for c, there in zip(connections, pool.map(lambda c: management.exists(c["connectionId"]),
+        gone = [c for c, there in zip(connections, pool.map(lambda c: management.exists(c.connectionId),
                                                              connections)) if not there]
     if gone:
         stored_connections.drop(session_id, gone)
         for connection in gone:
-            if connection["role"] == SPEAKER:
-                stored_connections.release_speaker(session_id, connection["connectionId"])
-        metric("ListenerLeft", sum(c["role"] != SPEAKER for c in gone))
+            if connection.role == SPEAKER:
+                stored_connections.release_speaker(session_id, connection.connectionId)
+        metric("ListenerLeft", sum(c.role != SPEAKER for c in gone))
         logger.info("gone connections dropped", extra={"sessionId": session_id, "gone": len(gone)})

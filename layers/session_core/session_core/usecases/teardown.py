@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +14,8 @@ from ..data import connections as stored_connections
 from ..data import live_sessions
 from ..data import sessions as stored_sessions
 from ..domain import LISTENER
-from ..platform import management
-from ..platform.aws import Declined, call
+from ..platform import management, workflow
 from ..platform.observability import MetricUnit, logger, metric
-from ..platform.settings import settings
 
 if TYPE_CHECKING:
     from ..domain import Session
@@ -49,27 +46,17 @@ def execution_name(session: Session, attempt: int = 1) -> str:
 def start(session: Session) -> None:
     """Starts the teardown of an ended session; a second start is harmless while one runs or after one
     succeeded, and starts a new one after one failed, timed out or was stopped."""
-    machine = settings().required("teardown_state_machine_arn")
     for attempt in range(1, MAX_ATTEMPTS + 1):
         name = execution_name(session, attempt)
-        try:
-            call("stepfunctions", "start_execution", expected=("ExecutionAlreadyExists",),
-                 stateMachineArn=machine, name=name, input=json.dumps({"sessionId": session.sessionId}))
+        if workflow.start(name, {"sessionId": session.sessionId}):
             if attempt > 1:
                 logger.warning("teardown started again", extra={"executionName": name, "attempt": attempt})
             return
-        except Declined:
-            pass  # this name was used: by a teardown that runs, succeeded, or did not succeed
-        execution = call("stepfunctions", "describe_execution", executionArn=execution_arn(machine, name))
-        if execution["status"] not in NOT_DONE:
+        # This name was used: by a teardown that runs, succeeded, or did not succeed.
+        if workflow.status(name) not in NOT_DONE:
             return
     logger.error("teardown attempts exhausted", extra={"attempts": MAX_ATTEMPTS})
     raise errors.ServiceUnavailable()
-
-
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    # arn:aws:states:region:account:stateMachine:Name -> arn:aws:states:region:account:execution:Name:name
-    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 def ended_message(session_id: str) -> dict:
@@ -77,26 +64,28 @@ def ended_message(session_id: str) -> dict:
     return {"type": "sessionEnded", "sessionId": session_id, "message": "The speaker ended this session."}
 
 
-def disconnect_batch(session_id: str, connections: list[dict],
+def disconnect_batch(session_id: str, items: list[dict],
                      farewell: Callable[[str, str], dict] | None = None) -> int:
-    """Drops each connection's record, then says sessionEnded to it and closes it.
+    """Drops each connection's record, then says sessionEnded to it and closes it (`items`: a batch of the
+    workflow's Query page, connection items as stored, read by data/connections.from_item).
     Records go first so each socket's own $disconnect finds nothing: every
     listener leaves once, counted here (ListenerLeft) in one session write.
     A connection that is already gone (410) counts as closed, once its connect window has passed. Raises on any
     other failure so the workflow retries the batch; a retry finds the records
     gone, counts nothing again and re-posts, which a socket survives."""
-    # Each connection is told in its dialect (`farewell(session_id, dialect)`; records before dialects: native).
-    ids = [connection["connectionId"]["S"] for connection in connections]
-    dialects = {connection["connectionId"]["S"]: connection.get("dialect", {}).get("S", "") for connection in connections}
+    connections = [stored_connections.from_item(item) for item in items]
+    ids = [connection.connectionId for connection in connections]
+    # Each connection is told in its dialect (`farewell(session_id, dialect)`).
+    dialects = {connection.connectionId: connection.dialect for connection in connections}
 
     # A connection whose $connect may not have returned answers 410 and opens afterwards: keep posting to it
     # until it is there or its connect window has passed (records before connectedAt was listed: not waited).
-    opening_until = {connection["connectionId"]["S"]: int(connection.get("connectedAt", {}).get("N", "0")) +
-                     CONNECTING_SECONDS for connection in connections}
+    opening_until = {connection.connectionId: connection.connectedAt + CONNECTING_SECONDS
+                     for connection in connections}
 
     def close(connection_id: str) -> None:
         dialect = dialects[connection_id]
-        message = farewell(session_id, dialect) if farewell and dialect else ended_message(session_id)
+        message = farewell(session_id, dialect) if farewell else ended_message(session_id)
         wait = FIRST_WAIT_SECONDS
         while not management.post(connection_id, message):
             if time.time() + wait > opening_until[connection_id]:
@@ -109,10 +98,10 @@ def disconnect_batch(session_id: str, connections: list[dict],
         existed = list(pool.map(lambda connection_id: stored_connections.forget(session_id, connection_id), ids))
         listeners_left = 0
         for connection, was_there in zip(connections, existed):
-            if was_there and connection["role"]["S"] == LISTENER:
+            if was_there and connection.role == LISTENER:
                 listeners_left += 1
             elif was_there:
-                stored_connections.release_speaker(session_id, connection["connectionId"]["S"])
+                stored_connections.release_speaker(session_id, connection.connectionId)
         if listeners_left:
             stored_connections.release_listeners(session_id, listeners_left)
             metric("ListenerLeft", listeners_left)  # here, not in the threads: one writer

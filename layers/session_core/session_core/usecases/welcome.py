@@ -13,15 +13,13 @@ is then told (its broadcast may have found the connection not yet open).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import errors
 from ..domain import ENDED
-from ..platform import management
-from ..platform.aws import call
+from ..platform import lambdas, management
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
 
@@ -40,8 +38,7 @@ def schedule(connection_id: str, message: dict | None = None, state: dict | None
     ({sessionId, role, dialect}), once the connection is established."""
     event = {"connectionId": connection_id, **({"message": message} if message else {}),
              **({"state": state} if state else {})}
-    call("lambda", "invoke", FunctionName=settings().required("welcome_function_name"), InvocationType="Event",
-         Payload=json.dumps(event).encode())
+    lambdas.invoke_async(settings().required("welcome_function_name"), event)
 
 
 def schedule_state(connection_id: str, state: dict) -> None:

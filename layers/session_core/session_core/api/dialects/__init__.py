@@ -21,7 +21,7 @@ from importlib import import_module
 from types import ModuleType
 
 from ... import errors
-from ...domain import HYBRID, NATIVE, OLD, ConnectionContext
+from ...domain import HYBRID, NATIVE, OLD, Connection, ConnectionContext
 from ..ws import WsRequest
 
 _MODULES = {NATIVE: "native", HYBRID: "hybrid", OLD: "old"}
@@ -58,9 +58,9 @@ def answer(request: WsRequest) -> dict | None:
     return handler(request)
 
 
-def status_message(connection: dict, change) -> dict | None:
+def status_message(connection: Connection, change) -> dict | None:
     """What a connection of the session is told of a status change, in its dialect (None: nothing)."""
-    return of(connection.get("dialect", NATIVE)).status_message(connection["role"], change)
+    return of(connection.dialect).status_message(connection.role, change)
 
 
 def welcome_messages(state: dict, session) -> list[dict]:
@@ -74,14 +74,14 @@ def welcome_state(request: WsRequest) -> dict:
             "dialect": request.connection.dialect}
 
 
-def audio_message(connection: dict, chunk) -> dict | None:
+def audio_message(connection: Connection, chunk) -> dict | None:
     """What a listener is sent of a chunk of audio, in its dialect (None: nothing)."""
-    return of(connection.get("dialect", NATIVE)).audio_message(chunk)
+    return of(connection.dialect).audio_message(chunk)
 
 
-def referenced_message(connection: dict, chunk) -> dict | None:
+def referenced_message(connection: Connection, chunk) -> dict | None:
     """What a listener sent referenced chunks is told of a stored chunk, in its dialect (None: nothing)."""
-    return of(connection.get("dialect", NATIVE)).referenced_message(chunk)
+    return of(connection.dialect).referenced_message(chunk)
 
 
 def farewell(session_id: str, dialect: str) -> dict:
