@@ -29,7 +29,8 @@ from .support import raise_open_files, revision_tree
 RESULTS = Path(__file__).resolve().parent / "results"
 # Each suite is a module with run(info) -> rows and, optionally, STACK_ARGS: the arguments of
 # `python -m local_stack dev` it needs (teardown: a listener cap above 1,000), or STACK = False:
-# it needs no local stack (cold starts bring their own moto endpoint; size runs `sam build`).
+# it needs no local stack (cold starts bring their own moto endpoint; size runs `sam build`); and, for --before,
+# prepare_before(tree): what the suite needs of the revision beyond its stack (the mouth suite: its console).
 SUITES = {"http": http_api, "websocket": websocket, "audio": audio, "teardown": teardown,
           "crowd": crowd, "fanout": fanout, "cold": cold_start, "size": size, "mouth": mouth_to_ear}
 # With --stack: the suites of bench/deployed.py, against a deployed stack.
@@ -133,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                 state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-")))
             if args.before and getattr(suite, "STACK", True):
                 folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-before-")))
+                tree = revision_tree(args.before, folder / "tree")
+                if hasattr(suite, "prepare_before"):
+                    suite.prepare_before(args.before, tree)
                 rows += [r | {"measure": f"[{args.before}] {r['measure']}", "goal": "", "met": None}
-                         for r in _run_suite(name, suite, folder / "state", extra,
-                                             revision_tree(args.before, folder / "tree"))]
+                         for r in _run_suite(name, suite, folder / "state", extra, tree)]
             rows += _run_suite(name, suite, state_dir, extra)
         print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 

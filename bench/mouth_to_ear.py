@@ -20,6 +20,7 @@ send: the onset waits for the end of its 100 ms chunk (50 ms on average).
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from tests.support.mouth_to_ear import LISTENER_TAP, SPEAKER_TAP, chromium_args, find_chromium, pair, write_bursts
 
 from .stats import row, summary
+from .support import ROOT, revision_tree
 from .websocket import echo_server
 
 SECONDS = 90
@@ -117,6 +119,14 @@ def _stages(sent: dict, arrivals: list[dict]) -> dict[str, list[float]]:
         raise RuntimeError(f"no chunk followed from the speaker page to the listener page ({len(sent)} sent, "
                            f"{len(arrivals)} arrived)")
     return {"inbound": inbound, "outbound": outbound}
+
+
+def prepare_before(revision: str, tree: Path) -> None:
+    """For --before: the revision's console (its web/, built with this checkout's npm packages), which its stack
+    serves."""
+    web = revision_tree(revision, tree / "web-archive", ("web",)).joinpath("web").rename(tree / "web")
+    (web / "node_modules").symlink_to(ROOT / "web" / "node_modules")
+    subprocess.run(["npm", "run", "build"], cwd=web, check=True, capture_output=True)
 
 
 def run(info: dict) -> list[dict]:
