@@ -26,7 +26,9 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 TONES_HZ = (440.0, 554.0, 659.0, 784.0, 880.0)
 WAV_RATE = 48_000
 BURST_S = 0.5  # tone, then silence: an onset every PERIOD_S
-PERIOD_S = 2.0
+# Not a multiple of the 100 ms chunk: each onset falls at another point of its chunk (30 ms on from the one
+# before), so the wait for the chunk's end is sampled over the whole chunk rather than fixed at one phase.
+PERIOD_S = 2.03
 LOOP_S = PERIOD_S * len(TONES_HZ)  # the file's length: Chromium loops it
 PITCH_S = 0.1  # an onset's pitch: zero crossings over this much after it
 LOUD = 0.05  # |sample| above this is tone (silence is exact zeros; the tone's amplitude is 0.5)
@@ -47,7 +49,7 @@ def write_bursts(path: Path) -> None:
     for n in range(round(WAV_RATE * LOOP_S)):
         t = n / WAV_RATE
         loud = (t % PERIOD_S) < BURST_S
-        hz = TONES_HZ[int(t // PERIOD_S)]
+        hz = TONES_HZ[min(int(t // PERIOD_S), len(TONES_HZ) - 1)]
         frames += struct.pack("<h", round(0.5 * 32767 * math.sin(2 * math.pi * hz * (t % PERIOD_S))) if loud else 0)
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
