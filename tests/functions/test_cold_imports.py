@@ -95,3 +95,30 @@ assert session.muted and session.minStabilityThreshold == 0.85 and session.langu
 @pytest.mark.parametrize("folder", ["ws_send_audio", "ws_session_control", "ws_session_info"])
 def test_reading_a_session_loads_no_pydantic(folder):
     assert "pydantic" not in loaded_by(folder, after=READ_A_SESSION)["loaded"]
+
+
+# Clients come from botocore's session (session_core.platform.aws): boto3 would add s3transfer, its resource
+# machinery and a data path every model lookup lists (≈ 0.1x of a cold start) and returns the same client.
+# The chunk store's S3 client (referenced audio) is the one exception, for now.
+@pytest.mark.parametrize("folder", sorted({p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()}
+                                          - {"referenced_audio"}))
+def test_functions_start_without_boto3(folder):
+    assert "boto3" not in loaded_by(folder)["loaded"]
+
+
+MAKE_CLIENTS = """
+import os
+os.environ.update(AWS_DEFAULT_REGION="eu-west-1", WEBSOCKET_MANAGEMENT_URL="https://example.execute-api.eu-west-1.amazonaws.com/test")
+from session_core.platform import aws, management
+dynamodb, kinesis, posts = aws.client("dynamodb"), aws.client("kinesis"), management._client()
+assert dynamodb.meta.service_model.service_name == "dynamodb" and kinesis.meta.service_model.service_name == "kinesis"
+assert dynamodb.meta.config.retries["mode"] == "standard" and kinesis.meta.config.read_timeout == 5
+assert posts.meta.endpoint_url == "https://example.execute-api.eu-west-1.amazonaws.com/test"
+assert posts.meta.config.max_pool_connections == aws.MAX_POOL_CONNECTIONS
+"""
+
+
+@pytest.mark.parametrize("folder", ["get_session", "ws_send_audio", "teardown_worker"])
+def test_clients_are_made_without_boto3_and_traced(folder):
+    result = loaded_by(folder, after=MAKE_CLIENTS)
+    assert "boto3" not in result["loaded"] and "botocore.client" in result["loaded"] and result["patched"]

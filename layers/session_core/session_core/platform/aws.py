@@ -2,13 +2,17 @@
 
 Endpoints come from the standard AWS_ENDPOINT_URL* variables, so the same code
 talks to AWS, to the local stack's embedded endpoint and to SAM CLI containers.
+
+Clients come from botocore's own session, not boto3: boto3.client() returns the same botocore client, but
+importing boto3 loads s3transfer and its resource machinery, and its session adds a data path that every
+model lookup lists: about 0.1x of a cold start, for nothing these functions use (docs/performance.md).
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,8 +29,14 @@ CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout
 
 
 @cache
+def session() -> botocore.session.Session:
+    """One botocore session per execution environment: its clients share the loaded models and endpoints."""
+    return botocore.session.get_session()
+
+
+@cache
 def client(service: str):
-    return boto3.client(service, config=CONFIG)
+    return session().create_client(service, config=CONFIG)
 
 
 class Declined(Exception):
