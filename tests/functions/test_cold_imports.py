@@ -142,3 +142,20 @@ def test_the_layer_ships_bytecode_that_is_never_rechecked(tmp_path):
         header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:8]
         # PEP 552: magic number of this Python, then flags 0b01: hash-based, unchecked.
         assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01, source
+
+
+SHARED_SESSION = """
+import os
+os.environ.update(AWS_DEFAULT_REGION="eu-west-1", CHUNK_BUCKET_NAME="chunks")
+import boto3
+from session_core.platform import aws
+{first}
+assert boto3.DEFAULT_SESSION._session is aws.session(), "a second botocore session"
+"""
+
+
+@pytest.mark.parametrize("first", ['dynamodb, s3 = aws.client("dynamodb"), boto3.client("s3")',
+                                   's3, dynamodb = boto3.client("s3"), aws.client("dynamodb")'])
+def test_a_function_that_still_uses_boto3_shares_one_botocore_session(first):
+    # The chunk store makes its S3 client with boto3; one session loads the endpoints and models once.
+    assert "boto3" in loaded_by("referenced_audio", after=SHARED_SESSION.format(first=first))["loaded"]
