@@ -1,6 +1,7 @@
 """What each function loads at cold start, in a fresh process with tracing on as on AWS: the
 libraries a path does not use stay unloaded (their cost is measured in bench/cold_start.py)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -95,3 +96,66 @@ assert session.muted and session.minStabilityThreshold == 0.85 and session.langu
 @pytest.mark.parametrize("folder", ["ws_send_audio", "ws_session_control", "ws_session_info"])
 def test_reading_a_session_loads_no_pydantic(folder):
     assert "pydantic" not in loaded_by(folder, after=READ_A_SESSION)["loaded"]
+
+
+# Clients come from botocore's session (session_core.platform.aws): boto3 would add s3transfer, its resource
+# machinery and a data path every model lookup lists (≈ 0.1x of a cold start) and returns the same client.
+# The chunk store's S3 client (referenced audio) is the one exception, for now.
+@pytest.mark.parametrize("folder", sorted({p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()}
+                                          - {"referenced_audio"}))
+def test_functions_start_without_boto3(folder):
+    assert "boto3" not in loaded_by(folder)["loaded"]
+
+
+MAKE_CLIENTS = """
+import os
+os.environ.update(AWS_DEFAULT_REGION="eu-west-1", WEBSOCKET_MANAGEMENT_URL="https://example.execute-api.eu-west-1.amazonaws.com/test")
+from session_core.platform import aws, management
+dynamodb, kinesis, posts = aws.client("dynamodb"), aws.client("kinesis"), management._client()
+assert dynamodb.meta.service_model.service_name == "dynamodb" and kinesis.meta.service_model.service_name == "kinesis"
+assert dynamodb.meta.config.retries["mode"] == "standard" and kinesis.meta.config.read_timeout == 5
+assert posts.meta.endpoint_url == "https://example.execute-api.eu-west-1.amazonaws.com/test"
+assert posts.meta.config.max_pool_connections == aws.MAX_POOL_CONNECTIONS
+"""
+
+
+@pytest.mark.parametrize("folder", ["get_session", "ws_send_audio", "teardown_worker"])
+def test_clients_are_made_without_boto3_and_traced(folder):
+    result = loaded_by(folder, after=MAKE_CLIENTS)
+    assert "boto3" not in result["loaded"] and "botocore.client" in result["loaded"] and result["patched"]
+
+
+def test_the_layer_ships_bytecode_that_is_never_rechecked(tmp_path):
+    # Lambda's /opt is read-only: a layer module without a valid .pyc is compiled again at every cold start
+    # (≈ 15 ms for GET's session_core modules, docs/performance.md). The layer's own build runs here with pip
+    # stubbed out (the wheels are not what is tested), with this interpreter standing in for python3.13.
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-m pip" ] && exit 0\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    artifacts = tmp_path / "layer"
+    (artifacts / "python").mkdir(parents=True)  # pip's --target would make it
+    subprocess.run(["make", "-s", "build-SessionCoreLayer", f"ARTIFACTS_DIR={artifacts}", f"PYTHON={python}"],
+                   cwd=ROOT / "layers" / "session_core", check=True, capture_output=True, timeout=120)
+    sources = sorted((artifacts / "python" / "session_core").rglob("*.py"))
+    assert len(sources) > 10
+    for source in sources:
+        header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:8]
+        # PEP 552: magic number of this Python, then flags 0b01: hash-based, unchecked.
+        assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01, source
+
+
+SHARED_SESSION = """
+import os
+os.environ.update(AWS_DEFAULT_REGION="eu-west-1", CHUNK_BUCKET_NAME="chunks")
+import boto3
+from session_core.platform import aws
+{first}
+assert boto3.DEFAULT_SESSION._session is aws.session(), "a second botocore session"
+"""
+
+
+@pytest.mark.parametrize("first", ['dynamodb, s3 = aws.client("dynamodb"), boto3.client("s3")',
+                                   's3, dynamodb = boto3.client("s3"), aws.client("dynamodb")'])
+def test_a_function_that_still_uses_boto3_shares_one_botocore_session(first):
+    # The chunk store makes its S3 client with boto3; one session loads the endpoints and models once.
+    assert "boto3" in loaded_by("referenced_audio", after=SHARED_SESSION.format(first=first))["loaded"]

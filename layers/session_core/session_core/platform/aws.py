@@ -2,13 +2,18 @@
 
 Endpoints come from the standard AWS_ENDPOINT_URL* variables, so the same code
 talks to AWS, to the local stack's embedded endpoint and to SAM CLI containers.
+
+Clients come from botocore's own session, not boto3: boto3.client() returns the same botocore client, but
+importing boto3 loads s3transfer and its resource machinery, and its session adds a data path that every
+model lookup lists: about 0.1x of a cold start, for nothing these functions use (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,8 +30,23 @@ CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout
 
 
 @cache
+def session() -> botocore.session.Session:
+    """One botocore session per execution environment: its clients share the loaded models and endpoints.
+
+    A module that still makes its client with boto3 (the chunk store's S3 client) shares it too, whichever
+    client comes first: two sessions would each load the endpoints and list the models (≈ 0.2x).
+    """
+    boto3 = sys.modules.get("boto3")  # imported by such a module at its import, before any request
+    if boto3 is None:
+        return botocore.session.get_session()
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session(botocore_session=botocore.session.get_session())
+    return boto3.DEFAULT_SESSION._session  # boto3 has no public accessor for its botocore session
+
+
+@cache
 def client(service: str):
-    return boto3.client(service, config=CONFIG)
+    return session().create_client(service, config=CONFIG)
 
 
 class Declined(Exception):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from functools import cache
 
-import boto3
 from botocore.exceptions import ClientError
 
-from .aws import CONFIG, error_code
+from .aws import CONFIG, error_code, session
 from .observability import logger
 from .settings import settings
 
@@ -16,7 +15,8 @@ from .settings import settings
 @cache
 def _client():
     # The endpoint is the WebSocket API's own https://{api}.execute-api.{region}.amazonaws.com/{stage}.
-    return boto3.client("apigatewaymanagementapi", endpoint_url=settings().websocket_management_url, config=CONFIG)
+    return session().create_client("apigatewaymanagementapi", endpoint_url=settings().websocket_management_url,
+                                   config=CONFIG)
 
 
 def _gone(exc: ClientError) -> bool:
