@@ -100,9 +100,7 @@ def test_reading_a_session_loads_no_pydantic(folder):
 
 # Clients come from botocore's session (session_core.platform.aws): boto3 would add s3transfer, its resource
 # machinery and a data path every model lookup lists (≈ 0.1x of a cold start) and returns the same client.
-# The chunk store's S3 client (referenced audio) is the one exception, for now.
-@pytest.mark.parametrize("folder", sorted({p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()}
-                                          - {"referenced_audio"}))
+@pytest.mark.parametrize("folder", sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()))
 def test_functions_start_without_boto3(folder):
     assert "boto3" not in loaded_by(folder)["loaded"]
 
@@ -156,6 +154,7 @@ assert boto3.DEFAULT_SESSION._session is aws.session(), "a second botocore sessi
 
 @pytest.mark.parametrize("first", ['dynamodb, s3 = aws.client("dynamodb"), boto3.client("s3")',
                                    's3, dynamodb = boto3.client("s3"), aws.client("dynamodb")'])
-def test_a_function_that_still_uses_boto3_shares_one_botocore_session(first):
-    # The chunk store makes its S3 client with boto3; one session loads the endpoints and models once.
-    assert "boto3" in loaded_by("referenced_audio", after=SHARED_SESSION.format(first=first))["loaded"]
+def test_a_library_that_uses_boto3_shares_one_botocore_session(first):
+    # Powertools' idempotency records (a create with an Idempotency-Key) make their client with boto3; one
+    # session loads the endpoints and models once.
+    assert "boto3" in loaded_by("create_session", after=SHARED_SESSION.format(first=first))["loaded"]

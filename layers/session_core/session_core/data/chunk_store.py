@@ -12,10 +12,9 @@ import io
 import wave
 from functools import cache
 
-import boto3
 from botocore.config import Config
 
-from ..platform.aws import CONFIG
+from ..platform.aws import CONFIG, session
 from ..platform.settings import settings
 
 CONTENT_TYPE = "audio/wav"
@@ -26,7 +25,7 @@ SAMPLE_WIDTH = 2  # bytes: 16-bit PCM
 def _s3():
     # SigV4 (S3 accepts no other signature for presigned URLs in newer regions) and virtual-hosted names on AWS;
     # an AWS_ENDPOINT_URL (the local stack) gets path-style URLs, which its host serves.
-    return boto3.client("s3", config=CONFIG.merge(Config(signature_version="s3v4")))
+    return session().create_client("s3", config=CONFIG.merge(Config(signature_version="s3v4")))
 
 
 def wav(pcm: bytes, sample_rate: int, channels: int) -> bytes:

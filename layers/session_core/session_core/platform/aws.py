@@ -33,10 +33,11 @@ CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout
 def session() -> botocore.session.Session:
     """One botocore session per execution environment: its clients share the loaded models and endpoints.
 
-    A module that still makes its client with boto3 (the chunk store's S3 client) shares it too, whichever
-    client comes first: two sessions would each load the endpoints and list the models (≈ 0.2x).
+    A library that makes its client with boto3 (Powertools' idempotency records, on a create that carries an
+    Idempotency-Key) shares it too, whichever client comes first: two sessions would each load the endpoints and
+    list the models (≈ 0.2x).
     """
-    boto3 = sys.modules.get("boto3")  # imported by such a module at its import, before any request
+    boto3 = sys.modules.get("boto3")  # imported by such a library at its import, before any request
     if boto3 is None:
         return botocore.session.get_session()
     if boto3.DEFAULT_SESSION is None:
