@@ -158,3 +158,32 @@ def test_a_library_that_uses_boto3_shares_one_botocore_session(first):
     # Powertools' idempotency records (a create with an Idempotency-Key) make their client with boto3; one
     # session loads the endpoints and models once.
     assert "boto3" in loaded_by("create_session", after=SHARED_SESSION.format(first=first))["loaded"]
+
+
+FIRST_VALIDATOR = """
+import importlib.metadata
+
+def refuse(*args, **kwargs):
+    raise AssertionError("pydantic read every installed distribution's entry points")
+
+importlib.metadata.distributions = refuse
+import pydantic
+
+class Body(pydantic.BaseModel):
+    name: str
+
+assert Body(name="x").name == "x"
+"""
+
+
+def test_pydantic_looks_for_no_plugins_in_the_functions_environment():
+    # Without PYDANTIC_DISABLE_PLUGINS, the first validator scans every installed distribution's entry points for
+    # plugins (≈ 0.025x of create's and update's cold start, docs/performance.md); none is used.
+    from cfnlint.decode import decode
+
+    template, _ = decode(str(ROOT / "template.yaml"))
+    env = {"PATH": "/usr/bin:/bin", **{name: value for name, value in
+                                       template["Globals"]["Function"]["Environment"]["Variables"].items()
+                                       if isinstance(value, str)}}
+    assert env.get("PYDANTIC_DISABLE_PLUGINS") == "__all__"
+    subprocess.run([sys.executable, "-I", "-c", FIRST_VALIDATOR], env=env, check=True, capture_output=True, timeout=60)
