@@ -30,10 +30,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
-import aiohttp
 from aiohttp import web
 
 from .conflicts import TransactionConflicts
@@ -45,6 +46,12 @@ log = logging.getLogger("local_stack")
 FAULT_MODES = ("fail", "applied", "kill")
 KILLED_SECONDS = 1.0  # a killed function's later calls are refused this long (its invocation ends meanwhile)
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+# Not passed on to moto: the body is sent whole, so a `100 Continue` would only be one more thing to read.
+_NOT_FORWARDED = frozenset(h.encode() for h in HOP_HEADERS | {"expect"})
+UPSTREAM_TIMEOUT = 120.0  # s for moto to answer one request
+# An idle connection to moto is dropped before moto's own idle timeout (moto_server.py) closes it under us.
+UPSTREAM_IDLE = 60.0
+UPSTREAM_CONNECTIONS = 100  # at most this many requests at moto at once (each is a thread there), as before
 
 
 class AwsProxy:
@@ -61,9 +68,10 @@ class AwsProxy:
         self.host, self.requested_port = host, port
         self.port: int | None = None
         self._listener = Listener(host, port, shutdown_timeout=2.0)
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream: Upstream | None = None
         self._later: set[asyncio.Task] = set()  # asynchronous invocations under way
-        self.on_kinesis_put: Callable[[], None] | None = None  # records were put: the Kinesis pollers read now
+        # Records were put to (stream name, shard ids; None: unknown): the Kinesis pollers read now.
+        self.on_kinesis_put: Callable[[str | None, set[str] | None], None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -72,14 +80,13 @@ class AwsProxy:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=120))
         self.port = await self._listener.start(app)
 
     async def stop(self) -> None:
         await self._listener.stop()
-        if self._session:
-            await self._session.close()
-            self._session = None
+        if self._upstream:
+            self._upstream.close()
+            self._upstream = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
@@ -88,6 +95,7 @@ class AwsProxy:
         body = await request.read()
         operation = operation_of(request.headers, path, body, request.method, request.query)
         held: list = []
+        payload = None
         if operation:
             service, name = operation
             signer = self.iam.signer(request.headers, request.query) if self.iam is not None else None
@@ -108,7 +116,7 @@ class AwsProxy:
             answer = await self._forward(request, body)
             if operation and operation[0] == "kinesis" and operation[1] in ("PutRecord", "PutRecords") \
                     and self.on_kinesis_put is not None:
-                self.on_kinesis_put()
+                self.on_kinesis_put(*_put_where(payload or request_payload(request.headers, body), answer))
             if operation and self._take_fault(operation[1], "applied", self._function_of(request)):
                 return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
                                          "message": "Applied, then failed (local stack @faults)"}, request)
@@ -203,12 +211,139 @@ class AwsProxy:
             log.info("asynchronous invocation of %s failed: %s", function, exc)
 
     async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        async with self._session.request(request.method, self.moto_endpoint.rstrip("/") + str(request.rel_url),
-                                         headers=headers, data=body) as upstream:
-            body = await upstream.read()
-            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
-            return web.Response(status=upstream.status, headers=out_headers, body=body)
+        if self._upstream is None or self._upstream.endpoint != self.moto_endpoint:
+            if self._upstream:
+                self._upstream.close()
+            self._upstream = Upstream(self.moto_endpoint)
+        headers = [(k, v) for k, v in request.raw_headers if k.lower() not in _NOT_FORWARDED]
+        async with asyncio.timeout(UPSTREAM_TIMEOUT):
+            status, out_headers, body = await self._upstream.request(
+                request.method.encode(), request.rel_url.raw_path_qs.encode(), headers, body)
+        return web.Response(status=status, body=body, headers=[
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in out_headers
+            if name.lower() not in _NOT_FORWARDED])
+
+
+class UpstreamClosed(ConnectionError):
+    """moto closed a connection before answering."""
+
+
+class Upstream:
+    """HTTP/1.1 to moto over kept-alive connections, headers and bodies passed through as bytes.
+
+    A general HTTP client (aiohttp's) builds and parses multidicts, cookies, URLs and a response object for
+    every request: on the local stack's hot path (every AWS call a function makes) that was most of the
+    endpoint's CPU per call (docs/local-stack.md). moto answers each request with Content-Length (or chunked,
+    or to the end of the connection, which is then not reused), so a few reads delimit it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        parts = urlsplit(endpoint)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._host_header = parts.netloc.encode()
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        self._slots = asyncio.Semaphore(UPSTREAM_CONNECTIONS)
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer, _ in idle:
+            writer.close()
+
+    async def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                      body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        head = b"".join([method, b" ", target, b" HTTP/1.1\r\nHost: ", self._host_header,
+                         b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n",
+                         *(b"%s: %s\r\n" % header for header in headers), b"\r\n"])
+        async with self._slots:
+            return await self._send(head, body, method == b"HEAD")
+
+    async def _send(self, head: bytes, body: bytes,
+                    head_only: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        while True:
+            reader, writer, reused = await self._connection()
+            try:
+                writer.write(head + body if len(body) < 65536 else head)
+                if len(body) >= 65536:
+                    writer.write(body)
+                answer = await self._read_response(reader, head_only)
+            except BaseException as exc:
+                writer.close()
+                # A kept connection moto closed while it was idle: nothing was sent back, so nothing was
+                # done; the request goes again on a new connection (as HTTP clients do). Anything else fails.
+                if reused and isinstance(exc, UpstreamClosed | ConnectionResetError | BrokenPipeError):
+                    continue
+                raise
+            status, out_headers, out_body, keep = answer
+            if keep:
+                self._idle.append((reader, writer, time.monotonic()))
+            else:
+                writer.close()
+            return status, out_headers, out_body
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        now = time.monotonic()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if now - since < UPSTREAM_IDLE and not reader.at_eof() and not writer.is_closing():
+                return reader, writer, True
+            writer.close()
+        reader, writer = await asyncio.open_connection(self._host, self._port, limit=1024 * 1024)
+        return reader, writer, False
+
+    @staticmethod
+    async def _read_response(reader: asyncio.StreamReader,
+                             head_only: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+        while True:
+            try:
+                block = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial:
+                    raise UpstreamClosed("moto closed the connection before answering") from None
+                raise
+            lines = block[:-4].split(b"\r\n")
+            version, code, *_ = lines[0].split(b" ", 2)
+            status = int(code)
+            if status >= 200:
+                break  # 1xx: an interim answer (`100 Continue`); the real one follows
+        headers, length, chunked, keep = [], None, False, version == b"HTTP/1.1"
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip(), value.strip()
+            lower = name.lower()
+            if lower == b"content-length":
+                length = int(value)
+            elif lower == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif lower == b"connection":
+                keep = keep and value.lower() != b"close"
+            headers.append((name, value))
+        if head_only or status in (204, 304):
+            body = b""
+        elif chunked:
+            parts = []
+            while size := int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
+                parts.append((await reader.readexactly(size + 2))[:-2])
+            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                pass
+            body = b"".join(parts)
+        elif length is not None:
+            body = await reader.readexactly(length)
+        else:
+            body, keep = await reader.read(), False  # to the end of the connection
+        return status, headers, body, keep
+
+
+def _put_where(payload: dict, answer: web.Response) -> tuple[str | None, set[str] | None]:
+    """The stream a PutRecord(s) named and the shards moto says it wrote to (None: not known)."""
+    stream = payload.get("StreamName") or str(payload.get("StreamARN") or "").rsplit("/", 1)[-1] or None
+    if answer.status != 200 or not isinstance(answer.body, bytes):
+        return stream, None
+    try:
+        result = json.loads(answer.body)
+        records = result.get("Records", [result])
+        return stream, {record["ShardId"] for record in records if "ShardId" in record}
+    except (ValueError, TypeError, KeyError):
+        return stream, None
 
 
 def _caller(request: web.Request) -> str:

@@ -9,9 +9,10 @@ failed record) and MaximumRecordAgeInSeconds (older records are discarded, retri
 checks the function's role as Lambda does when the mapping is created: the reads it makes for the function
 (a consumer: kinesis:SubscribeToShard and DescribeStreamConsumer on the consumer, and the stream's reads).
 
-Latency: records put through the functions' AWS endpoint (sendAudio's PutRecord) wake the poller at once, as
-an enhanced fan-out consumer is pushed records; records written to the embedded endpoint directly are read
-within POLL_INTERVAL."""
+Latency: records put through the functions' AWS endpoint (sendAudio's PutRecord) wake the stream's pollers at
+once, as an enhanced fan-out consumer is pushed records; a woken poller reads the shards the records went to
+(moto's answer names them), not all of them. Records written to the embedded endpoint directly are read
+within POLL_INTERVAL: every shard is read then."""
 
 from __future__ import annotations
 
@@ -122,11 +123,19 @@ class KinesisPoller:
         self._invoker = invoker
         self._region = region
         self._wake = asyncio.Event()
+        # The shards to read on waking (None: all). Reading only those saves a GetRecords per idle shard at
+        # every put: on the 2-core machine, polling was a large share of the local stack's CPU.
+        self._woken: set[str] | None = set()
         self._tasks: list[asyncio.Task] = []
         self._lanes: list[asyncio.Queue] = []
 
-    def wake(self) -> None:
-        """Records may have been put: read now (an enhanced fan-out consumer is pushed them)."""
+    def wake(self, shards: set[str] | None = None) -> None:
+        """Records may have been put (to these shards; None: any): read now (an enhanced fan-out consumer is
+        pushed them)."""
+        if shards is None or self._woken is None:
+            self._woken = None
+        else:
+            self._woken |= shards
         self._wake.set()
 
     async def start(self) -> None:
@@ -158,15 +167,21 @@ class KinesisPoller:
 
     async def _read(self) -> None:
         iterators: dict[str, str] = {}
+        read_all = True
         pending: list[dict] = []
         window_started: float | None = None
         loop = asyncio.get_running_loop()
         while True:
             try:
                 if not iterators:
-                    iterators = await self._iterators()
+                    iterators, read_all = await self._iterators(), True
+                woken, self._woken = self._woken, set()
                 self._wake.clear()
+                if woken is None or not woken <= iterators.keys():
+                    read_all = True  # a wake for any shard (or one this poller does not know yet)
                 for shard_id, iterator in list(iterators.items()):
+                    if not read_all and shard_id not in woken:
+                        continue
                     page = await asyncio.to_thread(self._client.get_records, ShardIterator=iterator, Limit=10000)
                     iterators[shard_id] = page.get("NextShardIterator") or iterator
                     pending += [self._event_record(shard_id, r) for r in page.get("Records", [])]
@@ -177,6 +192,7 @@ class KinesisPoller:
                 iterators = {}
                 await asyncio.sleep(1)
                 continue
+            read_all = False
             if pending and window_started is None:
                 window_started = loop.time()
             waited = window_started is not None and loop.time() - window_started >= self.mapping.batching_window
@@ -190,7 +206,7 @@ class KinesisPoller:
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL if not pending else
                                        max(0.0, self.mapping.batching_window - (loop.time() - window_started)))
             except TimeoutError:
-                pass
+                read_all = True  # the regular poll: records written to moto directly are found too
 
     def _event_record(self, shard_id: str, record: dict) -> dict:
         arrival = record.get("ApproximateArrivalTimestamp")

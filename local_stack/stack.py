@@ -204,7 +204,7 @@ class LocalStack:
 
     async def _start_kinesis_pollers(self, physical: dict) -> None:
         """The Kinesis event source mappings, each checked against its function's role first (as Lambda does
-        when the mapping is created), all woken by a PutRecord through the functions' endpoint."""
+        when the mapping is created), a stream's woken by a PutRecord to it through the functions' endpoint."""
         kinesis_client = aws.client("kinesis", self.moto.endpoint, self.config.region)
         pollers = []
         for mapping in kinesis_mappings(self.template):
@@ -229,7 +229,15 @@ class LocalStack:
             self._exit.push_async_callback(stand_in.stop)
             await stand_in.start()
             readers.append(stand_in)
-        self.proxy.on_kinesis_put = lambda: [reader.wake() for reader in readers] and None
+        by_stream: dict[str, list] = {}
+        for reader in readers:
+            by_stream.setdefault(reader.stream_arn.rsplit("/", 1)[-1], []).append(reader)
+
+        def put(stream: str | None, shards: set[str] | None) -> None:
+            for reader in by_stream.get(stream, ()) if stream else readers:
+                reader.wake(shards)
+
+        self.proxy.on_kinesis_put = put
 
     async def stop(self) -> None:
         if self._stack_file_written:

@@ -38,8 +38,12 @@ class StandInPipeline:
         self._poller = KinesisPoller(KinesisMapping(name="StandInPipeline", function="stand-in", stream=SOURCE_OUTPUT),
                                      source_arn, kinesis_client, self, region)
 
-    def wake(self) -> None:
-        self._poller.wake()
+    @property
+    def stream_arn(self) -> str:
+        return self._poller.stream_arn
+
+    def wake(self, shards: set[str] | None = None) -> None:
+        self._poller.wake(shards)
 
     async def start(self) -> None:
         await self._poller.start()

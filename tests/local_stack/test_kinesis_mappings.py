@@ -117,3 +117,58 @@ def test_records_older_than_the_maximum_record_age_are_discarded_before_and_betw
     asyncio.run(poller._deliver([record("1", age=61), record("2", age=59.95), record("3")]))
     # "1" never goes; "2" fails, and is over a minute old by its retry: only "3" is retried.
     assert recorder.batches == [["2", "3"], ["3"]]
+
+
+class FakeShards:
+    """A stream of four shards as the poller's kinesis client sees it; records which shards it read."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[dict]] = {f"shardId-{i:012d}": [] for i in range(4)}
+        self.reads: list[str] = []
+
+    def list_shards(self, StreamName):  # botocore's parameter names
+        return {"Shards": [{"ShardId": shard} for shard in self.records]}
+
+    def get_shard_iterator(self, StreamName, ShardId, ShardIteratorType):
+        return {"ShardIterator": ShardId}
+
+    def get_records(self, ShardIterator, Limit):
+        self.reads.append(ShardIterator)
+        records, self.records[ShardIterator] = self.records[ShardIterator], []
+        return {"Records": records, "NextShardIterator": ShardIterator}
+
+
+def test_a_put_wakes_a_read_of_its_shards_and_the_regular_poll_reads_every_shard(monkeypatch):
+    monkeypatch.setattr("local_stack.kinesis.POLL_INTERVAL", 0.5)
+    shards, recorder = FakeShards(), Recorder()
+
+    async def scenario():
+        poller = KinesisPoller(KinesisMapping(name="M", function="Reader", stream="Stream"), STREAM, shards,
+                               recorder, "eu-west-1")
+        await poller.start()
+        try:
+            while len(shards.reads) < 4:  # the first round reads every shard
+                await asyncio.sleep(0.01)
+            first = list(shards.reads)
+            shards.records["shardId-000000000002"].append(
+                {"SequenceNumber": "7", "PartitionKey": "k", "Data": b"x"})
+            poller.wake({"shardId-000000000002"})
+            while not recorder.batches:
+                await asyncio.sleep(0.01)
+            woken = shards.reads[len(first):]
+            poller.wake()  # shards not known: every one
+            await asyncio.sleep(0.1)
+            any_shard = shards.reads[len(first) + len(woken):]
+            await asyncio.sleep(0.6)  # the regular poll
+            polled = shards.reads[len(first) + len(woken) + len(any_shard):]
+        finally:
+            await poller.stop()
+        return first, woken, any_shard, polled
+
+    first, woken, any_shard, polled = asyncio.run(scenario())
+    every = sorted(shards.records)
+    assert sorted(first) == every
+    assert woken == ["shardId-000000000002"]
+    assert sorted(any_shard) == every
+    assert sorted(set(polled)) == every
+    assert recorder.batches == [["7"]]
