@@ -9,9 +9,11 @@
  * is not. A chunk older than one already scheduled (a repeat, or one overtaken) is dropped: live audio
  * is never played twice or backwards.
  *
- * `targetDelay` follows the jitter it sees: over the last JITTER_WINDOW chunks, the spread of their transit
- * times (arrival minus the stream's own clock, as RTP receivers judge jitter), plus a margin, between
- * `minDelay` and `maxDelay`. A quiet path (a local stack, a wired network) plays sooner; a jittery one (a
+ * `targetDelay` follows the jitter it sees: over the last JITTER_WINDOW chunks, how far the 95th percentile
+ * of their transit times (arrival minus the stream's own clock, as RTP receivers judge jitter) is above the
+ * least, plus a margin, between `minDelay` and `maxDelay`. One chunk in twenty may come later than that: it
+ * finds the buffer dry and playback restarts (a short gap), rather than every chunk waiting for the worst
+ * one (the trade voice-over-IP jitter buffers make). A quiet path (a local stack, a wired network) plays sooner; a jittery one (a
  * phone) waits longer instead of running dry. A pause starts the judging over.
  *
  * A late chunk leaves the queue longer than `targetDelay` for good: audio arrives as fast as it plays,
@@ -29,6 +31,7 @@ export const DEFAULT_MIN_DELAY = 0.04;
 /** Chunks over which the jitter is judged (about 5 s of 100 ms chunks); until JITTER_SETTLED, the first targetDelay. */
 const JITTER_WINDOW = 50;
 const JITTER_SETTLED = 20;
+const JITTER_QUANTILE = 0.95;
 /** Added to the jitter seen: what the window may not have shown yet. */
 const JITTER_MARGIN = 0.01;
 /** A chunk that finds the buffer dry for longer than this comes after a pause or a stall, not jitter. */
@@ -108,7 +111,8 @@ export class JitterBuffer {
     this.stream += streamed;
     if (this.transits.length > JITTER_WINDOW) this.transits.shift();
     if (this.transits.length < JITTER_SETTLED) return;
-    const jitter = Math.max(...this.transits) - Math.min(...this.transits);
+    const sorted = [...this.transits].sort((a, b) => a - b);
+    const jitter = sorted[Math.ceil(sorted.length * JITTER_QUANTILE) - 1]! - sorted[0]!;
     this.targetDelay = Math.min(this.maxDelay, Math.max(this.minDelay, jitter + JITTER_MARGIN));
   }
 
