@@ -92,6 +92,7 @@ def _measure(info: dict, chromium: str, wav: Path, echo_url: str) -> dict:
             ear = listener.evaluate("window.__ear")
             ahead = listener.evaluate("window.__ahead")
             output = listener.evaluate("window.__output")
+            gaps = listener.evaluate("window.__gaps")
             sent = speaker.evaluate("window.__sent")
             arrivals = listener.evaluate("window.__arrivals")
             delays = pair(mouth, ear)[WARMUP:]
@@ -101,7 +102,8 @@ def _measure(info: dict, chromium: str, wav: Path, echo_url: str) -> dict:
             speaker.wait_for_function("document.getElementById('status').textContent === 'Ended'", timeout=60_000)
             return {"delays": delays, "mouth": len(mouth), "ear": len(ear), "echo": echo,
                     "page": page_latencies[WARMUP:], "ahead": ahead[len(ahead) // 10:], "output": output,
-                    "stages": _stages(sent, arrivals[len(arrivals) // 10:])}
+                    "stages": _stages(sent, arrivals[len(arrivals) // 10:]), "gaps": gaps,
+                    "seconds": SECONDS + WARMUP}
         finally:
             browser.close()
 
@@ -156,4 +158,7 @@ def run(info: dict) -> list[dict]:
         row("↳ stage: the jitter buffer, each chunk scheduled this far ahead of the audio clock",
             summary(result["ahead"])),
         row("↳ stage: the output latency the listener page's audio context reports", summary(result["output"])),
+        # The price of a short jitter buffer: how often playback ran dry (a gap of silence), and for how long.
+        row(f"↳ gaps in playback (the buffer ran dry), each one's length; n = gaps in "
+            f"{result['seconds']:.0f} s of listening", summary(result["gaps"])),
     ]

@@ -143,6 +143,7 @@ window.__ear = [];
 window.__earPitches = [];
 window.__ahead = [];
 window.__output = [];
+window.__gaps = [];
 // Each audio message as it reaches the page: its sequenceNumber, the service's receive time, when it came.
 window.__arrivals = [];
 (() => {
@@ -169,6 +170,11 @@ window.__arrivals = [];
       : clockNow() + Math.max(0, when - context.currentTime) * 1000;
     const heard = at + (context.outputLatency || context.baseLatency || 0) * 1000;
     window.__ahead.push(Math.max(0, when - context.currentTime) * 1000);
+    // A gap: this buffer starts after the one before it ended (the jitter buffer ran dry), in ms.
+    if (window.__playedUntil !== undefined && when > window.__playedUntil + 0.001) {
+      window.__gaps.push((when - window.__playedUntil) * 1000);
+    }
+    window.__playedUntil = Math.max(when, context.currentTime) + this.buffer.duration;
     window.__output.push((context.outputLatency || context.baseLatency || 0) * 1000);
     const samples = this.buffer.getChannelData(0);
     const rate = this.buffer.sampleRate;

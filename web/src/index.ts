@@ -21,6 +21,7 @@ export {
 } from "./websocket.js";
 export { CHUNK_BYTES, CHUNK_MS, CHUNK_SAMPLES, Pcm16Encoder, SAMPLE_RATE, toInt16 } from "./audio.js";
 export {
+  DEFAULT_JITTER_QUANTILE,
   DEFAULT_MAX_DELAY,
   DEFAULT_MIN_DELAY,
   DEFAULT_TARGET_DELAY,

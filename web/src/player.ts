@@ -31,7 +31,7 @@ export const DEFAULT_MIN_DELAY = 0.04;
 /** Chunks over which the jitter is judged (about 5 s of 100 ms chunks); until JITTER_SETTLED, the first targetDelay. */
 const JITTER_WINDOW = 50;
 const JITTER_SETTLED = 20;
-const JITTER_QUANTILE = 0.95;
+export const DEFAULT_JITTER_QUANTILE = 0.95;
 /** Added to the jitter seen: what the window may not have shown yet. */
 const JITTER_MARGIN = 0.01;
 /** A chunk that finds the buffer dry for longer than this comes after a pause or a stall, not jitter. */
@@ -50,6 +50,11 @@ export interface JitterBufferOptions {
   minDelay?: number;
   /** Seconds queued beyond which chunks are dropped. */
   maxDelay?: number;
+  /**
+   * The share of recent chunks the lead covers (0.5–1): 1 waits for the latest of the last 50, so playback
+   * rarely runs dry but every chunk is as late as the worst; the default 0.95 lets one in twenty cause a gap.
+   */
+  jitterQuantile?: number;
 }
 
 /** Where each chunk goes on the clock; pure arithmetic, so it is tested without an AudioContext. */
@@ -58,6 +63,7 @@ export class JitterBuffer {
   targetDelay: number;
   readonly minDelay: number;
   readonly maxDelay: number;
+  readonly jitterQuantile: number;
   /** Chunks dropped: repeats, overtaken ones, and those beyond maxDelay. */
   dropped = 0;
   /** Times the buffer ran dry while playing. */
@@ -73,9 +79,11 @@ export class JitterBuffer {
     this.targetDelay = this.initialDelay = options.targetDelay ?? DEFAULT_TARGET_DELAY;
     this.maxDelay = options.maxDelay ?? DEFAULT_MAX_DELAY;
     this.minDelay = Math.min(options.minDelay ?? DEFAULT_MIN_DELAY, this.targetDelay);
+    this.jitterQuantile = options.jitterQuantile ?? DEFAULT_JITTER_QUANTILE;
     if (!(this.minDelay >= 0) || !(this.maxDelay >= this.targetDelay)) {
       throw new RangeError("need 0 <= minDelay <= targetDelay <= maxDelay");
     }
+    if (!(this.jitterQuantile >= 0.5 && this.jitterQuantile <= 1)) throw new RangeError("need 0.5 <= jitterQuantile <= 1");
   }
 
   /**
@@ -112,7 +120,7 @@ export class JitterBuffer {
     if (this.transits.length > JITTER_WINDOW) this.transits.shift();
     if (this.transits.length < JITTER_SETTLED) return;
     const sorted = [...this.transits].sort((a, b) => a - b);
-    const jitter = sorted[Math.ceil(sorted.length * JITTER_QUANTILE) - 1]! - sorted[0]!;
+    const jitter = sorted[Math.ceil(sorted.length * this.jitterQuantile) - 1]! - sorted[0]!;
     this.targetDelay = Math.min(this.maxDelay, Math.max(this.minDelay, jitter + JITTER_MARGIN));
   }
 

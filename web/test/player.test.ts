@@ -83,6 +83,12 @@ describe("the jitter buffer", () => {
     expect(buffer.schedule(30, 0.1, (now = 3.0 + 0.15))).toBeCloseTo(now + 0.03);
     expect(buffer.underruns).toBe(1);
     expect(buffer.targetDelay).toBe(0.03);
+    // Asked to cover every chunk, the same late one raises the target at once.
+    const cautious = new JitterBuffer({ targetDelay: 0.08, minDelay: 0.03, jitterQuantile: 1 });
+    for (let seq = 0; seq < 30; seq++) cautious.schedule(seq, 0.1, seq * 0.1 + (seq % 3) * 0.005);
+    cautious.schedule(30, 0.1, 3.0 + 0.15);
+    expect(cautious.targetDelay).toBeCloseTo(0.15 + 0.01, 2);
+    expect(() => new JitterBuffer({ jitterQuantile: 0.2 })).toThrow(RangeError);
     // When late chunks are common (every third one 120 ms late), the target covers them.
     for (let seq = 31; seq < 61; seq++) buffer.schedule(seq, 0.1, (now = seq * 0.1 + (seq % 3 ? 0 : 0.12)));
     expect(buffer.targetDelay).toBeCloseTo(0.12 + 0.01);
