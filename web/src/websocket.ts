@@ -299,24 +299,26 @@ export class WebSocketClient {
 
   /** Asks the server to pause the session; ordered after the audio already queued. */
   pause(): void {
-    this.checkCanSend(true);
-    this.enqueue([{ text: JSON.stringify({ action: "pause" }), serial: 0 }]);
+    this.control("pause");
   }
 
   resume(): void {
-    this.checkCanSend(true);
-    this.enqueue([{ text: JSON.stringify({ action: "resume" }), serial: 0 }]);
+    this.control("resume");
   }
 
   /** Asks the server to mute the session: audio sent while muted is dropped, not kept. */
   mute(): void {
-    this.checkCanSend(true);
-    this.enqueue([{ text: JSON.stringify({ action: "mute" }), serial: 0 }]);
+    this.control("mute");
   }
 
   unmute(): void {
+    this.control("unmute");
+  }
+
+  /** A speaker's control message, in the outbox after the audio queued before it. */
+  private control(action: "pause" | "resume" | "mute" | "unmute"): void {
     this.checkCanSend(true);
-    this.enqueue([{ text: JSON.stringify({ action: "unmute" }), serial: 0 }]);
+    this.enqueue([{ text: JSON.stringify({ action }), serial: 0 }]);
   }
 
   /** A listener's move to another language (the server answers `languageSwitched`). */
