@@ -10,7 +10,6 @@ model lookup lists: about 0.1x of a cold start, for nothing these functions use 
 
 from __future__ import annotations
 
-import sys
 from functools import cache
 
 import botocore.session
@@ -31,18 +30,8 @@ CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout
 
 @cache
 def session() -> botocore.session.Session:
-    """One botocore session per execution environment: its clients share the loaded models and endpoints.
-
-    A library that makes its client with boto3 (Powertools' idempotency records, on a create that carries an
-    Idempotency-Key) shares it too, whichever client comes first: two sessions would each load the endpoints and
-    list the models (≈ 0.2x).
-    """
-    boto3 = sys.modules.get("boto3")  # imported by such a library at its import, before any request
-    if boto3 is None:
-        return botocore.session.get_session()
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session(botocore_session=botocore.session.get_session())
-    return boto3.DEFAULT_SESSION._session  # boto3 has no public accessor for its botocore session
+    """One botocore session per execution environment: its clients share the loaded models and endpoints."""
+    return botocore.session.get_session()
 
 
 @cache
