@@ -49,8 +49,8 @@ def test_functions_without_aws_calls_do_not_load_botocore_for_their_trace(folder
     assert "botocore.client" not in loaded and "boto3" not in loaded and "aws_xray_sdk.core" in loaded
 
 
-# A session read from the table is a plain dataclass (domain.Session): only parsing a request body needs
-# pydantic, and only the functions that take one (create, update, the old protocol's createSession) load it.
+# A session read from the table is a plain dataclass (domain.Session); no function loads pydantic (request
+# bodies: pydantic_core, below).
 @pytest.mark.parametrize("folder", ["ws_connect", "ws_disconnect", "status_broadcast", "teardown_worker",
                                     "teardown_finish", "audio_fanout", "ws_welcome", "get_session", "delete_session", "ws_send_audio",
                                     "ws_session_control", "ws_session_info", "session_sweep"])
@@ -58,6 +58,32 @@ def test_functions_that_take_no_body_start_without_pydantic(folder):
     result = loaded_by(folder)
     assert "pydantic" not in result["loaded"] and "botocore.client" in result["loaded"]
     assert result["patched"]  # their DynamoDB calls are traced
+
+
+# The request bodies are checked by pydantic_core from a declared schema (models.py): the functions that take one
+# start and parse it without pydantic's model layer (≈ 0.25x of their cold start, docs/performance.md).
+PARSE_A_BODY = {
+    "create_session": "from session_core.api.validation import parse_json\n"
+                      "from session_core.models import CreateSessionRequest\n"
+                      "assert parse_json(CreateSessionRequest, b'{\"sourceLanguage\": \"en\"}').sourceLanguage == 'en'",
+    "update_session": "from session_core.api.validation import parse_json\n"
+                      "from session_core.models import UpdateSessionRequest\n"
+                      "request = parse_json(UpdateSessionRequest, '{\"status\": \"paused\"}')\n"
+                      "assert request.changes() == {'status': 'paused'}",
+    "ws_create_session": "from session_core.api.validation import validated\n"
+                         "from session_core.models import LegacyCreateSession\n"
+                         "from session_core.api.dialects import old, renamed\n"
+                         "wanted = validated(LegacyCreateSession, {'sourceLanguage': 'en',\n"
+                         "                                         'partialResults': 'false'})\n"
+                         "assert wanted.as_create_request().partialResultsEnabled is False",
+}
+
+
+@pytest.mark.parametrize("folder", sorted(PARSE_A_BODY))
+def test_functions_that_take_a_body_start_and_parse_it_without_pydantic(folder):
+    assert "pydantic" not in loaded_by(folder)["loaded"]
+    checked_by_pydantic_core = "\nassert 'pydantic_core' in sys.modules"
+    assert "pydantic" not in loaded_by(folder, after=PARSE_A_BODY[folder] + checked_by_pydantic_core)["loaded"]
 
 
 @pytest.mark.parametrize("later", ["import boto3", "import botocore.session", "import botocore.client, boto3"])

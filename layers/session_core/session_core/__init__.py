@@ -8,6 +8,6 @@ Four wings, each importing only the ones below it (docs/architecture.md, "The la
   platform/   AWS clients, settings, observability, the Management API, JWT verification
 
 Shared by all of them: domain.py (the service's words and the session), models.py (the request
-bodies' pydantic models), errors.py
+bodies, checked by pydantic_core), errors.py
 (what a caller may see) and session_ids.py.
 """

@@ -1,10 +1,10 @@
 """The service's words -- languages, tiers, statuses, roles --, the connection
 context and the session as read, in plain Python.
 
-Kept apart from models.py (pydantic) so that what only reads them starts without
-pydantic: every function but the two that parse a request body (create, update)
-and the old protocol's createSession. The pydantic models build their Literal
-types from these tuples.
+Kept apart from models.py (pydantic_core) so that what only reads them starts
+without it: every function but the two that parse a request body (create, update)
+and the old protocol's createSession. The request bodies build their Literal
+types and schemas from these tuples.
 """
 
 from __future__ import annotations

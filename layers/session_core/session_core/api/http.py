@@ -21,12 +21,12 @@ from ..platform.settings import settings
 from .router import JSON, HttpRouter, Response
 
 if TYPE_CHECKING:
-    import pydantic
+    from ..models import RequestBody
 
 __all__ = ["Response", "caller_id", "expected_version", "http_app", "http_handler", "parse_body", "session_response"]
 
 MAX_BODY_BYTES = 16 * 1024
-Body = TypeVar("Body", bound="pydantic.BaseModel")
+Body = TypeVar("Body", bound="RequestBody")
 
 
 def http_app() -> HttpRouter:
@@ -117,10 +117,10 @@ def caller_id(app: HttpRouter) -> str:
 
 
 def parse_body(app: HttpRouter, model: type[Body]) -> Body:
-    from .validation import parse_json  # pydantic: only the functions that take a body load it
+    from .validation import parse_json  # pydantic_core: only the functions that take a body load it
 
     event = app.current_event
-    # Bytes as they came (a binary body is not decoded as UTF-8 here): pydantic reports bad UTF-8 as bad JSON.
+    # Bytes as they came (a binary body is not decoded as UTF-8 here): pydantic_core reports bad UTF-8 as bad JSON.
     raw = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "")
     if len(raw.encode() if isinstance(raw, str) else raw) > MAX_BODY_BYTES:
         raise errors.BodyTooLarge()

@@ -1,31 +1,34 @@
-"""Request bodies and messages into models, with errors a caller can act on."""
+"""Request bodies and messages into their dataclasses (models.py), with errors a caller can act on."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import pydantic
+import pydantic_core
 
 from .. import errors
 
-Model = TypeVar("Model", bound=pydantic.BaseModel)
+if TYPE_CHECKING:
+    from ..models import RequestBody
+
+Body = TypeVar("Body", bound="RequestBody")
 
 
-def parse_json(model: type[Model], raw: str | bytes) -> Model:
+def parse_json(model: type[Body], raw: str | bytes) -> Body:
     try:
-        return model.model_validate_json(raw or "")
-    except pydantic.ValidationError as exc:
+        return model.from_json(raw or "")
+    except pydantic_core.ValidationError as exc:
         raise _error(exc) from None
 
 
-def validated(model: type[Model], data: object) -> Model:
+def validated(model: type[Body], data: object) -> Body:
     try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
+        return model.from_data(data)
+    except pydantic_core.ValidationError as exc:
         raise _error(exc) from None
 
 
-def _error(exc: pydantic.ValidationError) -> errors.ServiceError:
+def _error(exc: pydantic_core.ValidationError) -> errors.ServiceError:
     problems = exc.errors(include_url=False, include_input=False, include_context=False)
     if any(p["type"] == "json_invalid" for p in problems):
         return errors.InvalidJson()

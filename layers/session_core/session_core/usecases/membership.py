@@ -13,7 +13,7 @@ from ..platform import management
 from ..platform.observability import logger, metric
 from ..platform.settings import settings
 
-if TYPE_CHECKING:  # a pydantic model: only the old protocol's createSession loads it
+if TYPE_CHECKING:  # a request body (models.py): only the old protocol's createSession loads it
     from ..domain import Session
     from ..models import CreateSessionRequest
 

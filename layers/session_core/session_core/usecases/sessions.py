@@ -16,7 +16,7 @@ from ..platform.observability import logger, metric
 from ..platform.settings import settings
 from ..session_ids import is_valid_session_id, new_session_id
 
-if TYPE_CHECKING:  # the request bodies' pydantic models: only the functions that parse a body load them
+if TYPE_CHECKING:  # the request bodies (models.py): only the functions that parse a body load them
     from ..models import CreateSessionRequest, UpdateSessionRequest
 
 # The `api` dimension of SessionCreated: POST /sessions, or the legacy
@@ -51,7 +51,7 @@ def create_session(speaker_id: str, request: CreateSessionRequest, idempotency_k
     from ..data import idempotency  # only the create function pays for importing it
 
     first = idempotency.once(lambda: _create(speaker_id, request, api).as_dict(), speaker_id, idempotency_key,
-                             request.model_dump(), lambda_context)
+                             dataclasses.asdict(request), lambda_context)
     return Session(**first)
 
 

@@ -12,7 +12,8 @@ route in the connection context; each route then asks `answer`. docs/protocols.m
 every published message and its answer.
 
 The modules are imported on first use (or preloaded at init), so a function imports only the dialects
-it meets: the native one starts without pydantic, the published ones bring it with their first message.
+it meets: the native one starts without pydantic_core (models.py), the published ones bring it with their
+first message.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def _refreshed(request: WsRequest, session) -> dict:
 
 
 def _create(request: WsRequest):
-    from ...models import CreateSessionRequest  # pydantic: only a creating connection needs it
+    from ...models import CreateSessionRequest  # pydantic_core: only a creating connection needs it
 
     language = request.query.get("sourceLanguage")
     tier = request.query.get("qualityTier") or "standard"

@@ -72,7 +72,7 @@ def create_session(request: WsRequest) -> dict:
     from ...models import LegacyCreateSession
     from ..validation import validated
 
-    fields = accept(request, LegacyCreateSession.model_fields, CREATE_SESSION)
+    fields = accept(request, LegacyCreateSession.field_names(), CREATE_SESSION)
     wanted = validated(LegacyCreateSession, fields)
     session = membership.create_legacy_session(request.connection_id, request.connection,
                                                wanted.as_create_request())
