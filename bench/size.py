@@ -2,7 +2,7 @@
 build artifact folder, and of that folder zipped as Lambda receives it) and the layer's size and packages.
 
 Goals: each function's own code at most 50 KB; the layer carries no boto3/botocore (the Lambda runtime
-provides them, and a second copy would only add size and cold-start time). Powertools and pydantic are in
+provides them, and a second copy would only add size and cold-start time). Powertools and pydantic_core are in
 the layer on purpose, at the versions the tests run (layers/session_core/requirements.txt).
 Needs the SAM CLI (.tools/bin/sam, or $SAM, or sam on PATH: `make check-template` installs it) and a
 python3.13 on PATH or under pyenv, as scripts/check-template.sh does.
