@@ -183,32 +183,3 @@ def test_the_idempotency_records_use_the_functions_dynamodb_client():
     # Powertools' persistence layer imports boto3 (a create with an Idempotency-Key) but is handed the one
     # DynamoDB client: no boto3 session, no second load of the endpoints and models (≈ 0.2x).
     assert "boto3" in loaded_by("create_session", after=IDEMPOTENCY_CLIENT)["loaded"]
-
-
-FIRST_VALIDATOR = """
-import importlib.metadata
-
-def refuse(*args, **kwargs):
-    raise AssertionError("pydantic read every installed distribution's entry points")
-
-importlib.metadata.distributions = refuse
-import pydantic
-
-class Body(pydantic.BaseModel):
-    name: str
-
-assert Body(name="x").name == "x"
-"""
-
-
-def test_pydantic_looks_for_no_plugins_in_the_functions_environment():
-    # Without PYDANTIC_DISABLE_PLUGINS, the first validator scans every installed distribution's entry points for
-    # plugins (≈ 0.025x of create's and update's cold start, docs/performance.md); none is used.
-    from cfnlint.decode import decode
-
-    template, _ = decode(str(ROOT / "template.yaml"))
-    env = {"PATH": "/usr/bin:/bin", **{name: value for name, value in
-                                       template["Globals"]["Function"]["Environment"]["Variables"].items()
-                                       if isinstance(value, str)}}
-    assert env.get("PYDANTIC_DISABLE_PLUGINS") == "__all__"
-    subprocess.run([sys.executable, "-I", "-c", FIRST_VALIDATOR], env=env, check=True, capture_output=True, timeout=60)
