@@ -39,7 +39,9 @@ import json
 import logging
 import os
 import random
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +77,8 @@ GOALS = {"WsAuthorizerFunction, anonymous listener": 0.5, "WsHeartbeatFunction":
 TOP = 12  # entries of each import-profile list
 BEFORE = os.environ.get("BENCH_COLD_BEFORE", "")  # a git revision measured beside this checkout
 PEER = os.environ.get("BENCH_COLD_PEER", "")  # the peer's http_session_handler folder
+# One more sample of each under valgrind's callgrind: instructions, which a busy machine does not change.
+INSTRUCTIONS = os.environ.get("BENCH_COLD_INSTRUCTIONS", "0") != "0"
 # Some functions only (comma-separated logical IDs, e.g. GetSessionFunction,WsSendAudioFunction); all by default.
 ONLY = {name for name in os.environ.get("BENCH_COLD_ONLY", "").split(",") if name}
 PEER_NAME = "peer's HTTP session handler (GET)"
@@ -123,9 +127,11 @@ def seed(ddb, table: str, owner: str) -> None:
             "targetLanguage": {"S": ""}, "connectedAt": n(now - 30), "expiresAt": n(now + 7800)})
 
 
-def probe(config: dict, env: dict, *, importtime: bool = False) -> dict:
-    """One fresh process; times in ms from just before the spawn."""
+def probe(config: dict, env: dict, *, importtime: bool = False, instructions: bool = False) -> dict:
+    """One fresh process; times in ms from just before the spawn (under callgrind: its instruction count)."""
     args = [sys.executable, "-I", *(["-X", "importtime"] if importtime else []), str(PROBE), json.dumps(config)]
+    if instructions:
+        args = [shutil.which("valgrind") or "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *args]
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(args, env=env, capture_output=True, timeout=120, check=False)
@@ -137,8 +143,11 @@ def probe(config: dict, env: dict, *, importtime: bool = False) -> dict:
         raise RuntimeError(f"cold probe {config.get('function_name', 'baseline')} exited {proc.returncode}: "
                            f"{proc.stderr.decode(errors='replace')[-1500:]}")
     result = json.loads(lines[-1])
+    stderr = proc.stderr.decode(errors="replace")
+    collected = re.search(r"Collected : (\d+)", stderr)
     return {"imported": (result["imported"] - started) * 1000, "done": (result["done"] - started) * 1000,
-            "cpu": cpu, "outcome": result["outcome"], "stderr": proc.stderr.decode(errors="replace")}
+            "cpu": cpu, "outcome": result["outcome"], "stderr": stderr,
+            "instructions": int(collected.group(1)) if collected else None}
 
 
 def import_profile(stderr: str) -> dict:
@@ -256,6 +265,8 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
             results[name].append(sample(name))
         print(f"bench: cold round {round_ + 1}/{REPS}", file=sys.stderr, flush=True)
     profiles = {name: import_profile(sample(name, importtime=True)["stderr"]) for name in ["baseline", *names]}
+    counted = {name: sample(name, instructions=True)["instructions"] for name in ["baseline", *names]} \
+        if INSTRUCTIONS else {}
 
     base_done = summary([r["done"] for r in results["baseline"]])
     base_imported = summary([r["imported"] for r in results["baseline"]])
@@ -281,7 +292,17 @@ def _measure(template: Template, endpoint: str, provisioned: aws.Provisioned, ma
         rows.append(row(f"  ↳ {name}: CPU time", summary([r["cpu"] for r in results[name]]), base_cpu))
     rows += _before_rows(names, results, base_done, base_imported, base_cpu) + _peer_rows(
         results, profiles, base_done, base_imported, base_cpu)
-    return rows
+    return rows + _instruction_rows(counted)
+
+
+def _instruction_rows(counted: dict[str, int]) -> list[dict]:
+    """One sample each, in millions of instructions, as a ratio to the baseline's (BENCH_COLD_INSTRUCTIONS)."""
+    if not counted:
+        return []
+    base = {"n": 1, "p50": counted["baseline"] / 1e6, "p95": counted["baseline"] / 1e6}
+    return [row(f"instructions, {name}: start to first answer", {"n": 1, "p50": n / 1e6, "p95": n / 1e6},
+                None if name == "baseline" else base, unit="M instructions")
+            for name, n in counted.items()]
 
 
 def _before_rows(names: list[str], results: dict, base_done: dict, base_imported: dict,
