@@ -32,9 +32,11 @@ log = logging.getLogger("local_stack")
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 END_OF_LOGS = b"\x00local-stack:end:"  # same as worker.END_OF_LOGS (the worker imports nothing of ours)
-# More workers than cores only adds contention on a 2-core machine (bench: p95 of 20 concurrent
-# clients 1.2x raw DynamoDB at 2 workers a function, 3-5x at 8).
-DEFAULT_MAX_CONCURRENCY = 2
+# Lambda scales a function to the account's concurrency (1,000 by default). Workers start only on demand
+# (one warm at start), and an invocation mostly waits on AWS calls, not CPU: at 2 a function, 20 speakers'
+# sendAudio queued behind 2 workers (~30 of 200 chunks/s forwarded, docs/local-stack.md). 10 lets one busy
+# function overlap its calls while capping a burst at ~10 x 60 MB of workers.
+DEFAULT_MAX_CONCURRENCY = 10
 # Lambda gives init 10 s; a 2-core laptop spawning several workers at once needs slack.
 INIT_TIMEOUT = 30.0
 # Workers started at once per function: a cold start is ~1 s of CPU, and a burst that

@@ -248,3 +248,26 @@ def test_worker_source_is_standard_library_only():
     imports = {line.split()[1].split(".")[0] for line in source.splitlines()
                if line.startswith(("import ", "from ")) and "__future__" not in line}
     assert imports <= {"decimal", "importlib", "json", "os", "sys", "time", "traceback"}, dedent(str(imports))
+
+
+def test_by_default_a_function_overlaps_more_invocations_than_two_workers_allow(code):
+    # Lambda scales a function past 2 concurrent environments; the local default must not queue
+    # 8 concurrent calls behind 2 workers (that capped 20 speakers' sendAudio at ~30 chunks/s).
+    fn = spec(code, handler="app.slow")
+
+    async def main():
+        runtime = LambdaRuntime({fn.logical_id: fn}, aws_endpoint=None, region="eu-west-1")
+        try:
+            await runtime.warm()
+            await asyncio.gather(*(runtime.invoke(fn.logical_id, {"seconds": 0.5}) for _ in range(8)))
+            # Workers start one at a time; by the second burst the pool has grown to meet it.
+            started = time.monotonic()
+            results = await asyncio.gather(*(runtime.invoke(fn.logical_id, {"seconds": 1.0}) for _ in range(8)))
+            return results, time.monotonic() - started, runtime.pools[fn.logical_id].size
+        finally:
+            await runtime.close()
+
+    results, elapsed, size = asyncio.run(main())
+    print(f"workers {size}, distinct pids {len({r['pid'] for r in results})}, second burst {elapsed:.2f} s")
+    assert size > 2
+    assert elapsed < 3.5  # 2 workers need 4 s for 8 one-second calls
