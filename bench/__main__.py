@@ -2,7 +2,7 @@
 --stack NAME, the HTTP, WebSocket and audio paths of a deployed stack against Req 11's budgets.
 
 Prints a Markdown table and saves it with a JSON copy under bench/results/ (see bench/README.md).
-Usage: python -m bench [--only http,websocket,audio,teardown,crowd,fanout,cold,size,mouth] [--stack-args "..."] [--keep-state DIR]
+Usage: python -m bench [--only http,websocket,audio,teardown,crowd,fanout,cold,size,mouth,calls] [--stack-args "..."] [--keep-state DIR]
        python -m bench --stack NAME [--region REGION] [--only http,websocket,audio] [--short]
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from deployed import DeployedStackError, deployed_stack
 from local_stack.launcher import ROOT, running_stack
 
-from . import audio, cold_start, crowd, deployed, fanout, http_api, mouth_to_ear, size, teardown, websocket
+from . import audio, aws_calls, cold_start, crowd, deployed, fanout, http_api, mouth_to_ear, size, teardown, websocket
 from .support import raise_open_files, revision_tree
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,7 +32,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # it needs no local stack (cold starts bring their own moto endpoint; size runs `sam build`); and, for --before,
 # prepare_before(tree): what the suite needs of the revision beyond its stack (the mouth suite: its console).
 SUITES = {"http": http_api, "websocket": websocket, "audio": audio, "teardown": teardown,
-          "crowd": crowd, "fanout": fanout, "cold": cold_start, "size": size, "mouth": mouth_to_ear}
+          "crowd": crowd, "fanout": fanout, "cold": cold_start, "size": size, "mouth": mouth_to_ear,
+          "calls": aws_calls}
 # With --stack: the suites of bench/deployed.py, against a deployed stack.
 DEPLOYED_SUITES = ("http", "websocket", "audio")
 # Sockets: 1,000 listeners are 1,000 descriptors in this process and 1,000 in the stack, which

@@ -227,6 +227,54 @@ def cache_request_routing() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
 
 
+# The JSON protocols whose every request is one POST to "/" naming its operation in X-Amz-Target, and the
+# one handler moto's Flask app routes them to (their urls.py).
+_JSON_DISPATCH = {"dynamodb": ("moto.dynamodb.responses", "DynamoHandler"),
+                  "kinesis": ("moto.kinesis.responses", "KinesisResponse")}
+
+
+def dispatch_json_protocols_directly() -> None:
+    """moto's server hands every request to a Flask app per service, whose routing, request and app contexts
+    and CORS wrapper cost a fair part of moto's CPU per call (docs/local-stack.md), only to call the one
+    handler a JSON protocol has. This calls that handler the way moto's Flask view does
+    (`moto.core.utils.convert_to_flask_response`: the same normalized request, recorder, status, headers and
+    body), as moto's in-process mock also skips Flask. Without an Origin (AWS SDKs send none) moto's CORS
+    wrapper adds only `Access-Control-Allow-Origin: *`, added here too; a request with an Origin, and every
+    other service, still goes through Flask."""
+    import importlib
+
+    from botocore.exceptions import ClientError
+    from flask import Response
+    from moto.core.request import normalize_request
+    from moto.moto_api import recorder
+    from moto.moto_server.werkzeug_app import DISABLE_GLOBAL_CORS, BackendRequest, DomainDispatcherApplication
+
+    handlers = {service: getattr(importlib.import_module(module), name).dispatch
+                for service, (module, name) in _JSON_DISPATCH.items()}
+    original = DomainDispatcherApplication.__call__
+
+    def __call__(self, environ, start_response):  # noqa: ANN001, ANN202, N807 - WSGI's signature
+        app = self.get_application(environ)
+        handler = handlers.get(getattr(app, "service", None))
+        if (handler is None or environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/"
+                or "HTTP_X_AMZ_TARGET" not in environ or "HTTP_ORIGIN" in environ):
+            return app(environ, start_response)
+        request = normalize_request(BackendRequest(environ))
+        recorder._record_request(request)
+        try:
+            result = handler(request, request.raw_url, dict(request.headers))
+        except ClientError as exc:
+            result = 400, {}, exc.response["Error"]["Message"]
+        status, headers, content = result if len(result) == 3 else (200, {}, result)
+        response = Response(response=content, status=status, headers=headers)
+        if not DISABLE_GLOBAL_CORS:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        return response(environ, start_response)
+
+    __call__.original = original
+    DomainDispatcherApplication.__call__ = __call__
+
+
 def refuse_sign_up_when_admin_only() -> None:
     """Cognito refuses SignUp in a pool whose AdminCreateUserConfig.AllowAdminCreateUserOnly is true
     (NotAuthorizedException, "SignUp is not permitted for this user pool"); moto 5.2.5 keeps the setting
@@ -276,6 +324,7 @@ def main() -> int:
     refuse_sign_up_when_admin_only()
     keep_connections_alive()
     cache_request_routing()
+    dispatch_json_protocols_directly()
 
     if args.execute_state_machines:
         default_user_config["stepfunctions"]["execute_state_machine"] = True
