@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import time
+from pathlib import Path
 
 import httpx
 
 from .stats import row, summary
-from .support import Reports, create_sessions, id_token, raise_open_files, settle
+from .support import Reports, _stack_tree, create_sessions, id_token, raise_open_files, settle
 from .websocket import ws_connect
 
 # The template caps a session at MaxListenersPerSession (default 500) listeners; 1,000 need more.
@@ -30,6 +33,22 @@ STACK_ARGS = ["--parameter-overrides", "MaxListenersPerSession=2000"]
 
 SIZES = (10, 100, 1000)
 REPEATS = {10: 5, 100: 5, 1000: 3}
+# Fewer runs for a profile: BENCH_TEARDOWN_REPEATS="1000:1,100:1" (a size given 0 runs is skipped).
+
+
+def repeats(spec: str) -> dict[int, int]:
+    """`BENCH_TEARDOWN_REPEATS`: "size:runs,..." over the default runs, for sizes of SIZES."""
+    chosen = dict(REPEATS)
+    for pair in filter(None, spec.split(",")):
+        size, _, runs = pair.partition(":")
+        if not (size.strip().isdigit() and runs.strip().isdigit() and int(size) in SIZES):
+            raise SystemExit(f"BENCH_TEARDOWN_REPEATS: {pair!r} is not size:runs with a size of {SIZES}")
+        chosen[int(size)] = int(runs)
+    return chosen
+
+
+REPEATS = repeats(os.environ.get("BENCH_TEARDOWN_REPEATS", ""))
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH = 50  # listeners opened concurrently
 # Bounds, so a stack that cannot keep up still finishes the run: a repetition whose listeners take
 # longer than OPEN_BUDGET to open is abandoned (the session is still deleted), sockets not closed
@@ -38,6 +57,36 @@ OPEN_BUDGET = 300.0
 CLOSE_TIMEOUT = 120.0
 GOAL_1000_MS = 3000.0
 GROWTH_GOAL = 10.0
+
+
+def _process_cpu(root: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of each process of the stack, named: the stack itself (gateway,
+    AWS endpoint, Lambda runtime), moto, or the function a Lambda worker runs."""
+    cpu = {}
+    for pid in _stack_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = "stack" if pid == root else "moto" if any(b"moto" in a for a in argv) else "other"
+        with contextlib.suppress(ValueError, IndexError):
+            name = json.loads(argv[-2])["function_name"]
+        cpu[pid] = (name, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return cpu
+
+
+def _cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds each kind of process used between two `_process_cpu` readings (new processes: all of theirs)."""
+    used: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        short = next((f for f in _PROFILED if f in name), name)
+        used[short] = round(used.get(short, 0.0) + seconds - before.get(pid, (name, 0.0))[1], 2)
+    return {name: seconds for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]) if seconds}
+
+
+_PROFILED = ("TeardownWorkerFunction", "TeardownFinishFunction", "WsDisconnectFunction", "StatusBroadcastFunction",
+             "DeleteSessionFunction")
 
 
 class Listener:
@@ -99,6 +148,7 @@ async def _measure(info: dict, token: str, size: int, listeners: list[Listener])
     open_s = time.perf_counter() - opened
     if not problem:
         await asyncio.to_thread(settle, info)
+    cpu_before = _process_cpu(info["pid"])
     async with httpx.AsyncClient(base_url=info["httpApiUrl"], headers={"Authorization": f"Bearer {token}"},
                                  timeout=60) as api:
         sent = time.perf_counter()
@@ -112,6 +162,7 @@ async def _measure(info: dict, token: str, size: int, listeners: list[Listener])
         for task in pending:
             task.cancel()
     closes = [listener.closed_at for listener in listeners if listener.closed_at is not None]
+    cpu_closed = _process_cpu(info["pid"])
     if not problem and len(closes) < size:
         problem = f"{size - len(closes)} of {size} sockets still open {CLOSE_TIMEOUT:.0f} s after the DELETE"
     result = {"size": size, "open_s": open_s, "delete_ms": (answered - sent) * 1000, "problem": problem,
@@ -122,6 +173,11 @@ async def _measure(info: dict, token: str, size: int, listeners: list[Listener])
           f"{len(closes)} closed ({result['told']} told), last after "
           f"{result['last_ms'] or float('nan'):.0f} ms{'; ' + problem if problem else ''}", flush=True)
     await asyncio.to_thread(settle, info)  # the $disconnects and the workflow's end stay out of the next one
+    # CPU seconds by process from the DELETE to the last socket closed, and to the stack idle again.
+    result["cpu_to_last_closed"] = _cpu_used(cpu_before, cpu_closed)
+    result["cpu_to_idle"] = _cpu_used(cpu_before, _process_cpu(info["pid"]))
+    print(f"bench: teardown {size}: CPU s to the last close {result['cpu_to_last_closed']}, "
+          f"to idle {result['cpu_to_idle']}", flush=True)
     return result
 
 
@@ -146,6 +202,8 @@ def run(info: dict) -> list[dict]:
     rows, results_by_size = [], {}
     for size in SIZES:
         mine = [r for r in results if r["size"] == size]
+        if not mine:
+            continue
         done = [r["last_ms"] for r in mine if r["last_ms"] is not None]
         result = summary(done)
         incomplete = len(mine) - len(done)
@@ -159,16 +217,18 @@ def run(info: dict) -> list[dict]:
             goal, met = "1,000 in <= 3 s", (not incomplete and result["p95"] <= GOAL_1000_MS)
         rows.append(row(label, result, goal=goal, met=met) | {
             "repeats": len(mine), "closed": [r["closed"] for r in mine], "told_sessionEnded": [r["told"] for r in mine],
-            "open_s": [r["open_s"] and round(r["open_s"], 1) for r in mine], "problems": [r["problem"] for r in mine]})
+            "open_s": [r["open_s"] and round(r["open_s"], 1) for r in mine], "problems": [r["problem"] for r in mine],
+            "cpu_s_to_last_closed": [r.get("cpu_to_last_closed") for r in mine],
+            "cpu_s_to_idle": [r.get("cpu_to_idle") for r in mine]})
         rows.append(row(f"↳ first socket closed, {size:,} listeners",
                         summary([r["first_ms"] for r in mine if r["first_ms"] is not None])))
         rows.append(row(f"↳ DELETE answered, {size:,} listeners", summary([r["delete_ms"] for r in mine if r["delete_ms"] is not None])))
-    small, large = results_by_size[100], results_by_size[1000]
+    small, large = results_by_size.get(100, {}), results_by_size.get(1000, {})
 
     def ratio(key: str) -> float | None:
         return large[key] / small[key] if large.get(key) and small.get(key) else None
 
-    growth = {"n": min(small["n"], large["n"]), "p50": ratio("p50"), "p95": ratio("p95")}
+    growth = {"n": min(small.get("n", 0), large.get("n", 0)), "p50": ratio("p50"), "p95": ratio("p95")}
     rows.append(row("growth 100 -> 1,000 listeners (t1000 / t100)", growth, goal=f"p50 <= {GROWTH_GOAL:g}x (linear)",
                     met=growth["p50"] is not None and growth["p50"] <= GROWTH_GOAL, unit="x"))
     workers = reports.durations("TeardownWorkerFunction")
