@@ -24,6 +24,9 @@ log = logging.getLogger("local_stack")
 # Only for a lost notice: reading every mapping's stream 20 times a second cost moto and the stack a large
 # share of a core with nothing happening.
 SAFETY_POLL = 1.0
+# A notice is read no sooner than this after the previous read ended, as the old polling did: in a burst of
+# writes (a crowd joining) a read per notice would make smaller batches and more invocations.
+MIN_READ_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class StreamPoller:
                 log.warning("stream %s: %s", self.mapping.function, exc)
                 await asyncio.sleep(1)
                 continue
+            read_at = loop.time()
             if pending and window_started is None:
                 window_started = loop.time()
             full = len(pending) >= self.mapping.batch_size
@@ -199,6 +203,7 @@ class StreamPoller:
                 try:
                     await asyncio.wait_for(self._wake.wait(), SAFETY_POLL if not pending else
                                            max(0.0, self.mapping.batching_window - (loop.time() - window_started)))
+                    await asyncio.sleep(max(0.0, read_at + MIN_READ_INTERVAL - loop.time()))
                 except TimeoutError:
                     pass
 
