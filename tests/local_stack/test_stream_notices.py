@@ -33,7 +33,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _with_pollers(scenario):  # noqa: ANN001
+async def _with_pollers(scenario):
     """moto with a table's stream and a 4-shard Kinesis stream, each read by a mapping wired as the stack
     wires them; runs scenario(moto, ddb, kinesis, recorder)."""
     moto = aws.MotoProcess(0)
@@ -71,7 +71,7 @@ def test_a_write_made_to_moto_directly_reaches_the_mapped_function_at_once(monke
     monkeypatch.setattr("local_stack.streams.SAFETY_POLL", 30.0)
     monkeypatch.setattr("local_stack.kinesis.SAFETY_POLL", 30.0)
 
-    async def scenario(moto, ddb, kinesis, recorder):  # noqa: ANN001
+    async def scenario(moto, ddb, kinesis, recorder):
         delays = []
         for put in (lambda: ddb.put_item(TableName="sessions", Item={"pk": {"S": "s1"}}),
                     lambda: kinesis.put_record(StreamName="audio", Data=b"chunk", PartitionKey="s1")):
@@ -91,7 +91,7 @@ def test_a_write_made_to_moto_directly_reaches_the_mapped_function_at_once(monke
 
 
 def test_with_nothing_happening_the_pollers_leave_moto_idle():
-    async def scenario(moto, ddb, kinesis, recorder):  # noqa: ANN001
+    async def scenario(moto, ddb, kinesis, recorder):
         pid = moto._proc.pid
         moto_before, own_before, started = _cpu_seconds(pid), time.process_time(), time.monotonic()
         await asyncio.sleep(4)
