@@ -71,6 +71,10 @@ class MotoProcess:
         self.internal_endpoint_port = internal_endpoint_port
         self.port: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        # Called with each of moto's notices of stream records appended (moto_server.announce_stream_records):
+        # {"kinesis": {stream name: [shard ids]}, "dynamodb": [table names]}.
+        self.on_records: Callable[[dict], None] | None = None
+        self._notices: asyncio.Task | None = None
 
     @property
     def endpoint(self) -> str:
@@ -103,8 +107,26 @@ class MotoProcess:
             await self.stop()
             raise AwsError(f"moto: {message.get('error')}")
         self.port = int(message["port"])
+        self._notices = asyncio.get_running_loop().create_task(self._read_notices(self._proc.stdout))
+
+    async def _read_notices(self, stdout: asyncio.StreamReader) -> None:
+        """Reads moto's stdout to its end (so moto never blocks on a full pipe), handing each notice on."""
+        while line := await stdout.readline():
+            try:
+                notice = json.loads(line)
+            except ValueError:
+                log.warning("moto: unexpected output %r", line[:200])
+                continue
+            if self.on_records is not None and isinstance(notice, dict):
+                try:
+                    self.on_records(notice)
+                except Exception:  # a bad notice must not stop the next ones
+                    log.exception("moto's notice %r", notice)
 
     async def stop(self) -> None:
+        notices, self._notices = self._notices, None
+        if notices is not None:
+            notices.cancel()
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return

@@ -31,7 +31,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
@@ -70,8 +69,6 @@ class AwsProxy:
         self._listener = Listener(host, port, shutdown_timeout=2.0)
         self._upstream: Upstream | None = None
         self._later: set[asyncio.Task] = set()  # asynchronous invocations under way
-        # Records were put to (stream name, shard ids; None: unknown): the Kinesis pollers read now.
-        self.on_kinesis_put: Callable[[str | None, set[str] | None], None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -95,7 +92,6 @@ class AwsProxy:
         body = await request.read()
         operation = operation_of(request.headers, path, body, request.method, request.query)
         held: list = []
-        payload = None
         if operation:
             service, name = operation
             signer = self.iam.signer(request.headers, request.query) if self.iam is not None else None
@@ -114,9 +110,6 @@ class AwsProxy:
             if function is not None:
                 return await self._invoke(body, function, request.headers.get("X-Amz-Invocation-Type"))
             answer = await self._forward(request, body)
-            if operation and operation[0] == "kinesis" and operation[1] in ("PutRecord", "PutRecords") \
-                    and self.on_kinesis_put is not None:
-                self.on_kinesis_put(*_put_where(payload or request_payload(request.headers, body), answer))
             if operation and self._take_fault(operation[1], "applied", self._function_of(request)):
                 return _json_error(500, {"__type": "com.amazon.coral.service#InternalFailure",
                                          "message": "Applied, then failed (local stack @faults)"}, request)
@@ -331,19 +324,6 @@ class Upstream:
         else:
             body, keep = await reader.read(), False  # to the end of the connection
         return status, headers, body, keep
-
-
-def _put_where(payload: dict, answer: web.Response) -> tuple[str | None, set[str] | None]:
-    """The stream a PutRecord(s) named and the shards moto says it wrote to (None: not known)."""
-    stream = payload.get("StreamName") or str(payload.get("StreamARN") or "").rsplit("/", 1)[-1] or None
-    if answer.status != 200 or not isinstance(answer.body, bytes):
-        return stream, None
-    try:
-        result = json.loads(answer.body)
-        records = result.get("Records", [result])
-        return stream, {record["ShardId"] for record in records if "ShardId" in record}
-    except (ValueError, TypeError, KeyError):
-        return stream, None
 
 
 def _caller(request: web.Request) -> str:

@@ -9,10 +9,10 @@ failed record) and MaximumRecordAgeInSeconds (older records are discarded, retri
 checks the function's role as Lambda does when the mapping is created: the reads it makes for the function
 (a consumer: kinesis:SubscribeToShard and DescribeStreamConsumer on the consumer, and the stream's reads).
 
-Latency: records put through the functions' AWS endpoint (sendAudio's PutRecord) wake the stream's pollers at
-once, as an enhanced fan-out consumer is pushed records; a woken poller reads the shards the records went to
-(moto's answer names them), not all of them. Records written to the embedded endpoint directly are read
-within POLL_INTERVAL: every shard is read then."""
+Latency: moto tells the stack which shards of which stream got records (moto_server.announce_stream_records:
+however they were put, through the functions' endpoint, to moto directly or by a Step Functions task), which
+wakes the stream's pollers at once, as an enhanced fan-out consumer is pushed records; a woken poller reads
+those shards, not all of them. Every SAFETY_POLL, every shard is read, in case a notice was lost."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from .streams import deliver, failed_from
 
 log = logging.getLogger("local_stack")
 
-POLL_INTERVAL = 0.1
+# Only for a lost notice: reading every shard ten times a second, per mapping, cost moto and the stack a large
+# share of a core with nothing happening.
+SAFETY_POLL = 1.0
 # What Lambda reads of a stream for a mapping (the AWSLambdaKinesisExecutionRole's reads), and of a consumer.
 STREAM_READS = ("kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
                 "kinesis:GetShardIterator", "kinesis:ListShards")
@@ -203,10 +205,10 @@ class KinesisPoller:
                 pending, window_started = [], None
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL if not pending else
+                await asyncio.wait_for(self._wake.wait(), SAFETY_POLL if not pending else
                                        max(0.0, self.mapping.batching_window - (loop.time() - window_started)))
             except TimeoutError:
-                read_all = True  # the regular poll: records written to moto directly are found too
+                read_all = True  # the safety poll: records whose notice was lost are found too
 
     def _event_record(self, shard_id: str, record: dict) -> dict:
         arrival = record.get("ApproximateArrivalTimestamp")

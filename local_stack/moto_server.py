@@ -2,7 +2,8 @@
 
 Moto is pure Python: in the gateway's process it would compete for the same
 GIL, so it gets a process (and, on a 2-core machine, a core) of its own.
-Prints {"port": N} (or {"error": "..."}) as its first stdout line, then serves
+Prints {"port": N} (or {"error": "..."}) as its first stdout line, then a line
+for each batch of stream records appended (announce_stream_records), and serves
 until SIGTERM/SIGINT or until its stdin closes, so it never outlives the stack,
 even if the stack is killed outright.
 """
@@ -18,6 +19,7 @@ import socket
 import sys
 import threading
 from importlib import metadata
+from typing import TextIO
 
 # The patches below reach into moto's internals (module paths, private functions, the DynamoDB backend's
 # transaction code) as this version has them; on another they could break silently, so they refuse to run.
@@ -275,6 +277,56 @@ def dispatch_json_protocols_directly() -> None:
     DomainDispatcherApplication.__call__ = __call__
 
 
+def announce_stream_records(out: TextIO) -> None:
+    """Tells the stack, on `out`, which streams got records: a Kinesis stream's shards, a DynamoDB table's
+    stream. The stack's pollers wait for this notice instead of polling moto (which cost about half a core
+    with nothing happening). Patched where moto appends the records, so writes made inside moto (Step
+    Functions' SDK integrations) are announced too. A notice is one JSON line, {"kinesis": {stream:
+    [shard, ...]}, "dynamodb": [table, ...]}, written by a thread of its own: a request never waits on the
+    pipe, and a burst of puts becomes one line."""
+    from moto.dynamodb.models.table import StreamShard
+    from moto.kinesis.models import Stream
+
+    changed = threading.Condition()
+    kinesis: dict[str, set[str]] = {}
+    tables: set[str] = set()
+
+    original_put = Stream.put_record
+
+    def put_record(self, partition_key, explicit_hash_key, data):  # noqa: ANN001, ANN202 - moto's signature
+        sequence_number, shard_id = original_put(self, partition_key, explicit_hash_key, data)
+        with changed:
+            kinesis.setdefault(self.stream_name, set()).add(shard_id)
+            changed.notify()
+        return sequence_number, shard_id
+
+    original_add = StreamShard.add
+
+    def add(self, old, new):  # noqa: ANN001, ANN202 - moto's signature
+        original_add(self, old, new)
+        with changed:
+            tables.add(self.table.name)
+            changed.notify()
+
+    def write() -> None:
+        while True:
+            with changed:
+                changed.wait_for(lambda: kinesis or tables)
+                notice = {"kinesis": {name: sorted(shards) for name, shards in kinesis.items()},
+                          "dynamodb": sorted(tables)}
+                kinesis.clear()
+                tables.clear()
+            try:
+                out.write(json.dumps(notice) + "\n")
+                out.flush()
+            except (BrokenPipeError, ValueError):  # the stack is gone (or stopping): nobody to tell
+                return
+
+    Stream.put_record = put_record
+    StreamShard.add = add
+    threading.Thread(target=write, daemon=True, name="stream-notices").start()
+
+
 def refuse_sign_up_when_admin_only() -> None:
     """Cognito refuses SignUp in a pool whose AdminCreateUserConfig.AllowAdminCreateUserOnly is true
     (NotAuthorizedException, "SignUp is not permitted for this user pool"); moto 5.2.5 keeps the setting
@@ -336,6 +388,7 @@ def main() -> int:
         server.stop()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
+    announce_stream_records(sys.stdout)  # after the port line: the stack reads notices from then on
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

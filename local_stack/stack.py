@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,7 @@ class LocalStack:
         self._exit.push_async_callback(self.runtime.close)
         self.proxy.functions = {spec.function_name: lid for lid, spec in functions.items()}
         streams = aws.client("dynamodbstreams", self.moto.endpoint, cfg.region)
+        stream_pollers = []
         for mapping in stream_mappings(self.template):
             stream_arn = physical[mapping.table].attrs.get("StreamArn")
             if not stream_arn:
@@ -182,7 +184,9 @@ class LocalStack:
             poller = StreamPoller(mapping, stream_arn, streams, self.runtime)
             self._exit.push_async_callback(poller.stop)
             await poller.start()
-        await self._start_kinesis_pollers(physical)
+            stream_pollers.append(poller)
+        kinesis_readers = await self._start_kinesis_pollers(physical)
+        self.moto.on_records = _waker(stream_pollers, kinesis_readers)
         try:
             self.gateway = HttpGateway(self.apis, self.runtime, self._verifier_for, port=cfg.http_port)
         except ValueError as exc:
@@ -202,9 +206,9 @@ class LocalStack:
         write_atomically(stack_file(self.state_dir), self.describe())
         self._stack_file_written = True
 
-    async def _start_kinesis_pollers(self, physical: dict) -> None:
+    async def _start_kinesis_pollers(self, physical: dict) -> list:
         """The Kinesis event source mappings, each checked against its function's role first (as Lambda does
-        when the mapping is created), a stream's woken by a PutRecord to it through the functions' endpoint."""
+        when the mapping is created); returns them and the stand-in pipeline's reader, if any."""
         kinesis_client = aws.client("kinesis", self.moto.endpoint, self.config.region)
         pollers = []
         for mapping in kinesis_mappings(self.template):
@@ -223,21 +227,13 @@ class LocalStack:
         if self.config.stand_in_pipeline:
             try:
                 stand_in = StandInPipeline(self.config.stand_in_pipeline, self.outputs(), kinesis_client,
-                                           self.config.region, written=lambda: [p.wake() for p in pollers] and None)
+                                           self.config.region, written=lambda: None)  # moto's notice wakes them
             except ValueError as exc:
                 raise StackError(str(exc)) from None
             self._exit.push_async_callback(stand_in.stop)
             await stand_in.start()
             readers.append(stand_in)
-        by_stream: dict[str, list] = {}
-        for reader in readers:
-            by_stream.setdefault(reader.stream_arn.rsplit("/", 1)[-1], []).append(reader)
-
-        def put(stream: str | None, shards: set[str] | None) -> None:
-            for reader in by_stream.get(stream, ()) if stream else readers:
-                reader.wake(shards)
-
-        self.proxy.on_kinesis_put = put
+        return readers
 
     async def stop(self) -> None:
         if self._stack_file_written:
@@ -410,3 +406,23 @@ class _LateInvoker:
 
 
 __all__ = ["LocalStack", "StackConfig", "StackError", "TemplateError", "read_running_stack", "stack_file"]
+
+
+def _waker(stream_pollers: list, kinesis_readers: list) -> Callable[[dict], None]:
+    """What wakes the pollers on moto's notice of records appended: only those of the streams it names."""
+    by_table: dict[str, list] = {}
+    for poller in stream_pollers:
+        by_table.setdefault(poller.table_name, []).append(poller)
+    by_stream: dict[str, list] = {}
+    for reader in kinesis_readers:
+        by_stream.setdefault(reader.stream_arn.rsplit("/", 1)[-1], []).append(reader)
+
+    def wake(notice: dict) -> None:
+        for table in notice.get("dynamodb") or ():
+            for poller in by_table.get(table, ()):
+                poller.wake()
+        for stream, shards in (notice.get("kinesis") or {}).items():
+            for reader in by_stream.get(stream, ()):
+                reader.wake(set(shards))
+
+    return wake

@@ -3,7 +3,10 @@ resources, or a function's `Events: Type: DynamoDB`): polls the table's stream o
 the embedded endpoint and invokes the function with batches shaped as Lambda
 delivers them, honouring BatchSize, MaximumBatchingWindowInSeconds,
 FilterCriteria, MaximumRetryAttempts and FunctionResponseTypes: ReportBatchItemFailures (an
-answer's `batchItemFailures` retries the batch from the earliest failed record, as Lambda does)."""
+answer's `batchItemFailures` retries the batch from the earliest failed record, as Lambda does).
+
+A poller reads when moto tells the stack the table's stream got records (`wake`, from moto's notices: see
+moto_server.announce_stream_records), and every SAFETY_POLL otherwise, in case a notice was lost."""
 
 from __future__ import annotations
 
@@ -18,7 +21,12 @@ from .serving import Invoker
 
 log = logging.getLogger("local_stack")
 
-POLL_INTERVAL = 0.05
+# Only for a lost notice: reading every mapping's stream 20 times a second cost moto and the stack a large
+# share of a core with nothing happening.
+SAFETY_POLL = 1.0
+# A notice is read no sooner than this after the previous read ended, as the old polling did: in a burst of
+# writes (a crowd joining) a read per notice would make smaller batches and more invocations.
+MIN_READ_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,16 @@ class StreamPoller:
         self._client = streams_client
         self._invoker = invoker
         self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def table_name(self) -> str:
+        """The table whose stream this reads (arn:...:table/NAME/stream/LABEL)."""
+        return self.stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
+
+    def wake(self) -> None:
+        """The table's stream got records: read now."""
+        self._wake.set()
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -151,6 +169,7 @@ class StreamPoller:
         loop = asyncio.get_running_loop()
         while True:
             try:
+                self._wake.clear()  # before reading: a notice during the read is read next time
                 if not positions:
                     await self._iterators(positions)
                 for shard_id, (kind, number) in list(positions.items()):
@@ -171,6 +190,7 @@ class StreamPoller:
                 log.warning("stream %s: %s", self.mapping.function, exc)
                 await asyncio.sleep(1)
                 continue
+            read_at = loop.time()
             if pending and window_started is None:
                 window_started = loop.time()
             full = len(pending) >= self.mapping.batch_size
@@ -180,7 +200,12 @@ class StreamPoller:
                 window_started = loop.time() if pending else None
                 await self._deliver(batch)
             else:
-                await asyncio.sleep(POLL_INTERVAL)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), SAFETY_POLL if not pending else
+                                           max(0.0, self.mapping.batching_window - (loop.time() - window_started)))
+                    await asyncio.sleep(max(0.0, read_at + MIN_READ_INTERVAL - loop.time()))
+                except TimeoutError:
+                    pass
 
     async def _deliver(self, batch: list[dict]) -> None:
         await deliver(self._invoker, self.mapping.function, batch, max_retries=self.mapping.max_retries,

@@ -191,35 +191,3 @@ def test_an_upstream_that_is_down_is_a_500_not_a_hang():
         finally:
             await proxy.stop()
     asyncio.run(asyncio.wait_for(scenario(), 10))
-
-
-
-def test_a_put_through_the_endpoint_wakes_the_readers_of_its_stream_and_shards():
-    answers = iter([b'{"ShardId": "shardId-000000000003", "SequenceNumber": "1"}',
-                    (b'{"FailedRecordCount": 1, "Records": [{"ShardId": "shardId-000000000001", "SequenceNumber": "2"},'
-                     b' {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}]}')])
-
-    def answer(request: bytes):
-        body = next(answers)
-        return b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body, False
-
-    async def scenario():
-        woken = []
-        async with ScriptedUpstream(answer) as endpoint:
-            proxy = AwsProxy(endpoint, invoker=None, functions_by_name={})
-            proxy.on_kinesis_put = lambda stream, shards: woken.append((stream, shards))
-            await proxy.start()
-            try:
-                async with aiohttp.ClientSession() as http:
-                    for operation, payload in (("PutRecord", {"StreamName": "audio", "Data": "eA==", "PartitionKey": "k"}),
-                                               ("PutRecords", {"StreamARN": "arn:aws:kinesis:eu-west-1:1:stream/slices",
-                                                               "Records": []})):
-                        async with http.post(proxy.endpoint + "/", data=json.dumps(payload), headers={
-                                "X-Amz-Target": f"Kinesis_20131202.{operation}",
-                                "Content-Type": "application/x-amz-json-1.1"}) as response:
-                            assert response.status == 200
-            finally:
-                await proxy.stop()
-        return woken
-
-    assert asyncio.run(scenario()) == [("audio", {"shardId-000000000003"}), ("slices", {"shardId-000000000001"})]

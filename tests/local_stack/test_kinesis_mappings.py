@@ -138,8 +138,8 @@ class FakeShards:
         return {"Records": records, "NextShardIterator": ShardIterator}
 
 
-def test_a_put_wakes_a_read_of_its_shards_and_the_regular_poll_reads_every_shard(monkeypatch):
-    monkeypatch.setattr("local_stack.kinesis.POLL_INTERVAL", 0.5)
+def test_a_put_wakes_a_read_of_its_shards_and_the_safety_poll_reads_every_shard(monkeypatch):
+    monkeypatch.setattr("local_stack.kinesis.SAFETY_POLL", 0.5)
     shards, recorder = FakeShards(), Recorder()
 
     async def scenario():
@@ -159,7 +159,7 @@ def test_a_put_wakes_a_read_of_its_shards_and_the_regular_poll_reads_every_shard
             poller.wake()  # shards not known: every one
             await asyncio.sleep(0.1)
             any_shard = shards.reads[len(first) + len(woken):]
-            await asyncio.sleep(0.6)  # the regular poll
+            await asyncio.sleep(0.6)  # the safety poll
             polled = shards.reads[len(first) + len(woken) + len(any_shard):]
         finally:
             await poller.stop()
