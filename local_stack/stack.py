@@ -227,7 +227,7 @@ class LocalStack:
         if self.config.stand_in_pipeline:
             try:
                 stand_in = StandInPipeline(self.config.stand_in_pipeline, self.outputs(), kinesis_client,
-                                           self.config.region, written=lambda: None)  # moto's notice wakes them
+                                           self.config.region)
             except ValueError as exc:
                 raise StackError(str(exc)) from None
             self._exit.push_async_callback(stand_in.stop)

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from .kinesis import KinesisMapping, KinesisPoller
@@ -24,15 +23,13 @@ SOURCE_OUTPUT, TARGET_OUTPUT = "AudioStreamName", "TranslatedAudioStreamName"
 class StandInPipeline:
     """Reads the floor audio like a mapping would, and puts each chunk on the translated-audio input."""
 
-    def __init__(self, language: str, outputs: dict[str, str], kinesis_client: Any, region: str,
-                 written: Callable[[], None]) -> None:
+    def __init__(self, language: str, outputs: dict[str, str], kinesis_client: Any, region: str) -> None:
         missing = [name for name in (SOURCE_OUTPUT, TARGET_OUTPUT) if not outputs.get(name)]
         if missing:
             raise ValueError(f"--stand-in-pipeline needs the template outputs {', '.join(missing)}")
         self.language = language
         self._client = kinesis_client
         self._target = outputs[TARGET_OUTPUT]
-        self._written = written  # wakes the translated stream's readers
         source_arn = kinesis_client.describe_stream_summary(StreamName=outputs[SOURCE_OUTPUT])[
             "StreamDescriptionSummary"]["StreamARN"]
         self._poller = KinesisPoller(KinesisMapping(name="StandInPipeline", function="stand-in", stream=SOURCE_OUTPUT),
@@ -56,9 +53,8 @@ class StandInPipeline:
         """A batch of the speaker's audio records: each written back as LANG, in order."""
         entries = [entry for entry in map(self._entry, event["Records"]) if entry is not None]
         for entry in entries:  # one at a time: a session's records keep their order
+            # moto's notice of these records wakes the translated stream's readers (stack._waker)
             await asyncio.to_thread(self._client.put_record, StreamName=self._target, **entry)
-        if entries:
-            self._written()
 
     def _entry(self, record: dict) -> dict | None:
         try:
